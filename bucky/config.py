@@ -1,0 +1,582 @@
+"""Load and validate Bucky's configuration once, into one frozen value passed to every process.
+
+A config file is Python (as in Bucky 2): its module-level names override the defaults below. Every
+option is validated here, at start, and a problem becomes one ConfigError line naming the file, the
+option, the expected form and the value given. Unknown names draw a warning with the closest option.
+Nothing here is module-level mutable state: `load()` returns a new `Config` each time (SIGHUP
+re-reads the file through the same path).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import grp
+import importlib
+import math
+import os
+import pwd
+import re
+import sys
+import traceback
+import types
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from bucky.errors import ConfigError
+
+
+class Invalid(Exception):
+    """Raised by a checker: str(exc) says what was expected."""
+
+
+class FrozenDict(dict):
+    """A read-only, picklable dict (MappingProxyType does not pickle)."""
+
+    def _readonly(self, *args: object, **kwargs: object) -> None:
+        raise TypeError("configuration mappings are read-only")
+
+    __setitem__ = __delitem__ = clear = pop = popitem = setdefault = update = _readonly  # type: ignore
+
+    def __reduce__(self) -> tuple:
+        return (FrozenDict, (dict(self),))
+
+    def __hash__(self) -> int:  # type: ignore[override]
+        return hash(tuple(sorted(self.items(), key=repr)))
+
+
+# --- checkers: raw value -> normalised value, or Invalid("expected ...") -------------------------
+
+
+def boolean(v: Any) -> bool:
+    if isinstance(v, bool):
+        return v
+    if isinstance(v, int) and v in (0, 1):
+        return bool(v)
+    word = v.strip().lower() if isinstance(v, str) else None
+    if word in ("true", "yes", "on", "1", "false", "no", "off", "0"):
+        return word in ("true", "yes", "on", "1")
+    raise Invalid("expected True or False")
+
+
+def _number(v: Any, kind: type, what: str) -> Any:
+    if isinstance(v, bool):
+        raise Invalid(f"expected {what}")
+    if isinstance(v, str):
+        try:
+            v = kind(v.strip())
+        except ValueError:
+            raise Invalid(f"expected {what}") from None
+    if kind is int and isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if not isinstance(v, (int, float)) or (kind is int and not isinstance(v, int)):
+        raise Invalid(f"expected {what}")
+    if isinstance(v, float) and not math.isfinite(v):
+        raise Invalid(f"expected {what}")
+    return kind(v)
+
+
+def int_range(lo: int | None, hi: int | None, what: str | None = None) -> Callable[[Any], int]:
+    desc = what or (
+        f"an integer {lo}-{hi}" if lo is not None and hi is not None
+        else f"an integer >= {lo}" if lo is not None else "an integer"
+    )
+
+    def check(v: Any) -> int:
+        n = _number(v, int, desc)
+        if (lo is not None and n < lo) or (hi is not None and n > hi):
+            raise Invalid(f"expected {desc}")
+        return n
+
+    return check
+
+
+def float_min(lo: float, inclusive: bool = True, what: str | None = None) -> Callable[[Any], float]:
+    desc = what or (f"a number >= {lo:g}" if inclusive else f"a number > {lo:g}")
+
+    def check(v: Any) -> float:
+        x = _number(v, float, desc)
+        if x < lo or (not inclusive and x == lo):
+            raise Invalid(f"expected {desc}")
+        return x
+
+    return check
+
+
+port = int_range(1, 65535, "a port number 1-65535")
+
+
+def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def opt(v: Any) -> Any:
+        return None if v is None else check(v)
+
+    return opt
+
+
+def text(v: Any) -> str:
+    if not isinstance(v, str):
+        raise Invalid("expected a string")
+    return v
+
+
+def nonempty_text(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise Invalid("expected a non-empty string")
+    return v.strip()
+
+
+def address(v: Any) -> str:
+    if not isinstance(v, str) or not v.strip() or any(c.isspace() for c in v.strip()):
+        raise Invalid("expected an IP address or host name")
+    return v.strip().strip("[]")
+
+
+def text_list(v: Any) -> tuple[str, ...]:
+    if isinstance(v, str):
+        return (v,)
+    if not isinstance(v, Iterable) or isinstance(v, Mapping):
+        raise Invalid("expected a list of strings")
+    items = tuple(v)
+    if not all(isinstance(i, str) for i in items):
+        raise Invalid("expected a list of strings")
+    return items
+
+
+def optional_text_list(v: Any) -> tuple[str, ...] | None:
+    return None if v is None else text_list(v)
+
+
+def log_level(v: Any) -> str:
+    names = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+    if isinstance(v, str) and v.strip().upper() in names + ("WARN", "FATAL"):
+        name = v.strip().upper()
+        return {"WARN": "WARNING", "FATAL": "CRITICAL"}.get(name, name)
+    raise Invalid("expected one of " + ", ".join(names))
+
+
+def resolve_object(v: Any) -> Any:
+    """'package.module:attr' (or 'package.module.attr') -> the object; objects pass through."""
+    if not isinstance(v, str):
+        return v
+    mod_name, sep, attr = v.partition(":")
+    if not sep:
+        mod_name, _, attr = v.rpartition(".")
+    if not mod_name or not attr:
+        raise Invalid("expected 'module:attribute'")
+    try:
+        obj: Any = importlib.import_module(mod_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # ImportError, AttributeError, or anything the module raises
+        reason = f"{exc.__class__.__name__}: {exc}"
+        raise Invalid(f"expected an importable 'module:attribute' ({reason})") from None
+    return obj
+
+
+def optional_callable(v: Any) -> Callable | None:
+    if v is None:
+        return None
+    obj = resolve_object(v)
+    if not callable(obj):
+        raise Invalid("expected a function (or 'module:function')")
+    return obj
+
+
+def class_list(v: Any) -> tuple[type, ...]:
+    if v is None:
+        return ()
+    if isinstance(v, (str, type)):
+        v = [v]
+    if not isinstance(v, Iterable):
+        raise Invalid("expected a list of classes")
+    out = []
+    for item in v:
+        cls = resolve_object(item)
+        if not isinstance(cls, type):
+            raise Invalid("expected a list of classes (or 'module:Class')")
+        out.append(cls)
+    return tuple(out)
+
+
+def converters(v: Any) -> Any:
+    if v is None:
+        return FrozenDict()
+    if isinstance(v, Mapping):
+        out = {}
+        for plugin, fn in v.items():
+            fn = resolve_object(fn)
+            if not isinstance(plugin, str) or not callable(fn):
+                raise Invalid("expected a mapping of plugin name to function")
+            out[plugin] = fn
+        return FrozenDict(out)
+    if isinstance(v, Iterable) and not isinstance(v, str):
+        fns = tuple(resolve_object(fn) for fn in v)
+        if not all(callable(fn) for fn in fns):
+            raise Invalid("expected a list of converter functions or a plugin->function mapping")
+        return fns
+    raise Invalid("expected a mapping of plugin name to function")
+
+
+def security_level(v: Any) -> int:
+    names = {"none": 0, "sign": 1, "encrypt": 2}
+    if isinstance(v, str) and v.strip().lower() in names:
+        return names[v.strip().lower()]
+    if isinstance(v, int) and not isinstance(v, bool) and v in (0, 1, 2):
+        return v
+    raise Invalid('expected 0, 1, 2 or "None", "Sign", "Encrypt"')
+
+
+def readable_file(v: Any) -> str:
+    path = nonempty_text(v)
+    if not os.path.isfile(path) or not os.access(path, os.R_OK):
+        raise Invalid("expected a readable file")
+    return path
+
+
+def readable_files(v: Any) -> tuple[str, ...]:
+    return tuple(readable_file(p) for p in text_list(v))
+
+
+def str_mapping(v: Any) -> FrozenDict:
+    if v is None:
+        return FrozenDict()
+    if not isinstance(v, Mapping) or not all(isinstance(k, str) for k in v):
+        raise Invalid("expected a dict of tag names to values")
+    return FrozenDict({k: (None if val is None else str(val)) for k, val in v.items()})
+
+
+def metricsd_handlers(v: Any) -> tuple[tuple[re.Pattern, float, int], ...]:
+    out = []
+    form = "expected a list of (regex, interval[, priority])"
+    if not isinstance(v, Iterable) or isinstance(v, (str, Mapping)):
+        raise Invalid(form)
+    for entry in v:
+        if not isinstance(entry, (tuple, list)) or len(entry) not in (2, 3):
+            raise Invalid(form)
+        pattern, interval = entry[0], entry[1]
+        priority = entry[2] if len(entry) == 3 else 0
+        try:
+            regex = pattern if isinstance(pattern, re.Pattern) else re.compile(pattern)
+        except (re.error, TypeError) as exc:
+            raise Invalid(f"{form} with a valid regex ({exc})") from None
+        out.append((regex, float_min(0, False)(interval), int_range(None, None)(priority)))
+    return tuple(out)
+
+
+def percentiles(v: Any) -> tuple[float, ...]:
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
+        v = [v]
+    if not isinstance(v, Iterable) or isinstance(v, (str, Mapping)):
+        raise Invalid("expected a list of percentiles in -100..100, not 0")
+    out = []
+    for p in v:
+        x = _number(p, float, "a list of percentiles in -100..100, not 0")
+        if x == 0 or not -100 <= x <= 100:
+            raise Invalid("expected a list of percentiles in -100..100, not 0")
+        out.append(int(x) if x.is_integer() else x)
+    return tuple(out)
+
+
+def histogram_bins(v: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
+    form = "expected a list of {'metric': str, 'bins': [numbers or 'inf']}"
+    if not isinstance(v, Iterable) or isinstance(v, (str, Mapping)):
+        raise Invalid(form)
+    out = []
+    for entry in v:
+        if isinstance(entry, Mapping):
+            metric, bins = entry.get("metric", ""), entry.get("bins")
+        elif isinstance(entry, (tuple, list)) and len(entry) == 2:
+            metric, bins = entry
+        else:
+            raise Invalid(form)
+        if not isinstance(metric, str) or not isinstance(bins, (list, tuple)) or not bins:
+            raise Invalid(form)
+        try:
+            parsed = tuple(math.inf if str(b).lower() == "inf" else float(b) for b in bins)
+        except (TypeError, ValueError):
+            raise Invalid(form) from None
+        out.append((metric, parsed))
+    return tuple(out)
+
+
+def user(v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return pwd.getpwnam(v.strip()).pw_uid
+        except KeyError:
+            raise Invalid("expected an existing user name or a uid") from None
+    raise Invalid("expected an existing user name or a uid")
+
+
+def group(v: Any) -> int | None:
+    if v is None:
+        return None
+    if isinstance(v, int) and not isinstance(v, bool):
+        return v
+    if isinstance(v, str) and v.strip().isdigit():
+        return int(v)
+    if isinstance(v, str):
+        try:
+            return grp.getgrnam(v.strip()).gr_gid
+        except KeyError:
+            raise Invalid("expected an existing group name or a gid") from None
+    raise Invalid("expected an existing group name or a gid")
+
+
+def one_of(*choices: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if isinstance(v, str) and v.strip().lower() in choices:
+            return v.strip().lower()
+        raise Invalid("expected one of " + ", ".join(repr(c) for c in choices))
+
+    return check
+
+
+def anything(v: Any) -> Any:
+    return v
+
+
+# --- the options table ----------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    name: str
+    default: Any
+    check: Callable[[Any], Any]
+    doc: str
+
+
+_O = Option
+OPTIONS: tuple[Option, ...] = (
+    # general
+    _O("debug", False, boolean, "write 'name value timestamp' lines to stdout instead of Graphite"),
+    _O("log_level", "INFO", log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    _O("nice", None, optional(int_range(-20, 19)), "adjust the process priority by this"),
+    _O("uid", None, user, "user (name or number) to run as after binding sockets"),
+    _O("gid", None, group, "group (name or number) to run as after binding sockets"),
+    _O("directory", "/var/lib/bucky", nonempty_text, "state directory (saved gauges); created"),
+    _O("process_join_timeout", 2.0, float_min(0, False), "seconds each stage gets to stop"),
+    _O("max_sample_queue", 0, int_range(0, None),
+       "samples a queue between processes may hold; 0 = the default bound (1,000,000)"),
+    _O("full_trace", False, boolean, "show tracebacks of config file errors"),
+    _O("custom_clients", (), class_list, "classes with send(host, name, value, timestamp)"),
+    _O("processor", None, optional_callable,
+       "function(host, name, value, timestamp) -> tuple or None, run in its own process"),
+    _O("processor_drop_on_error", False, boolean, "drop a sample when the processor raises"),
+    _O("self_metrics_interval", 10.0, float_min(0),
+       "seconds between Bucky's own metrics (bucky.<process>.<counter>); 0 = off"),
+    # sentry (Bucky 2; needs the sentry-sdk package when enabled)
+    _O("sentry_enabled", False, boolean, "report errors to Sentry (needs sentry-sdk)"),
+    _O("sentry_dsn", None, optional(text), "Sentry DSN"),
+    _O("sentry_log_level", "WARNING", log_level, "lowest log level sent to Sentry"),
+    _O("sentry_auto_log_stacks", False, boolean, "attach stacks to Sentry log events"),
+    # names
+    _O("name_prefix", None, optional(text), "first path component of every metric"),
+    _O("name_prefix_parts", None, optional_text_list, "path components after name_prefix"),
+    _O("name_postfix", None, optional(text), "last path component of every metric"),
+    _O("name_postfix_parts", None, optional_text_list, "path components before name_postfix"),
+    _O("name_replace_char", "_", optional(text), "replaces '.' inside a path component"),
+    _O("name_strip_duplicates", True, boolean, "collapse repeated components (cpu.cpu.0 -> cpu.0)"),
+    _O("name_host_trim", (), text_list, "host name suffixes to remove (e.g. 'example.com')"),
+    # metricsd
+    _O("metricsd_ip", "127.0.0.1", address, "MetricsD UDP listen address"),
+    _O("metricsd_port", 23632, port, "MetricsD UDP port"),
+    _O("metricsd_enabled", True, boolean, "run the MetricsD input"),
+    _O("metricsd_default_interval", 10.0, float_min(0, False), "MetricsD flush interval (s)"),
+    _O("metricsd_handlers", (), metricsd_handlers, "(regex, interval[, priority]) per metric name"),
+    # collectd
+    _O("collectd_ip", "127.0.0.1", address, "collectd UDP listen address (multicast joins)"),
+    _O("collectd_port", 25826, port, "collectd UDP port"),
+    _O("collectd_enabled", True, boolean, "run the collectd input"),
+    _O("collectd_types", (), readable_files, "types.db files (default: the system's)"),
+    _O("collectd_converters", FrozenDict(), converters, "plugin name -> converter function"),
+    _O("collectd_use_entry_points", True, boolean, "load converters from entry points"),
+    _O("collectd_counter_eq_derive", False, boolean, "accept COUNTER for DERIVE and back"),
+    _O("collectd_workers", 1, int_range(1, 64), "collectd receiver processes (SO_REUSEPORT)"),
+    _O("collectd_security_level", 0, security_level, "0/None, 1/Sign, 2/Encrypt"),
+    _O("collectd_auth_file", None, optional(readable_file), "'user: password' lines"),
+    _O("collectd_series_ttl_intervals", 4, int_range(1, None),
+       "forget a series' rate state after this many missed intervals"),
+    _O("collectd_python_config", None, optional(readable_file),
+       "collectd.conf-style file with a <Plugin python> block: run collectd Python plugins"),
+    # statsd
+    _O("statsd_ip", "127.0.0.1", address, "StatsD UDP (and TCP) listen address"),
+    _O("statsd_port", 8125, port, "StatsD UDP port"),
+    _O("statsd_enabled", True, boolean, "run the StatsD input"),
+    _O("statsd_flush_time", 10.0, float_min(0, False), "StatsD flush interval (s)"),
+    _O("statsd_metadata", FrozenDict(), str_mapping, "tags added to every StatsD metric"),
+    _O("statsd_legacy_namespace", True, boolean, "stats.<k> / stats_counts.<k> names"),
+    _O("statsd_global_prefix", "stats", optional(text), "prefix of StatsD metrics"),
+    _O("statsd_prefix_counter", "counters", optional(text), "counter prefix (new namespace)"),
+    _O("statsd_prefix_timer", "timers", optional(text), "timer prefix"),
+    _O("statsd_prefix_set", "sets", optional(text), "set prefix"),
+    _O("statsd_prefix_gauge", "gauges", optional(text), "gauge prefix"),
+    _O("statsd_prefix_stats", "statsd", optional(text), "prefix of StatsD's own statistics"),
+    _O("statsd_persistent_gauges", False, boolean, "save gauges across restarts"),
+    _O("statsd_gauges_savefile", "gauges.save", nonempty_text, "file in `directory` for gauges"),
+    _O("statsd_gauges_save_interval", 60.0, float_min(0, False), "seconds between gauge saves"),
+    _O("statsd_delete_idlestats", False, boolean, "do not send stats that saw no update"),
+    _O("statsd_delete_counters", True, boolean, "with delete_idlestats: idle counters"),
+    _O("statsd_delete_timers", True, boolean, "with delete_idlestats: idle timers"),
+    _O("statsd_delete_sets", True, boolean, "with delete_idlestats: idle sets"),
+    _O("statsd_onlychanged_gauges", True, boolean, "with delete_idlestats: only updated gauges"),
+    _O("statsd_gauges_max_ttl", 0.0, float_min(0), "forget gauges idle this long (s); 0 = never"),
+    _O("statsd_max_keys", 500000, int_range(0, None), "cap on live StatsD keys; 0 = no cap"),
+    _O("statsd_percentile_thresholds", (90,), percentiles, "timer percentiles (negative = top)"),
+    _O("statsd_timer_mean", True, boolean, "emit timer mean"),
+    _O("statsd_timer_upper", True, boolean, "emit timer upper"),
+    _O("statsd_timer_lower", True, boolean, "emit timer lower"),
+    _O("statsd_timer_count", True, boolean, "emit timer count"),
+    _O("statsd_timer_count_ps", True, boolean, "emit timer count_ps"),
+    _O("statsd_timer_sum", True, boolean, "emit timer sum"),
+    _O("statsd_timer_sum_squares", True, boolean, "emit timer sum_squares"),
+    _O("statsd_timer_median", True, boolean, "emit timer median"),
+    _O("statsd_timer_std", True, boolean, "emit timer std"),
+    _O("statsd_histogram", (), histogram_bins, "histogram bins, as the reference's `histogram`"),
+    _O("statsd_tags", "graphite", one_of("graphite", "drop"), "tags as name;k=v, or dropped"),
+    _O("statsd_tcp_port", None, optional(port), "StatsD TCP port (off when None)"),
+    _O("statsd_tcp_max_connections", 250, int_range(1, 100000), "concurrent TCP clients"),
+    _O("statsd_max_line_length", 65536, int_range(64, 16 * 1024 * 1024), "longest TCP line"),
+    # graphite
+    _O("graphite_enabled", True, boolean, "send to Graphite"),
+    _O("graphite_ip", "127.0.0.1", address, "carbon host (name, IPv4 or IPv6)"),
+    _O("graphite_port", 2003, port, "carbon port (2004 for pickle)"),
+    _O("graphite_max_reconnects", 60, int_range(None, None),
+       "connection attempts per outage before buffered points are dropped; negative = forever"),
+    _O("graphite_reconnect_delay", 1.0, float_min(0), "first reconnect delay (s)"),
+    _O("graphite_backoff_factor", 1.5, float_min(1), "delay multiplier per failed attempt"),
+    _O("graphite_backoff_max", 60.0, float_min(0), "longest reconnect delay (s)"),
+    _O("graphite_pickle_enabled", False, boolean, "use the pickle protocol"),
+    _O("graphite_pickle_buffer_size", 500, int_range(1, 100000), "points per pickle message"),
+    _O("graphite_buffer_size", 1000000, int_range(1, None),
+       "datapoints kept while carbon is unreachable; oldest dropped beyond"),
+    # influxdb (Bucky 2)
+    _O("influxdb_enabled", False, boolean, "send InfluxDB line protocol over UDP"),
+    _O("influxdb_hosts", ("127.0.0.1:8089",), text_list, "host:port destinations"),
+)
+OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
+
+Config = dataclasses.make_dataclass(
+    "Config",
+    [(o.name, Any, dataclasses.field(default=o.default)) for o in OPTIONS]
+    + [("source", str, dataclasses.field(default="<defaults>"))],
+    frozen=True,
+)
+Config.__module__ = __name__  # so pickle finds it here
+Config.__doc__ = "The validated configuration: one attribute per option, immutable."
+
+
+def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
+    """Rules between options: (option, message) pairs."""
+    problems = []
+    if values["collectd_enabled"] and values["collectd_security_level"] > 0 and not values[
+        "collectd_auth_file"
+    ]:
+        problems.append(("collectd_security_level",
+                         "Sign/Encrypt needs collectd_auth_file to be set"))
+    if values["graphite_backoff_max"] < values["graphite_reconnect_delay"]:
+        problems.append(("graphite_backoff_max",
+                         "expected a number >= graphite_reconnect_delay"))
+    if values["sentry_enabled"]:
+        try:
+            importlib.import_module("sentry_sdk")
+        except ImportError:
+            problems.append(("sentry_enabled", "needs the sentry-sdk package"))
+        if not values["sentry_dsn"]:
+            problems.append(("sentry_dsn", "expected a DSN when sentry_enabled is True"))
+    return problems
+
+
+def _short_repr(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def validate(raw: Mapping[str, Any], source: str = "<defaults>", *,
+             origins: Mapping[str, str] | None = None) -> Any:
+    """Check every option; returns a Config or raises ConfigError for the first problem.
+
+    `origins` maps an option name to where its value came from (a file or "command line")."""
+    origins = origins or {}
+    values: dict[str, Any] = {}
+    for opt in OPTIONS:
+        given = raw.get(opt.name, opt.default)
+        try:
+            values[opt.name] = opt.check(given)
+        except Invalid as exc:
+            where = origins.get(opt.name, source)
+            raise ConfigError(f"{where}: {opt.name}: {exc}, got {_short_repr(given)}") from None
+    for name, message in _cross_checks(values):
+        raise ConfigError(f"{origins.get(name, source)}: {name}: {message}")
+    return Config(source=source, **values)
+
+
+def make_config(**overrides: Any) -> Any:
+    """A validated Config from the defaults and keyword overrides (tests, embedding)."""
+    unknown = set(overrides) - set(OPTION_BY_NAME)
+    if unknown:
+        raise ConfigError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    return validate(overrides, "<overrides>")
+
+
+def read_file(path: str, full_trace: bool = False) -> tuple[dict[str, Any], list[str]]:
+    """Execute a Python config file; returns (its option values, warnings)."""
+    try:
+        with open(path, "rb") as fh:
+            source_bytes = fh.read()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config file: {exc.strerror or exc}") from None
+    module = types.ModuleType("bucky_userconfig")
+    module.__file__ = path
+    # Registered so functions defined in the file (processor, converters) can be pickled by name.
+    sys.modules["bucky_userconfig"] = module
+    try:
+        code = compile(source_bytes, path, "exec")
+        exec(code, module.__dict__)
+    except SyntaxError as exc:
+        raise ConfigError(f"{path}:{exc.lineno}: {exc.msg}") from None
+    except BaseException as exc:  # the file is arbitrary code: anything can happen
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        line = "?"
+        for frame in traceback.extract_tb(exc.__traceback__):
+            if frame.filename == path:
+                line = str(frame.lineno)
+        message = f"{path}:{line}: {exc.__class__.__name__}: {exc}"
+        if full_trace:
+            message += "\n" + "".join(traceback.format_exception(exc)).rstrip()
+        raise ConfigError(message) from None
+    values, warnings = {}, []
+    for name, value in vars(module).items():
+        if name.startswith("_"):
+            continue
+        if name in OPTION_BY_NAME:
+            values[name] = value
+        elif not isinstance(value, (types.ModuleType, types.FunctionType, type)):
+            close = difflib.get_close_matches(name, OPTION_BY_NAME, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            warnings.append(f"{path}: unknown option {name!r} ignored{hint}")
+    return values, warnings
+
+
+def load(path: str | None, cli_overrides: Mapping[str, Any] | None = None,
+         full_trace: bool = False) -> tuple[Any, list[str]]:
+    """defaults < config file < command line; returns (Config, warnings)."""
+    raw: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    warnings: list[str] = []
+    if path is not None:
+        file_values, warnings = read_file(path, full_trace=full_trace)
+        raw.update(file_values)
+        origins.update({k: path for k in file_values})
+    for name, value in (cli_overrides or {}).items():
+        raw[name] = value
+        origins[name] = "command line"
+    return validate(raw, path or "<defaults>", origins=origins), warnings

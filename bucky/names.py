@@ -1,0 +1,89 @@
+"""Graphite path rules exactly as Bucky 2 applied them, so an existing Graphite tree stays the same.
+
+path = [name_prefix] + name_prefix_parts + reversed host labels (after removing the first matching
+`name_host_trim` suffix) + name split on "." + name_postfix_parts + [name_postfix]; then "."
+inside any part becomes `name_replace_char`; then consecutive duplicate parts collapse
+(`cpu.cpu.0` -> `cpu.0`).
+A Graphite 1.1 tag suffix (`;k=v...`, from StatsD tags) is kept out of the rules and re-attached.
+
+`NameRules` is built once from the validated config and memoises results: the outputs call it for
+every sample, and the set of distinct (host, name) pairs is small compared with the sample rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+_CACHE_LIMIT = 200_000
+
+
+def _as_parts(value: str | Sequence[str] | None) -> list[str]:
+    if not value:
+        return []
+    if isinstance(value, str):
+        return [value]
+    return [str(p) for p in value]
+
+
+class NameRules:
+    def __init__(
+        self,
+        prefix: str | None = None,
+        prefix_parts: Iterable[str] | None = None,
+        postfix: str | None = None,
+        postfix_parts: Iterable[str] | None = None,
+        replace_char: str | None = "_",
+        strip_duplicates: bool = True,
+        host_trim: Iterable[str] = (),
+    ) -> None:
+        self._head = _as_parts(prefix) + _as_parts(tuple(prefix_parts or ()))
+        self._tail = _as_parts(tuple(postfix_parts or ())) + _as_parts(postfix)
+        self._replace_char = replace_char
+        self._strip_duplicates = strip_duplicates
+        self._host_trim = [
+            [p.strip() for p in reversed(suffix.split("."))] for suffix in host_trim if suffix
+        ]
+        self._cache: dict[tuple[str | None, str], str] = {}
+
+    @classmethod
+    def from_config(cls, cfg: object) -> NameRules:
+        return cls(
+            prefix=getattr(cfg, "name_prefix", None),
+            prefix_parts=getattr(cfg, "name_prefix_parts", None),
+            postfix=getattr(cfg, "name_postfix", None),
+            postfix_parts=getattr(cfg, "name_postfix_parts", None),
+            replace_char=getattr(cfg, "name_replace_char", "_"),
+            strip_duplicates=getattr(cfg, "name_strip_duplicates", True),
+            host_trim=getattr(cfg, "name_host_trim", ()) or (),
+        )
+
+    def host_parts(self, host: str) -> list[str]:
+        parts = [p.strip() for p in reversed(host.split("."))]
+        for suffix in self._host_trim:
+            if parts[: len(suffix)] == suffix:
+                return parts[len(suffix) :]
+        return parts
+
+    def statname(self, host: str | None, name: str) -> str:
+        key = (host, name)
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
+        path = self._compute(host, name)
+        if len(self._cache) >= _CACHE_LIMIT:
+            self._cache.clear()  # bounded memory when names churn; rebuilt on demand
+        self._cache[key] = path
+        return path
+
+    def _compute(self, host: str | None, name: str) -> str:
+        name, sep, tags = name.partition(";")
+        parts = list(self._head)
+        if host:
+            parts.extend(self.host_parts(host))
+        parts.extend(name.split("."))
+        parts.extend(self._tail)
+        if self._replace_char is not None:
+            parts = [p.replace(".", self._replace_char) for p in parts]
+        if self._strip_duplicates:
+            parts = [p for i, p in enumerate(parts) if i == 0 or p != parts[i - 1]]
+        return ".".join(parts) + sep + tags
