@@ -1,0 +1,179 @@
+"""`bucky [OPTIONS] [CONFIG_FILE]`: parse the command line, load the config, run the supervisor.
+
+Every Bucky 2 option is kept; command-line values override the config file. Errors the operator
+must fix (config, bind, privileges) print one line and exit non-zero without a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import pwd
+import sys
+from typing import Any
+
+import bucky
+from bucky import config as config_mod
+from bucky.errors import BuckyError, ConfigError
+
+log = logging.getLogger("bucky")
+
+EXIT_CONFIG = 2
+EXIT_RUNTIME = 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="bucky",
+        usage="%(prog)s [OPTIONS] [CONFIG_FILE]",
+        description="Relay collectd, StatsD and MetricsD metrics to Graphite.",
+    )
+    S = argparse.SUPPRESS  # unset options do not override the config file
+    p.add_argument("config_file", nargs="?", metavar="CONFIG_FILE", help="Python config file")
+    p.add_argument("--version", action="version", version=f"bucky {bucky.__version__}")
+    p.add_argument("--debug", dest="debug", action="store_true", default=S,
+                   help="print 'name value timestamp' lines to stdout instead of sending to "
+                        "Graphite; DEBUG logging")
+    p.add_argument("--metricsd-ip", dest="metricsd_ip", metavar="IP", default=S,
+                   help="MetricsD UDP listen address [127.0.0.1]")
+    p.add_argument("--metricsd-port", dest="metricsd_port", metavar="INT", default=S,
+                   help="MetricsD UDP port [23632]")
+    p.add_argument("--disable-metricsd", dest="metricsd_enabled", action="store_false",
+                   default=S, help="disable the MetricsD input")
+    p.add_argument("--collectd-ip", dest="collectd_ip", metavar="IP", default=S,
+                   help="collectd UDP listen address (a multicast group is joined) [127.0.0.1]")
+    p.add_argument("--collectd-port", dest="collectd_port", metavar="INT", default=S,
+                   help="collectd UDP port [25826]")
+    p.add_argument("--collectd-types", dest="collectd_types", metavar="FILE", action="append",
+                   default=S, help="collectd types.db file; repeat for several")
+    p.add_argument("--disable-collectd", dest="collectd_enabled", action="store_false",
+                   default=S, help="disable the collectd input")
+    p.add_argument("--statsd-ip", dest="statsd_ip", metavar="IP", default=S,
+                   help="StatsD listen address [127.0.0.1]")
+    p.add_argument("--statsd-port", dest="statsd_port", metavar="INT", default=S,
+                   help="StatsD UDP port [8125]")
+    p.add_argument("--disable-statsd", dest="statsd_enabled", action="store_false", default=S,
+                   help="disable the StatsD input")
+    p.add_argument("--graphite-ip", dest="graphite_ip", metavar="IP", default=S,
+                   help="carbon host name or address [127.0.0.1]")
+    p.add_argument("--graphite-port", dest="graphite_port", metavar="INT", default=S,
+                   help="carbon port [2003]")
+    p.add_argument("--disable-graphite", dest="graphite_enabled", action="store_false",
+                   default=S, help="do not send to Graphite")
+    p.add_argument("--enable-influxdb", dest="influxdb_enabled", action="store_true", default=S,
+                   help="also send InfluxDB line protocol over UDP (influxdb_hosts)")
+    p.add_argument("--full-trace", dest="full_trace", action="store_true", default=S,
+                   help="show the traceback when the config file fails to load")
+    p.add_argument("--log-level", dest="log_level", metavar="NAME", default=S,
+                   help="DEBUG, INFO, WARNING, ERROR or CRITICAL [INFO]")
+    p.add_argument("--nice", dest="nice", metavar="INT", default=S,
+                   help="change the process priority by this amount")
+    p.add_argument("--uid", dest="uid", metavar="USER", default=S,
+                   help="user name or id to run as once the sockets are bound")
+    p.add_argument("--gid", dest="gid", metavar="GROUP", default=S,
+                   help="group name or id to run as once the sockets are bound")
+    return p
+
+
+def setup_logging(level: str) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(processName)s: "
+                                           "%(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def drop_privileges(cfg: Any) -> None:
+    """Switch group (with the user's supplementary groups) and user, in that order."""
+    uid, gid = cfg.uid, cfg.gid
+    if uid is None and gid is None:
+        return
+    try:
+        if gid is not None or uid is not None:
+            target_gid = gid if gid is not None else pwd.getpwuid(uid).pw_gid
+            if uid is not None:
+                try:
+                    name = pwd.getpwuid(uid).pw_name
+                    os.initgroups(name, target_gid)
+                except KeyError:
+                    os.setgroups([target_gid])
+            else:
+                os.setgroups([target_gid])
+            os.setgid(target_gid)
+        if uid is not None:
+            os.setuid(uid)
+    except (OSError, KeyError) as exc:
+        raise BuckyError(f"cannot switch to uid={uid} gid={gid}: {exc}") from None
+
+
+def prepare_directory(cfg: Any) -> None:
+    try:
+        os.makedirs(cfg.directory, exist_ok=True)
+        if cfg.uid is not None or cfg.gid is not None:
+            os.chown(cfg.directory, cfg.uid if cfg.uid is not None else -1,
+                     cfg.gid if cfg.gid is not None else -1)
+    except OSError as exc:
+        if cfg.statsd_enabled and cfg.statsd_persistent_gauges:
+            raise BuckyError(f"cannot create directory {cfg.directory}: {exc.strerror}") from None
+        log.warning("cannot create directory %s: %s", cfg.directory, exc.strerror)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "config_file"}
+    setup_logging("INFO")
+    full_trace = bool(overrides.pop("full_trace", False))
+    try:
+        if "collectd_types" in overrides and args.config_file:
+            file_values, _ = config_mod.read_file(args.config_file)
+            file_types = file_values.get("collectd_types") or []
+            if isinstance(file_types, str):
+                file_types = [file_types]
+            overrides["collectd_types"] = list(file_types) + overrides["collectd_types"]
+        cfg, warnings = config_mod.load(args.config_file, overrides, full_trace=full_trace)
+    except ConfigError as exc:
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    setup_logging("DEBUG" if cfg.debug and "log_level" not in overrides else cfg.log_level)
+    for warning in warnings:
+        log.warning("%s", warning)
+    from bucky.daemon.sockets import BindError
+    from bucky.daemon.supervisor import Supervisor
+
+    try:
+        _init_sentry(cfg)
+        if cfg.nice:
+            os.nice(cfg.nice)
+        supervisor = Supervisor(cfg, args.config_file, overrides)
+        supervisor.bind()
+        prepare_directory(cfg)
+        drop_privileges(cfg)
+    except (BindError, BuckyError) as exc:
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    except OSError as exc:
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle("bucky: supervisor")
+    except ImportError:
+        pass
+    return supervisor.run()
+
+
+def _init_sentry(cfg: Any) -> None:
+    if not cfg.sentry_enabled:
+        return
+    import sentry_sdk
+    from sentry_sdk.integrations.logging import LoggingIntegration
+
+    sentry_sdk.init(dsn=cfg.sentry_dsn, integrations=[
+        LoggingIntegration(event_level=getattr(logging, cfg.sentry_log_level))])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

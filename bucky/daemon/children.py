@@ -1,0 +1,456 @@
+"""What runs inside each child process: inputs, the processor and the outputs.
+
+A child gets a `ChildSpec` (built by the supervisor; nothing in it has touched the process yet),
+constructs its handler or client, reports ("ready",) or ("error", message) on its control pipe,
+then loops until told to stop. Signals only set flags; the loop acts on them:
+SIGTERM = stop for good (final flush), SIGHUP = stop for a reload (hand state back), SIGINT is
+ignored (the supervisor orders the shutdown). A child whose supervisor vanished stops by itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import logging
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from collections import Counter
+from multiprocessing.connection import Connection, wait
+from typing import Any
+
+from bucky.daemon.channels import Channel, ChannelReader
+from bucky.daemon.ratelog import RateLimitedLog
+from bucky.daemon.selfmetrics import SelfMetrics
+from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
+from bucky.errors import BuckyError
+from bucky.sample import NOTIFICATION
+
+log = logging.getLogger("bucky")
+
+INPUT_HANDLERS = {
+    "collectd": "bucky.inputs.collectd:CollectdInput",
+    "statsd": "bucky.inputs.statsd:StatsdInput",
+    "metricsd": "bucky.inputs.metricsd:MetricsdInput",
+    "python_plugins": "bucky.inputs.python_plugins:PluginHostInput",
+}
+_DEFAULT_QUEUE_SAMPLES = 1_000_000
+_BYTES_PER_SAMPLE = 40  # pickled (None, name, value, ts) tuples average well under this
+BATCH_SIZE = 1000
+BATCH_MAX_AGE = 0.2
+_LOOP_TIMEOUT = 0.05
+_UDP_BURST = 512  # datagrams read before the loop looks at timers again
+
+
+@dataclasses.dataclass
+class ChildSpec:
+    role: str  # "input", "processor" or "output"
+    kind: str  # input kind ("statsd", ...), "processor", or the output's name
+    title: str  # process title suffix and self-metric process name, e.g. "collectd.1"
+    cfg: Any
+    index: int = 0  # which output, for role "output"
+    udp: list[socket.socket] = dataclasses.field(default_factory=list)
+    tcp: socket.socket | None = None
+    in_channels: list[Channel] = dataclasses.field(default_factory=list)
+    out_channels: list[Channel] = dataclasses.field(default_factory=list)
+    record_channels: list[Channel] = dataclasses.field(default_factory=list)
+    state: Any = None
+    ctrl: Connection | None = None
+    parent_pid: int = 0
+
+
+def queue_bytes(cfg: Any) -> int:
+    samples = cfg.max_sample_queue or _DEFAULT_QUEUE_SAMPLES
+    return max(samples * _BYTES_PER_SAMPLE, 1 << 20)
+
+
+class _Flags:
+    def __init__(self) -> None:
+        self.stop = False
+        self.reload = False
+
+    def install(self) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, self._on_term)
+        signal.signal(signal.SIGHUP, self._on_hup)
+
+    def _on_term(self, signum: int, frame: object) -> None:
+        self.stop = True
+
+    def _on_hup(self, signum: int, frame: object) -> None:
+        self.stop = True
+        self.reload = True
+
+
+def child_main(spec: ChildSpec) -> None:
+    """Entry point of every child process."""
+    flags = _Flags()
+    flags.install()
+    try:
+        import setproctitle
+
+        setproctitle.setproctitle(f"bucky: {spec.title}")
+    except Exception:  # a title is a nicety; never a reason not to run
+        pass
+    ctrl = spec.ctrl
+    assert ctrl is not None
+    try:
+        runner = RUNNERS[spec.role](spec, flags)
+    except BuckyError as exc:
+        ctrl.send(("error", str(exc)))
+        os._exit(3)
+    except Exception as exc:
+        log.exception("%s failed to start", spec.title)
+        ctrl.send(("error", f"{exc.__class__.__name__}: {exc}"))
+        os._exit(3)
+    ctrl.send(("ready",))
+    try:
+        state = runner.run()
+        if flags.reload:
+            ctrl.send(("state", state))
+    except Exception:
+        log.exception("%s crashed", spec.title)
+        sys.stderr.flush()
+        os._exit(4)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
+
+
+def _load(path: str) -> Any:
+    module, _, attr = path.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def _parent_gone(spec: ChildSpec) -> bool:
+    return os.getppid() != spec.parent_pid
+
+
+class InputRunner:
+    def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
+        self.spec = spec
+        self.flags = flags
+        cfg = spec.cfg
+        qbytes = queue_bytes(cfg)
+        self.sink = BatchSink(
+            [ch.writer(qbytes) for ch in spec.out_channels],
+            record_writers=[ch.writer(qbytes) for ch in spec.record_channels],
+            batch_size=BATCH_SIZE,
+            max_age=BATCH_MAX_AGE,
+        )
+        self.handler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state)
+        self.readers = [ch.reader() for ch in spec.in_channels]
+        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
+        self.counters: Counter[str] = Counter()
+        self.ratelog = RateLimitedLog(log)
+        self.tcp_conns: dict[socket.socket, Any] = {}
+
+    def run(self) -> Any:
+        sel = selectors.DefaultSelector()
+        for sock in self.spec.udp:
+            sel.register(sock, selectors.EVENT_READ, self._read_udp)
+        if self.spec.tcp is not None:
+            sel.register(self.spec.tcp, selectors.EVENT_READ, self._accept)
+        for reader in self.readers:
+            sel.register(reader.fileno(), selectors.EVENT_READ, self._make_reader_cb(reader))
+        self.sel = sel
+        flags = self.flags
+        last_parent_check = 0.0
+        while not flags.stop:
+            for key, _ in sel.select(_LOOP_TIMEOUT):
+                key.data(key.fileobj)
+            mono = time.monotonic()
+            self._tick(time.time(), mono)
+            if mono - last_parent_check > 1.0:
+                last_parent_check = mono
+                if _parent_gone(self.spec):
+                    flags.stop = True
+        return self._stop()
+
+    def _tick(self, now: float, mono: float) -> None:
+        try:
+            self.handler.tick(now)
+        except Exception:
+            self.counters["errors.tick"] += 1
+            self.ratelog.error("tick", "%s: error in periodic work", self.spec.title, exc_info=True)
+        self.sink.flush_if_due(mono)
+        self.sink.pump()
+        if self.selfmetrics.due(mono):
+            self.sink.send_self_metrics(self._self_samples(mono))
+
+    def _self_samples(self, mono: float) -> list[tuple]:
+        gauges = {"queue_bytes": self.sink.pending_bytes()}
+        return self.selfmetrics.collect(
+            mono, [self.handler.counters, self.sink.counters, self.counters], gauges
+        )
+
+    def _read_udp(self, sock: socket.socket, limit: int = _UDP_BURST) -> int:
+        recv = sock.recvfrom
+        handle = self.handler.handle
+        now = time.time()
+        n = 0
+        while n < limit:
+            try:
+                data, addr = recv(65535)
+            except (BlockingIOError, InterruptedError):
+                break
+            except OSError as exc:  # e.g. ECONNREFUSED echoes on some stacks: never fatal
+                self.counters["errors.recv"] += 1
+                self.ratelog.error("recv", "%s: receive error: %s", self.spec.title, exc)
+                break
+            n += 1
+            try:
+                handle(data, addr, now)
+            except Exception:
+                self.counters["errors.handler"] += 1
+                self.ratelog.error("handle", "%s: datagram from %s could not be handled",
+                                   self.spec.title, addr, exc_info=True)
+        return n
+
+    def _accept(self, listener: socket.socket) -> None:
+        from bucky.protocol.statsd import LineFramer
+
+        try:
+            conn, _ = listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self.counters["errors.accept"] += 1
+            self.ratelog.error("accept", "%s: accept failed: %s", self.spec.title, exc)
+            return
+        if len(self.tcp_conns) >= self.spec.cfg.statsd_tcp_max_connections:
+            self.counters["tcp.refused"] += 1
+            self.ratelog.warning("tcp-limit", "%s: too many TCP clients, refusing one",
+                                 self.spec.title)
+            conn.close()
+            return
+        conn.setblocking(False)
+        self.counters["tcp.connections"] += 1
+        self.tcp_conns[conn] = LineFramer(self.spec.cfg.statsd_max_line_length)
+        self.sel.register(conn, selectors.EVENT_READ, self._read_tcp)
+
+    def _read_tcp(self, conn: socket.socket) -> None:
+        framer = self.tcp_conns[conn]
+        try:
+            data = conn.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            framer.close()
+            self.sel.unregister(conn)
+            del self.tcp_conns[conn]
+            conn.close()
+            return
+        lines = framer.feed(data)
+        if lines:
+            try:
+                self.handler.handle_lines(lines, time.time())
+            except Exception:
+                self.counters["errors.handler"] += 1
+                self.ratelog.error("handle", "%s: TCP lines could not be handled",
+                                   self.spec.title, exc_info=True)
+
+    def _make_reader_cb(self, reader: ChannelReader):  # type: ignore[no-untyped-def]
+        def on_readable(_fd: object) -> None:
+            self._deliver(reader.read())
+
+        return on_readable
+
+    def _deliver(self, objs: list[object]) -> None:
+        items: list = []
+        for obj in objs:
+            if type(obj) is tuple and obj and obj[0] in (RECORDS, NOTIFICATION):
+                if obj[0] == RECORDS:
+                    items.extend(obj[1])
+                else:
+                    items.append(obj[1])
+        if items:
+            try:
+                self.handler.deliver(items, time.time())
+            except Exception:
+                self.counters["errors.deliver"] += 1
+                self.ratelog.error("deliver", "%s: delivery failed", self.spec.title,
+                                   exc_info=True)
+
+    def _stop(self) -> Any:
+        # What the kernel already accepted is read and handled before the final flush.
+        deadline = time.monotonic() + max(self.spec.cfg.process_join_timeout * 0.4, 0.2)
+        for sock in self.spec.udp:
+            while time.monotonic() < deadline and self._read_udp(sock, 4096):
+                pass
+        for reader in self.readers:
+            self._deliver(reader.read())
+        state = None
+        now = time.time()
+        try:
+            if self.flags.reload:
+                state = self.handler.carry_state()
+            else:
+                self.handler.close(now)
+        except Exception:
+            log.exception("%s: error while stopping", self.spec.title)
+        mono = time.monotonic()
+        if self.spec.cfg.self_metrics_interval > 0:
+            self.sink.send_self_metrics(self._self_samples(mono))
+        self.sink.drain(mono + max(self.spec.cfg.process_join_timeout * 0.4, 0.2))
+        return state
+
+
+class ProcessorRunner:
+    """Applies the user's processor(host, name, value, timestamp) -> tuple | None to samples."""
+
+    def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
+        self.spec = spec
+        self.flags = flags
+        cfg = spec.cfg
+        self.fn = cfg.processor
+        self.drop_on_error = cfg.processor_drop_on_error
+        self.readers = [ch.reader() for ch in spec.in_channels]
+        qbytes = queue_bytes(cfg)
+        self.writers = [ch.writer(qbytes) for ch in spec.out_channels]
+        self.sink = BatchSink(self.writers, batch_size=BATCH_SIZE, max_age=BATCH_MAX_AGE)
+        self.counters: Counter[str] = Counter()
+        self.ratelog = RateLimitedLog(log)
+        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
+
+    def process(self, batch: list[tuple]) -> list[tuple]:
+        fn = self.fn
+        out = []
+        append = out.append
+        errors = filtered = 0
+        for sample in batch:
+            try:
+                result = fn(*sample)
+                if result is None:
+                    filtered += 1
+                    continue
+                result = tuple(result)
+                if len(result) != 4:
+                    raise TypeError(f"processor returned {len(result)} items, expected 4")
+            except Exception as exc:
+                errors += 1
+                self.ratelog.error("processor", "processor failed on %r: %s: %s", sample,
+                                   exc.__class__.__name__, exc)
+                if not self.drop_on_error:
+                    append(sample)
+                continue
+            append(result)
+        counters = self.counters
+        counters["received"] += len(batch)
+        counters["errors"] += errors
+        counters["filtered"] += filtered
+        if errors and self.drop_on_error:
+            counters["dropped.error"] += errors
+        return out
+
+    def _handle(self, objs: list[object]) -> None:
+        for obj in objs:
+            if type(obj) is list:
+                self.sink.extend(self.process(obj))
+            elif type(obj) is tuple and obj and obj[0] == SELF_METRICS:
+                self.sink.flush()  # keep order: what came before goes first
+                self.sink.send_self_metrics(obj[1])
+            elif type(obj) is tuple and obj and obj[0] == NOTIFICATION:
+                self.sink.flush()
+                self.sink.notify(obj[1])
+
+    def run(self) -> Any:
+        readers = self.readers
+        while not self.flags.stop:
+            for reader in wait(readers, _LOOP_TIMEOUT):
+                self._handle(reader.read())  # type: ignore[union-attr]
+            mono = time.monotonic()
+            self.sink.flush_if_due(mono)
+            self.sink.pump()
+            if self.selfmetrics.due(mono):
+                self.sink.send_self_metrics(self._self_samples(mono))
+            if _parent_gone(self.spec):
+                break
+        # Upstream has stopped: everything it wrote is in the pipes.
+        for _ in range(1000):
+            objs = [obj for reader in readers for obj in reader.read()]
+            if not objs:
+                break
+            self._handle(objs)
+        mono = time.monotonic()
+        if self.spec.cfg.self_metrics_interval > 0:
+            self.sink.send_self_metrics(self._self_samples(mono))
+        self.sink.drain(mono + max(self.spec.cfg.process_join_timeout * 0.4, 0.2))
+        return None
+
+    def _self_samples(self, mono: float) -> list[tuple]:
+        corrupt = sum(r.corrupt_frames for r in self.readers)
+        return self.selfmetrics.collect(
+            mono,
+            [self.counters, self.sink.counters, {"corrupt_frames": corrupt}],
+            {"queue_bytes": self.sink.pending_bytes()},
+        )
+
+
+class OutputRunner:
+    def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
+        from bucky.daemon.outputs import build_outputs
+
+        self.spec = spec
+        self.flags = flags
+        self.client = build_outputs(spec.cfg)[spec.index]
+        self.readers = [ch.reader() for ch in spec.in_channels]
+        self.selfmetrics = SelfMetrics(spec.title, spec.cfg.self_metrics_interval, time.time)
+        self.counters: Counter[str] = Counter()
+
+    def _handle(self, objs: list[object], now: float) -> None:
+        client = self.client
+        for obj in objs:
+            if type(obj) is list:
+                self.counters["received"] += len(obj)
+                client.send(obj, now)
+            elif type(obj) is tuple and obj and obj[0] == SELF_METRICS:
+                client.send(obj[1], now, front=True)
+            elif type(obj) is tuple and obj and obj[0] == NOTIFICATION:
+                client.notify(obj[1])
+
+    def run(self) -> Any:
+        client, readers = self.client, self.readers
+        now = time.monotonic()
+        while not self.flags.stop:
+            timeout = min(max(client.poll(now), 0.0), _LOOP_TIMEOUT)
+            ready = wait(readers, timeout)
+            now = time.monotonic()
+            for reader in ready:
+                self._handle(reader.read(), now)  # type: ignore[union-attr]
+            if self.selfmetrics.due(now):
+                client.send(self._self_samples(now), now, front=True)
+            client.poll(now)
+            if _parent_gone(self.spec):
+                break
+        for _ in range(1000):
+            now = time.monotonic()
+            objs = [obj for reader in readers for obj in reader.read()]
+            if not objs:
+                break
+            self._handle(objs, now)
+            client.poll(now)
+        now = time.monotonic()
+        if self.spec.cfg.self_metrics_interval > 0:
+            client.send(self._self_samples(now), now, front=True)
+        deadline = now + max(self.spec.cfg.process_join_timeout * 0.8, 0.2)
+        if not client.flush(deadline):
+            log.error("%s: %d datapoints could not be delivered before the shutdown deadline",
+                      self.spec.title, client.pending())
+        client.close()
+        return None
+
+    def _self_samples(self, now: float) -> list[tuple]:
+        corrupt = sum(r.corrupt_frames for r in self.readers)
+        return self.selfmetrics.collect(
+            now, [self.client.counters, self.counters, {"corrupt_frames": corrupt}],
+            {"pending": self.client.pending()},
+        )
+
+
+RUNNERS = {"input": InputRunner, "processor": ProcessorRunner, "output": OutputRunner}

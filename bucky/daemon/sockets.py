@@ -1,0 +1,121 @@
+"""Binding the listening sockets, in the supervisor, before privileges are dropped.
+
+A port in use is a fatal, clearly worded error: sharing a port (SO_REUSEADDR on UDP) would split the
+traffic silently between two processes. collectd workers share one port through SO_REUSEPORT;
+the kernel then keeps each sender (source address and port) on one worker, so rate state stays
+with one process. A multicast listen address is joined (IPv4 or IPv6).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+import struct
+
+from bucky.errors import BuckyError
+
+_RCVBUF = 16 * 1024 * 1024  # absorbs bursts while a process is busy; the kernel caps it
+
+
+class BindError(BuckyError):
+    pass
+
+
+def _resolve(host: str, port: int, kind: int) -> tuple[int, tuple]:
+    try:
+        infos = socket.getaddrinfo(host, port, 0, kind, 0, socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        raise BindError(f"cannot resolve {host!r}: {exc.strerror}") from None
+    family, _, _, _, sockaddr = infos[0]
+    return family, sockaddr
+
+
+def _describe(proto: str, host: str, port: int) -> str:
+    return f"{proto} [{host}]:{port}" if ":" in host else f"{proto} {host}:{port}"
+
+
+def _is_multicast(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_multicast
+    except ValueError:
+        return False
+
+
+def _grow_rcvbuf(sock: socket.socket) -> None:
+    for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
+        if opt is None:
+            continue
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, opt, _RCVBUF)
+            return
+        except OSError:
+            continue
+
+
+def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> socket.socket:
+    family, sockaddr = _resolve(host, port, socket.SOCK_DGRAM)
+    multicast = _is_multicast(host)
+    sock = socket.socket(family, socket.SOCK_DGRAM)
+    try:
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if multicast:
+            # Several listeners of one group on a host is the normal multicast case.
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            bind_addr = ("", port) if family == socket.AF_INET else ("::", port)
+            sock.bind(bind_addr)
+            _join_group(sock, family, host)
+        else:
+            sock.bind(sockaddr)
+        _grow_rcvbuf(sock)
+    except OSError as exc:
+        sock.close()
+        raise BindError(
+            f"cannot bind {_describe('UDP', host, port)} for {purpose}: {exc.strerror or exc}"
+        ) from None
+    sock.setblocking(False)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _join_group(sock: socket.socket, family: int, group: str) -> None:
+    if family == socket.AF_INET:
+        mreq = struct.pack("=4s4s", socket.inet_aton(group), socket.inet_aton("0.0.0.0"))
+        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+    else:
+        mreq = struct.pack("=16sI", socket.inet_pton(socket.AF_INET6, group), 0)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+
+
+def bind_udp_workers(host: str, port: int, purpose: str, count: int) -> list[socket.socket]:
+    if count == 1:
+        return [bind_udp(host, port, purpose)]
+    # Probe without SO_REUSEPORT first, so a port held by someone else is refused, not shared.
+    bind_udp(host, port, purpose).close()
+    socks = []
+    try:
+        for _ in range(count):
+            socks.append(bind_udp(host, port, purpose, reuseport=True))
+    except BindError:
+        for s in socks:
+            s.close()
+        raise
+    return socks
+
+
+def bind_tcp(host: str, port: int, purpose: str, backlog: int = 128) -> socket.socket:
+    family, sockaddr = _resolve(host, port, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        # TIME_WAIT leftovers of our own previous run must not block a restart.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(sockaddr)
+        sock.listen(backlog)
+    except OSError as exc:
+        sock.close()
+        raise BindError(
+            f"cannot bind {_describe('TCP', host, port)} for {purpose}: {exc.strerror or exc}"
+        ) from None
+    sock.setblocking(False)
+    sock.set_inheritable(True)
+    return sock
