@@ -1,0 +1,35 @@
+"""Packaging for Bucky: `pip install .` gives the `bucky` and `bucky-dump` commands."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"', (HERE / "bucky" / "__init__.py").read_text())[1]
+
+setup(
+    name="bucky",
+    version=VERSION,
+    description="A metrics relay: collectd, StatsD and MetricsD in, Graphite out",
+    long_description=(HERE / "README.rst").read_text(encoding="utf-8"),
+    long_description_content_type="text/x-rst",
+    license="Apache-2.0",
+    python_requires=">=3.11",
+    packages=find_packages(include=["bucky", "bucky.*"]),
+    install_requires=["pycryptodome>=3.10", "setproctitle>=1.2"],
+    extras_require={
+        "test": ["pytest>=7", "hypothesis>=6", "statsd>=4", "datadog>=0.49", "ruff"],
+    },
+    entry_points={
+        "console_scripts": [
+            "bucky = bucky.cli:main",
+            "bucky-dump = bucky.dump:main",
+        ],
+    },
+    classifiers=[
+        "License :: OSI Approved :: Apache Software License",
+        "Programming Language :: Python :: 3",
+        "Topic :: System :: Monitoring",
+    ],
+)
