@@ -1,0 +1,130 @@
+import dataclasses
+import pickle
+import re
+
+import pytest
+
+from bucky import config
+from bucky.errors import ConfigError
+
+
+def write(tmp_path, text, name="config.py"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def test_defaults_are_bucky2_defaults():
+    cfg = config.make_config()
+    assert (cfg.statsd_port, cfg.collectd_port, cfg.metricsd_port, cfg.graphite_port) == (
+        8125, 25826, 23632, 2003)
+    assert cfg.statsd_flush_time == 10.0 and cfg.graphite_pickle_buffer_size == 500
+    assert cfg.name_replace_char == "_" and cfg.name_strip_duplicates is True
+
+
+def test_config_is_frozen_and_picklable():
+    cfg = config.make_config(statsd_metadata={"env": "prod"})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.statsd_port = 1
+    with pytest.raises(TypeError):
+        cfg.statsd_metadata["x"] = "y"
+    assert pickle.loads(pickle.dumps(cfg)) == cfg
+
+
+@pytest.mark.parametrize("option,value,expected", [
+    ("statsd_port", "abc", "statsd_port: expected a port number 1-65535, got 'abc'"),
+    ("statsd_port", 70000, "statsd_port: expected a port number 1-65535, got 70000"),
+    ("collectd_port", 0, "collectd_port: expected a port number 1-65535, got 0"),
+    ("statsd_flush_time", -1, "statsd_flush_time: expected a number > 0, got -1"),
+    ("log_level", "LOUD", "log_level: expected one of DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    ("collectd_security_level", "paranoid", "collectd_security_level: expected 0, 1, 2"),
+    ("statsd_percentile_thresholds", [0], "expected a list of percentiles"),
+    ("metricsd_handlers", [("(", 10)], "metricsd_handlers: expected a list of (regex"),
+    ("graphite_ip", "", "graphite_ip: expected an IP address or host name"),
+    ("processor", "no.such.module:fn", "processor: expected an importable"),
+    ("custom_clients", [42], "custom_clients: expected a list of classes"),
+    ("uid", "no-such-user-xyz", "uid: expected an existing user name or a uid"),
+    ("statsd_tags", "json", "statsd_tags: expected one of 'graphite', 'drop'"),
+    ("collectd_types", ["/nonexistent/types.db"], "collectd_types: expected a readable file"),
+    ("debug", "maybe", "debug: expected True or False"),
+])
+def test_bad_values_name_file_option_and_value(tmp_path, option, value, expected):
+    path = write(tmp_path, f"{option} = {value!r}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    message = str(err.value)
+    assert message.startswith(path + ": ")
+    assert expected in message
+    assert "\n" not in message
+
+
+def test_values_are_normalised(tmp_path):
+    path = write(tmp_path, "statsd_port = '8126'\ncollectd_security_level = 'Encrypt'\n"
+                 "collectd_auth_file = __file__\nmetricsd_handlers = [('^a', 5)]\n"
+                 "name_host_trim = ['example.com']\nstatsd_percentile_thresholds = 99.9\n")
+    cfg, warnings = config.load(path)
+    assert cfg.statsd_port == 8126 and cfg.collectd_security_level == 2
+    assert cfg.metricsd_handlers[0][0] == re.compile("^a")
+    assert cfg.metricsd_handlers[0][1:] == (5.0, 0)
+    assert cfg.name_host_trim == ("example.com",)
+    assert cfg.statsd_percentile_thresholds == (99.9,)
+    assert warnings == []
+
+
+def test_security_level_without_auth_file_is_an_error(tmp_path):
+    path = write(tmp_path, "collectd_security_level = 'Sign'\n")
+    with pytest.raises(ConfigError, match="collectd_security_level: Sign/Encrypt needs"):
+        config.load(path)
+
+
+def test_syntax_error_gives_file_and_line(tmp_path):
+    path = write(tmp_path, "statsd_port = 8125\n\nthis is not python\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(err.value).startswith(f"{path}:3: ")
+
+
+def test_runtime_error_gives_file_and_line(tmp_path):
+    path = write(tmp_path, "import os\nx = 1\nimport no_such_module_here\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(err.value).startswith(f"{path}:3: ModuleNotFoundError")
+    assert "Traceback" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        config.load(path, full_trace=True)
+    assert "Traceback" in str(err.value)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read config file: No such file"):
+        config.load(str(tmp_path / "nope.py"))
+
+
+def test_unknown_names_warn_with_suggestion(tmp_path):
+    path = write(tmp_path, "statsd_prot = 1\nimport os\ndef helper(): pass\n_private = 2\n")
+    _, warnings = config.load(path)
+    hint = "(did you mean 'statsd_port'?)"
+    assert warnings == [f"{path}: unknown option 'statsd_prot' ignored {hint}"]
+
+
+def test_command_line_overrides_file(tmp_path):
+    path = write(tmp_path, "statsd_port = 9000\ngraphite_port = 2004\n")
+    cfg, _ = config.load(path, {"statsd_port": "9001"})
+    assert cfg.statsd_port == 9001 and cfg.graphite_port == 2004
+
+
+def test_bad_command_line_value_is_attributed_to_the_command_line():
+    with pytest.raises(ConfigError, match="^command line: statsd_port: expected a port"):
+        config.load(None, {"statsd_port": "x"})
+
+
+def test_processor_defined_in_file(tmp_path):
+    path = write(tmp_path, "def processor(host, name, value, ts):\n    return None\n")
+    cfg, _ = config.load(path)
+    assert cfg.processor("h", "n", 1, 2) is None
+
+
+def test_every_option_has_doc_and_valid_default():
+    for opt in config.OPTIONS:
+        assert opt.doc
+        opt.check(opt.default)

@@ -1,0 +1,46 @@
+from bucky.config import make_config
+from bucky.names import NameRules
+
+
+def rules(**kw):
+    return NameRules.from_config(make_config(**kw))
+
+
+def test_host_is_reversed_and_prepended():
+    assert rules().statname("web01.example.com", "cpu.0.idle") == "com.example.web01.cpu.0.idle"
+
+
+def test_no_host_leaves_name():
+    assert rules().statname(None, "stats.counters.hits.rate") == "stats.counters.hits.rate"
+
+
+def test_host_trim_removes_first_matching_suffix():
+    r = rules(name_host_trim=["example.com", "com"])
+    assert r.statname("web01.example.com", "load") == "web01.load"
+    assert r.statname("db.other.com", "load") == "other.db.load"
+    assert r.statname("localhost", "load") == "localhost.load"
+
+
+def test_prefix_postfix_and_parts():
+    r = rules(name_prefix="servers", name_prefix_parts=["dc1", "rack2"],
+              name_postfix="raw", name_postfix_parts=["v1"])
+    assert r.statname("h", "m") == "servers.dc1.rack2.h.m.v1.raw"
+
+
+def test_replace_char_applies_inside_parts():
+    assert rules(name_prefix="a.b").statname(None, "x.y") == "a_b.x.y"
+    assert rules(name_prefix="a.b", name_replace_char="-").statname(None, "x") == "a-b.x"
+
+
+def test_strip_duplicates():
+    assert rules().statname("cpu", "cpu.cpu.0") == "cpu.0"
+    assert rules(name_strip_duplicates=False).statname("cpu", "cpu.0") == "cpu.cpu.0"
+
+
+def test_tags_are_kept_out_of_the_rules():
+    assert rules(name_prefix="p").statname(None, "stats.x;env=prod") == "p.stats.x;env=prod"
+
+
+def test_results_are_cached_and_stable():
+    r = rules()
+    assert r.statname("a.b", "c") is r.statname("a.b", "c")
