@@ -1,0 +1,210 @@
+"""Bucky configuration: every option with its default and what it does.
+
+This file is Python. Copy it, keep the lines you change, and run `bucky /path/to/config.py`.
+Command-line options override values set here. Unknown names draw a warning.
+"""
+
+
+# --- general -----------------------------------------------------------------------------------
+
+# write 'name value timestamp' lines to stdout instead of Graphite
+debug = False
+# DEBUG, INFO, WARNING, ERROR or CRITICAL
+log_level = 'INFO'
+# adjust the process priority by this
+nice = None
+# user (name or number) to run as after binding sockets
+uid = None
+# group (name or number) to run as after binding sockets
+gid = None
+# state directory (saved gauges); created
+directory = '/var/lib/bucky'
+# seconds each stage gets to stop
+process_join_timeout = 2.0
+# samples a queue between processes may hold; 0 = the default bound (1,000,000)
+max_sample_queue = 0
+# show tracebacks of config file errors
+full_trace = False
+# classes with send(host, name, value, timestamp)
+custom_clients = []
+# function(host, name, value, timestamp) -> tuple or None, run in its own process
+processor = None
+# drop a sample when the processor raises
+processor_drop_on_error = False
+# seconds between Bucky's own metrics (bucky.<process>.<counter>); 0 = off
+self_metrics_interval = 10.0
+
+# --- sentry ------------------------------------------------------------------------------------
+
+# report errors to Sentry (needs sentry-sdk)
+sentry_enabled = False
+# Sentry DSN
+sentry_dsn = None
+# lowest log level sent to Sentry
+sentry_log_level = 'WARNING'
+# attach stacks to Sentry log events
+sentry_auto_log_stacks = False
+
+# --- names -------------------------------------------------------------------------------------
+
+# first path component of every metric
+name_prefix = None
+# path components after name_prefix
+name_prefix_parts = None
+# last path component of every metric
+name_postfix = None
+# path components before name_postfix
+name_postfix_parts = None
+# replaces '.' inside a path component
+name_replace_char = '_'
+# collapse repeated components (cpu.cpu.0 -> cpu.0)
+name_strip_duplicates = True
+# host name suffixes to remove (e.g. 'example.com')
+name_host_trim = []
+
+# --- MetricsD input ----------------------------------------------------------------------------
+
+# MetricsD UDP listen address
+metricsd_ip = '127.0.0.1'
+# MetricsD UDP port
+metricsd_port = 23632
+# run the MetricsD input
+metricsd_enabled = True
+# MetricsD flush interval (s)
+metricsd_default_interval = 10.0
+# (regex, interval[, priority]) per metric name
+metricsd_handlers = []
+
+# --- collectd input ----------------------------------------------------------------------------
+
+# collectd UDP listen address (multicast joins)
+collectd_ip = '127.0.0.1'
+# collectd UDP port
+collectd_port = 25826
+# run the collectd input
+collectd_enabled = True
+# types.db files (default: the system's)
+collectd_types = []
+# plugin name -> converter function
+collectd_converters = {}
+# load converters from entry points
+collectd_use_entry_points = True
+# accept COUNTER for DERIVE and back
+collectd_counter_eq_derive = False
+# collectd receiver processes (SO_REUSEPORT)
+collectd_workers = 1
+# 0/None, 1/Sign, 2/Encrypt
+collectd_security_level = 0
+# 'user: password' lines
+collectd_auth_file = None
+# forget a series' rate state after this many missed intervals
+collectd_series_ttl_intervals = 4
+# collectd.conf-style file with a <Plugin python> block: run collectd Python plugins
+collectd_python_config = None
+
+# --- StatsD input ------------------------------------------------------------------------------
+
+# StatsD UDP (and TCP) listen address
+statsd_ip = '127.0.0.1'
+# StatsD UDP port
+statsd_port = 8125
+# run the StatsD input
+statsd_enabled = True
+# StatsD flush interval (s)
+statsd_flush_time = 10.0
+# tags added to every StatsD metric
+statsd_metadata = {}
+# stats.<k> / stats_counts.<k> names
+statsd_legacy_namespace = True
+# prefix of StatsD metrics
+statsd_global_prefix = 'stats'
+# counter prefix (new namespace)
+statsd_prefix_counter = 'counters'
+# timer prefix
+statsd_prefix_timer = 'timers'
+# set prefix
+statsd_prefix_set = 'sets'
+# gauge prefix
+statsd_prefix_gauge = 'gauges'
+# prefix of StatsD's own statistics
+statsd_prefix_stats = 'statsd'
+# save gauges across restarts
+statsd_persistent_gauges = False
+# file in `directory` for gauges
+statsd_gauges_savefile = 'gauges.save'
+# seconds between gauge saves
+statsd_gauges_save_interval = 60.0
+# do not send stats that saw no update
+statsd_delete_idlestats = False
+# with delete_idlestats: idle counters
+statsd_delete_counters = True
+# with delete_idlestats: idle timers
+statsd_delete_timers = True
+# with delete_idlestats: idle sets
+statsd_delete_sets = True
+# with delete_idlestats: only updated gauges
+statsd_onlychanged_gauges = True
+# forget gauges idle this long (s); 0 = never
+statsd_gauges_max_ttl = 0.0
+# cap on live StatsD keys; 0 = no cap
+statsd_max_keys = 500000
+# timer percentiles (negative = top)
+statsd_percentile_thresholds = [90]
+# emit timer mean
+statsd_timer_mean = True
+# emit timer upper
+statsd_timer_upper = True
+# emit timer lower
+statsd_timer_lower = True
+# emit timer count
+statsd_timer_count = True
+# emit timer count_ps
+statsd_timer_count_ps = True
+# emit timer sum
+statsd_timer_sum = True
+# emit timer sum_squares
+statsd_timer_sum_squares = True
+# emit timer median
+statsd_timer_median = True
+# emit timer std
+statsd_timer_std = True
+# histogram bins, as the reference's `histogram`
+statsd_histogram = []
+# tags as name;k=v, or dropped
+statsd_tags = 'graphite'
+# StatsD TCP port (off when None)
+statsd_tcp_port = None
+# concurrent TCP clients
+statsd_tcp_max_connections = 250
+# longest TCP line
+statsd_max_line_length = 65536
+
+# --- Graphite output ---------------------------------------------------------------------------
+
+# send to Graphite
+graphite_enabled = True
+# carbon host (name, IPv4 or IPv6)
+graphite_ip = '127.0.0.1'
+# carbon port (2004 for pickle)
+graphite_port = 2003
+# connection attempts per outage before buffered points are dropped; negative = forever
+graphite_max_reconnects = 60
+# first reconnect delay (s)
+graphite_reconnect_delay = 1.0
+# delay multiplier per failed attempt
+graphite_backoff_factor = 1.5
+# longest reconnect delay (s)
+graphite_backoff_max = 60.0
+# use the pickle protocol
+graphite_pickle_enabled = False
+# points per pickle message
+graphite_pickle_buffer_size = 500
+# datapoints kept while carbon is unreachable; oldest dropped beyond
+graphite_buffer_size = 1000000
+
+# --- InfluxDB output (UDP line protocol) -------------------------------------------------------
+
+# send InfluxDB line protocol over UDP
+influxdb_enabled = False
+# host:port destinations
+influxdb_hosts = ['127.0.0.1:8089']

@@ -1,0 +1,71 @@
+"""The command line: options, config errors and bind errors end with one clear line."""
+
+import socket
+import subprocess
+import sys
+
+import pytest
+
+from buckyproc import ROOT, free_port
+
+
+def run_bucky(*args, timeout=20):
+    return subprocess.run([sys.executable, "-m", "bucky", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT)
+
+
+def test_version_and_help():
+    out = run_bucky("--version")
+    assert out.returncode == 0 and out.stdout.startswith("bucky 3.")
+    helptext = run_bucky("-h").stdout
+    for option in ("--debug", "--metricsd-ip", "--metricsd-port", "--disable-metricsd",
+                   "--collectd-ip", "--collectd-port", "--collectd-types", "--disable-collectd",
+                   "--statsd-ip", "--statsd-port", "--disable-statsd", "--graphite-ip",
+                   "--graphite-port", "--disable-graphite", "--full-trace", "--log-level",
+                   "--nice", "--uid", "--gid", "--version"):
+        assert option in helptext
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("statsd_port = 'abc'\n", "statsd_port: expected a port number 1-65535, got 'abc'"),
+    ("statsd_port = 70000\n", "statsd_port: expected a port number 1-65535, got 70000"),
+    ("statsd_port = 8125\nthis line is garbage\n", ":2: invalid syntax"),
+])
+def test_bad_config_exits_2_with_one_line(tmp_path, text, expected):
+    path = tmp_path / "config.py"
+    path.write_text(text)
+    out = run_bucky(str(path))
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_missing_config_file(tmp_path):
+    out = run_bucky(str(tmp_path / "missing.py"))
+    assert out.returncode == 2
+    assert "cannot read config file: No such file or directory" in out.stderr
+
+
+def test_bad_command_line_value():
+    out = run_bucky("--statsd-port", "x")
+    assert out.returncode == 2
+    assert "command line: statsd_port: expected a port number 1-65535, got 'x'" in out.stderr
+
+
+@pytest.mark.parametrize("reuseaddr", [False, True])
+def test_port_in_use_exits_1(tmp_path, reuseaddr):
+    port = free_port()
+    holder = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    if reuseaddr:
+        holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    try:
+        out = run_bucky("--statsd-port", str(port), "--disable-collectd", "--disable-metricsd",
+                        "--debug")
+    finally:
+        holder.close()
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith(
+        f"cannot bind UDP 127.0.0.1:{port} for statsd: Address already in use")
+    assert "Traceback" not in out.stderr
