@@ -95,9 +95,8 @@ class Bucky:
                 seen = len(lines)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise AssertionError(
-                        f"timed out after {timeout} s; stderr:\n" + "\n".join(self.stderr_lines[-40:])
-                    )
+                    tail = "\n".join(self.stderr_lines[-40:])
+                    raise AssertionError(f"timed out after {timeout} s; stderr:\n{tail}")
                 if self.proc is not None and self.proc.poll() is not None and remaining > 0.5:
                     self._cond.wait(0.3)  # let the pump threads drain the pipes
                     if not any(pred(x) for x in lines[seen:]):

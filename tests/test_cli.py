@@ -5,7 +5,6 @@ import subprocess
 import sys
 
 import pytest
-
 from buckyproc import ROOT, free_port
 
 
