@@ -120,6 +120,30 @@ def prepare_directory(cfg: Any) -> None:
         log.warning("cannot create directory %s: %s", cfg.directory, exc.strerror)
 
 
+def preload_modules(cfg: Any) -> None:
+    """Import what the children need while the interpreter's files are surely readable.
+
+    After the switch to `uid`, a Python installed under a private home directory could no longer
+    import modules lazily."""
+    import importlib
+
+    from bucky.daemon.children import INPUT_HANDLERS
+
+    wanted = ["bucky.daemon.outputs"]
+    for kind, enabled in (("collectd", cfg.collectd_enabled), ("statsd", cfg.statsd_enabled),
+                          ("metricsd", cfg.metricsd_enabled),
+                          ("python_plugins", cfg.collectd_python_config)):
+        if enabled:
+            wanted.append(INPUT_HANDLERS[kind].partition(":")[0])
+    if cfg.statsd_enabled:
+        wanted.append("bucky.protocol.statsd")
+    for module in wanted:
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise BuckyError(f"cannot import {module}: {exc}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "config_file"}
@@ -149,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
         supervisor = Supervisor(cfg, args.config_file, overrides)
         supervisor.bind()
         prepare_directory(cfg)
+        preload_modules(cfg)
         drop_privileges(cfg)
     except (BindError, BuckyError) as exc:
         print(f"bucky: {exc}", file=sys.stderr)

@@ -1,0 +1,100 @@
+"""Benchmark: the pipeline itself, from an input's batches through the processor to carbon.
+
+A generator process writes batches through the same BatchSink and pipe channels an input uses;
+the real processor process (with a pass-through processor function) and the real plaintext
+Graphite output process carry them to a TCP sink that counts lines. No parsing is measured here:
+see udp_load.py for the inputs. Reports samples/s, CPU seconds and peak RSS of the process tree.
+
+    python bench/pipeline.py [--samples 5000000] [--no-processor]
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from bench.common import LineSink, cpu_seconds, rss_mb  # noqa: E402
+from bucky.config import make_config  # noqa: E402
+from bucky.daemon.channels import Channel  # noqa: E402
+from bucky.daemon.children import ChildSpec, child_main, queue_bytes  # noqa: E402
+from bucky.daemon.sink import BatchSink  # noqa: E402
+
+ctx = multiprocessing.get_context("fork")
+
+
+def passthrough(host, name, value, timestamp):  # noqa: ANN001, ANN201 - the Bucky 2 signature
+    return host, name, value, timestamp
+
+
+def generate(channel: Channel, total: int, cfg: object, distinct: int = 10000) -> None:
+    writer = channel.writer(queue_bytes(cfg))
+    sink = BatchSink([writer], batch_size=1000)
+    now = int(time.time())
+    names = [f"bench.host{i % 100}.metric{i}" for i in range(distinct)]
+    batch = [(f"web{i % 50:02d}.example.com", names[i], float(i), now) for i in range(1000)]
+    sent = 0
+    while sent < total:
+        # Back-pressure instead of drops: this measures capacity, not an overloaded input.
+        while writer.pending_bytes > 4 << 20:
+            writer.flush(time.monotonic() + 0.01)
+        sink.extend(batch)
+        sent += len(batch)
+    sink.drain(time.monotonic() + 60)
+
+
+def start(spec: ChildSpec) -> multiprocessing.Process:
+    parent_end, child_end = ctx.Pipe(duplex=False)
+    spec.ctrl = child_end
+    spec.parent_pid = os.getpid()
+    proc = ctx.Process(target=child_main, args=(spec,))
+    proc.start()
+    msg = parent_end.recv()
+    assert msg == ("ready",), msg
+    return proc
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--samples", type=int, default=5_000_000)
+    ap.add_argument("--no-processor", action="store_true")
+    args = ap.parse_args()
+    sink = LineSink()
+    cfg = make_config(graphite_port=sink.port, self_metrics_interval=0,
+                      processor=None if args.no_processor else passthrough,
+                      process_join_timeout=30)
+    to_output = Channel("to-output")
+    procs = [start(ChildSpec("output", "graphite", "graphite", cfg, in_channels=[to_output]))]
+    if args.no_processor:
+        first = to_output
+    else:
+        first = Channel("to-processor")
+        procs.append(start(ChildSpec("processor", "processor", "processor", cfg,
+                                     in_channels=[first], out_channels=[to_output])))
+    t0 = time.monotonic()
+    gen = ctx.Process(target=generate, args=(first, args.samples, cfg))
+    gen.start()
+    pids = [gen.pid] + [p.pid for p in procs]
+    peak = 0.0
+    while sink.lines < args.samples and time.monotonic() - t0 < 300:
+        time.sleep(0.2)
+        peak = max(peak, rss_mb(pids, peak=False))
+    elapsed = (sink.last_at or time.monotonic()) - t0
+    cpu = cpu_seconds(pids)
+    hwm = rss_mb(pids, peak=True)
+    gen.join(10)
+    for p in procs:
+        os.kill(p.pid, 15)
+        p.join(30)
+    print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}): "
+          f"{sink.lines:,} of {args.samples:,} samples in {elapsed:.2f} s = "
+          f"{sink.lines / elapsed:,.0f} samples/s; CPU {cpu:.1f} s; "
+          f"peak RSS {hwm:.0f} MB (sum of processes' peaks)")
+
+
+if __name__ == "__main__":
+    main()
