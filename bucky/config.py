@@ -391,6 +391,10 @@ OPTIONS: tuple[Option, ...] = (
     _O("metricsd_enabled", True, boolean, "run the MetricsD input"),
     _O("metricsd_default_interval", 10.0, float_min(0, False), "MetricsD flush interval (s)"),
     _O("metricsd_handlers", (), metricsd_handlers, "(regex, interval[, priority]) per metric name"),
+    _O("metricsd_max_metrics", 10000, int_range(1, None),
+       "cap on live MetricsD metrics; new ones beyond it are dropped and counted"),
+    _O("metricsd_expire_intervals", 360, float_min(0, False),
+       "forget a MetricsD metric after this many idle flush intervals"),
     # collectd
     _O("collectd_ip", "127.0.0.1", address, "collectd UDP listen address (multicast joins)"),
     _O("collectd_port", 25826, port, "collectd UDP port"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from typing import Any
 
 
 class RateLimitedLog:
@@ -19,7 +20,7 @@ class RateLimitedLog:
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
 
-    def log(self, level: int, key: str, msg: str, *args: object) -> None:
+    def log(self, level: int, key: str, msg: str, *args: object, **kwargs: Any) -> None:
         now = self._clock()
         last = self._last.get(key)
         if last is not None and now - last < self._period:
@@ -30,10 +31,10 @@ class RateLimitedLog:
         if held:
             msg += " (%d similar messages suppressed)"
             args = (*args, held)
-        self._logger.log(level, msg, *args)
+        self._logger.log(level, msg, *args, **kwargs)
 
-    def warning(self, key: str, msg: str, *args: object) -> None:
-        self.log(logging.WARNING, key, msg, *args)
+    def warning(self, key: str, msg: str, *args: object, **kwargs: Any) -> None:
+        self.log(logging.WARNING, key, msg, *args, **kwargs)
 
-    def error(self, key: str, msg: str, *args: object) -> None:
-        self.log(logging.ERROR, key, msg, *args)
+    def error(self, key: str, msg: str, *args: object, **kwargs: Any) -> None:
+        self.log(logging.ERROR, key, msg, *args, **kwargs)
