@@ -1,0 +1,304 @@
+"""Graphite (carbon) wire formats: plaintext lines and pickle frames, both ways. Sans-I/O.
+
+Plaintext: one `path value timestamp\\n` per point. Values keep their type: ints as ints, floats as
+`repr` (the shortest text that reads back to the same float, e.g. `0.1`, `-5e-07`, `1e+300`);
+timestamps are whole seconds (truncated, as carbon floors them anyway). A path never contains
+whitespace: that would split or inject lines, so `clean_path` turns it into "_".
+
+Pickle: a frame is a 4-byte big-endian length and a protocol-2 pickle of
+`[(path, (timestamp, value)), ...]` made of builtins only (str, int, float, list, tuple): what
+carbon's own client sends and what its safe unpickler accepts. Decoding uses an unpickler that
+refuses every global (carbon allows two harmless Python-2 names; the points format needs none) and
+then checks the shape, so any bytes either decode or raise ProtocolError.
+
+`format_plaintext_batch` is the relay's hot path: one `%` over a template cached per batch length
+and one join, with a per-line fallback only when a batch holds something unusual.
+"""
+
+from __future__ import annotations
+
+import io
+import pickle
+import struct
+from collections.abc import Iterable, Sequence
+from operator import itemgetter
+from typing import NamedTuple
+
+from bucky.errors import DecodeError, ProtocolError
+
+PICKLE_PROTOCOL = 2  # carbon's own client uses 2; Python-2 carbons cannot read more
+MAX_PICKLE_FRAME = 1024 * 1024  # carbon's PICKLE_RECEIVER_MAX_LENGTH default
+_HEADER = struct.Struct("!L")
+
+Point = tuple[str, int | float, int | float]  # (path, value, timestamp), as a test or sink sees it
+PicklePoint = tuple[str, tuple[int | float, int | float]]  # (path, (timestamp, value)) on the wire
+
+_WHITESPACE = str.maketrans({c: "_" for c in " \t\n\r\v\f\x00\x1c\x1d\x1e\x1f\x85\u2028\u2029"})
+
+
+def clean_path(path: str) -> str:
+    """A path safe for the line protocol: whitespace (which would split or inject lines) -> "_"."""
+    return path.translate(_WHITESPACE)
+
+
+def format_value(value: object) -> str | None:
+    """Text for one value, or None when it is not a number Graphite can store."""
+    kind = type(value)
+    if kind is float:
+        return repr(value)
+    if kind is int:
+        try:
+            return str(value)
+        except ValueError:  # more digits than int->str allows: send it as a float, if it is one
+            pass
+    if kind is bool:
+        return "1" if value else "0"
+    try:
+        number = float(value)  # type: ignore[arg-type]  # Decimal, numpy scalars, "5" ...
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return repr(number)
+
+
+def format_timestamp(timestamp: object) -> str | None:
+    try:
+        seconds = int(timestamp)  # type: ignore[call-overload]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return str(seconds)
+
+
+def format_line(path: str, value: object, timestamp: object) -> str | None:
+    """One plaintext line with its newline, or None when value or timestamp is unusable."""
+    text = format_value(value)
+    ts = format_timestamp(timestamp)
+    if text is None or ts is None:
+        return None
+    return f"{path} {text} {ts}\n"
+
+
+def format_plaintext(points: Iterable[Point]) -> bytes:
+    """Lines for (path, value, timestamp) points; unusable points are left out."""
+    lines = [format_line(clean_path(p), v, t) for p, v, t in points]
+    return "".join(line for line in lines if line is not None).encode()
+
+
+_templates: dict[int, str] = {}
+_value = itemgetter(2)
+_timestamp = itemgetter(3)
+_PLAIN_NUMBERS = frozenset((int, float))
+
+
+def _template(count: int) -> str:
+    template = _templates.get(count)
+    if template is None:
+        if len(_templates) > 64:  # batch lengths vary little; do not keep every one ever seen
+            _templates.clear()
+        template = _templates[count] = "%s%s %d\n" * count
+    return template
+
+
+def format_plaintext_batch(batch: Sequence[tuple], prefixes: Sequence[str]) -> tuple[str, int]:
+    """Lines for a batch of samples `(host, name, value, timestamp)`; returns (text, skipped).
+
+    `prefixes[i]` is sample i's cleaned path followed by one space (the caller keeps them in a
+    cache). Samples whose value or timestamp is unusable are skipped and counted.
+    """
+    count = len(batch)
+    if not count:
+        return "", 0
+    values = list(map(_value, batch))
+    if set(map(type, values)) <= _PLAIN_NUMBERS:
+        args: list[object] = [None] * (3 * count)
+        args[0::3] = prefixes
+        args[1::3] = values
+        args[2::3] = map(_timestamp, batch)
+        try:
+            return _template(count) % tuple(args), 0
+        except (TypeError, ValueError, OverflowError):
+            pass  # a bad timestamp or an enormous int somewhere: go line by line
+    lines = []
+    for prefix, sample in zip(prefixes, batch, strict=True):
+        line = format_line(prefix[:-1], sample[2], sample[3])
+        if line is not None:
+            lines.append(line)
+    return "".join(lines), count - len(lines)
+
+
+# --- plaintext decoding (fake carbon, tests, tools) ----------------------------------------------
+
+
+class PlaintextDecoded(NamedTuple):
+    points: list[Point]
+    errors: list[DecodeError]  # one per bad line; good lines of the same buffer still decode
+    rest: bytes  # an incomplete last line, to be prefixed to the next read
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
+
+
+def parse_plaintext_line(line: bytes) -> Point:
+    try:
+        fields = line.decode("utf-8").split()
+        if len(fields) != 3:
+            raise DecodeError("bad-line", f"expected 3 fields: {line[:80]!r}")
+        path, value, timestamp = fields
+        return path, _number(value), _number(timestamp)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise DecodeError("bad-line", f"{exc}: {line[:80]!r}") from None
+
+
+def decode_plaintext(buffer: bytes) -> PlaintextDecoded:
+    *lines, rest = bytes(buffer).split(b"\n")
+    points: list[Point] = []
+    errors: list[DecodeError] = []
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            points.append(parse_plaintext_line(line))
+        except DecodeError as exc:
+            errors.append(exc)
+    return PlaintextDecoded(points, errors, rest)
+
+
+# --- pickle frames -------------------------------------------------------------------------------
+
+
+def _builtin_number(value: object) -> int | float | None:
+    kind = type(value)
+    if kind is int or kind is float:
+        return value  # type: ignore[return-value]
+    if kind is bool:
+        return int(value)  # type: ignore[arg-type]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        return None
+    return number
+
+
+def pickle_point(path: str, timestamp: object, value: object) -> PicklePoint:
+    """`(path, (timestamp, value))` made of plain str/int/float, or ValueError.
+
+    A numpy float, a Decimal or a str subclass would pickle as a class reference, and one class
+    reference makes carbon's safe unpickler refuse the whole message: convert them here.
+    """
+    ts = _builtin_number(timestamp)
+    number = _builtin_number(value)
+    if ts is None or number is None:
+        raise ValueError(f"not a number in pickle point {path!r}: {timestamp!r}, {value!r}")
+    return (path if type(path) is str else str(path), (ts, number))
+
+
+def encode_pickle(points: Iterable[PicklePoint]) -> bytes:
+    """One frame for `[(path, (timestamp, value)), ...]` (converted by `pickle_point`)."""
+    clean = [pickle_point(path, timestamp, value) for path, (timestamp, value) in points]
+    payload = pickle.dumps(clean, protocol=PICKLE_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+def encode_pickle_trusted(points: list[PicklePoint]) -> bytes:
+    """`encode_pickle` for points the caller built from plain str/int/float only (hot path)."""
+    payload = pickle.dumps(points, protocol=PICKLE_PROTOCOL)
+    return _HEADER.pack(len(payload)) + payload
+
+
+class _AllowListUnpickler(pickle.Unpickler):
+    """Refuses every global: the points format is lists, tuples, str and numbers only."""
+
+    SAFE_GLOBALS: dict[str, frozenset[str]] = {}
+
+    def find_class(self, module: str, name: str) -> object:
+        if name in self.SAFE_GLOBALS.get(module, ()):
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+
+
+def _unpickle(payload: bytes) -> object:
+    try:
+        return _AllowListUnpickler(io.BytesIO(payload), encoding="utf-8").load()
+    except RecursionError:
+        raise DecodeError("bad-pickle", "nested too deeply") from None
+    except Exception as exc:  # pickle raises nearly anything on hostile bytes
+        raise DecodeError("bad-pickle", f"{type(exc).__name__}: {exc}") from None
+
+
+def _wire_number(value: object, entry: object) -> int | float:
+    kind = type(value)
+    if kind is int or kind is float:
+        return value  # type: ignore[return-value]
+    if kind is str or kind is bytes:  # statsd's hand-written pickles carry numbers as text
+        try:
+            return float(value)  # type: ignore[arg-type]
+        except ValueError:
+            pass
+    raise DecodeError("bad-point", f"timestamp and value must be numbers: {entry!r:.80}")
+
+
+def _check_points(obj: object) -> list[PicklePoint]:
+    if type(obj) is not list:
+        raise DecodeError("bad-pickle", f"expected a list, got {type(obj).__name__}")
+    points: list[PicklePoint] = []
+    for entry in obj:
+        if type(entry) not in (tuple, list) or len(entry) != 2:
+            raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {entry!r:.80}")
+        path, datapoint = entry
+        if type(path) is bytes:
+            try:
+                path = path.decode("utf-8")
+            except UnicodeDecodeError:
+                raise DecodeError("bad-point", f"path is not UTF-8: {path!r:.80}") from None
+        if type(path) is not str or type(datapoint) not in (tuple, list) or len(datapoint) != 2:
+            raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {entry!r:.80}")
+        timestamp, value = datapoint
+        points.append((path, (_wire_number(timestamp, entry), _wire_number(value, entry))))
+    return points
+
+
+def decode_pickle_frames(buffer: bytes, max_frame: int = MAX_PICKLE_FRAME
+                         ) -> tuple[list[PicklePoint], bytes]:
+    """Every complete frame in `buffer`: (points in order, the incomplete remainder).
+
+    Raises ProtocolError (DecodeError) for a frame over `max_frame` bytes, a pickle that needs
+    any global, or a payload that is not a list of `(str, (number, number))`.
+    """
+    data = bytes(buffer)
+    points: list[PicklePoint] = []
+    offset = 0
+    while len(data) - offset >= _HEADER.size:
+        (length,) = _HEADER.unpack_from(data, offset)
+        if length > max_frame:
+            raise DecodeError("frame-too-large", f"{length} bytes > {max_frame}")
+        end = offset + _HEADER.size + length
+        if end > len(data):
+            break
+        points.extend(_check_points(_unpickle(data[offset + _HEADER.size : end])))
+        offset = end
+    return points, data[offset:]
+
+
+__all__ = [
+    "MAX_PICKLE_FRAME",
+    "PICKLE_PROTOCOL",
+    "PicklePoint",
+    "PlaintextDecoded",
+    "Point",
+    "ProtocolError",
+    "clean_path",
+    "decode_pickle_frames",
+    "decode_plaintext",
+    "encode_pickle",
+    "encode_pickle_trusted",
+    "format_line",
+    "format_plaintext",
+    "format_plaintext_batch",
+    "format_timestamp",
+    "format_value",
+    "parse_plaintext_line",
+    "pickle_point",
+]

@@ -1,0 +1,286 @@
+"""Graphite codecs: plaintext formatting and parsing, pickle frames and the allow-list unpickler."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import pickletools
+import struct
+from decimal import Decimal
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from bucky.errors import ProtocolError
+from bucky.protocol.graphite import (
+    MAX_PICKLE_FRAME,
+    clean_path,
+    decode_pickle_frames,
+    decode_plaintext,
+    encode_pickle,
+    encode_pickle_trusted,
+    format_line,
+    format_plaintext,
+    format_plaintext_batch,
+    format_value,
+    parse_plaintext_line,
+    pickle_point,
+)
+
+# value -> text carbon must receive: ints as ints, floats as their shortest round-trip repr
+VALUE_CASES = [
+    (0, "0"),
+    (42, "42"),
+    (-7, "-7"),
+    (2**64, "18446744073709551616"),
+    (0.1, "0.1"),
+    (-5000.0, "-5000.0"),
+    (-5e-07, "-5e-07"),
+    (1e300, "1e+300"),
+    (1.7976931348623157e308, "1.7976931348623157e+308"),
+    (123456.789, "123456.789"),
+    (1 / 3, "0.3333333333333333"),
+    (True, "1"),
+    (Decimal("2.5"), "2.5"),
+    ("17", "17.0"),
+]
+
+
+@pytest.mark.parametrize(("value", "text"), VALUE_CASES)
+def test_format_value(value: object, text: str) -> None:
+    assert format_value(value) == text
+    assert float(text) == float(value)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [None, "abc", object(), [1]])
+def test_format_value_rejects_non_numbers(value: object) -> None:
+    assert format_value(value) is None
+    assert format_line("a.b", value, 1) is None
+
+
+def test_format_line_truncates_timestamps_to_seconds() -> None:
+    assert format_line("a.b", 1, 1700000000.9) == "a.b 1 1700000000\n"
+    assert format_line("a.b", 1.5, 1700000000) == "a.b 1.5 1700000000\n"
+    assert format_line("a.b", 1, float("nan")) is None
+
+
+def test_clean_path_removes_whitespace_that_would_split_or_inject_lines() -> None:
+    assert clean_path("a b\tc\nd.e") == "a_b_c_d.e"
+    assert clean_path("servers.web-1.cpu.0") == "servers.web-1.cpu.0"
+
+
+def test_format_plaintext_points() -> None:
+    data = format_plaintext([("a.b", 1, 10), ("c d", -2.5, 11.7), ("x", "bad", 12)])
+    assert data == b"a.b 1 10\nc_d -2.5 11\n"
+
+
+def _prefixes(batch: list[tuple]) -> list[str]:
+    return [(f"{host}.{name}" if host else name) + " " for host, name, _, _ in batch]
+
+
+@pytest.mark.parametrize(("value", "text"), VALUE_CASES[:11])
+def test_format_plaintext_batch_fast_path(value: object, text: str) -> None:
+    batch = [("h", "m", value, 1700000000.5), (None, "n", value, 1700000001)]
+    out, skipped = format_plaintext_batch(batch, _prefixes(batch))
+    assert skipped == 0
+    assert out == f"h.m {text} 1700000000\nn {text} 1700000001\n"
+
+
+def test_format_plaintext_batch_falls_back_line_by_line() -> None:
+    batch = [
+        ("h", "ok", 1, 100),
+        ("h", "bool", True, 100),  # an unusual type: slow path, still formatted
+        ("h", "nan_ts", 1, float("nan")),  # skipped
+        ("h", "str", "x", 100),  # skipped
+        ("h", "huge", 10**5000, 100),  # more digits than int->str allows, not a float: skipped
+        ("h", "ok2", 2.5, 101),
+    ]
+    out, skipped = format_plaintext_batch(batch, _prefixes(batch))
+    assert skipped == 3
+    assert out == "h.ok 1 100\nh.bool 1 100\nh.ok2 2.5 101\n"
+    assert format_plaintext_batch([], []) == ("", 0)
+
+
+def test_format_plaintext_batch_template_cache_handles_many_lengths() -> None:
+    for n in range(1, 150):
+        samples = [(None, "a", i, 1) for i in range(n)]
+        out, _ = format_plaintext_batch(samples, _prefixes(samples))
+        assert out.count("\n") == n
+
+
+samples = st.lists(
+    st.tuples(
+        st.one_of(st.none(), st.sampled_from(["h1", "web.example.com"])),
+        st.sampled_from(["cpu.0", "load", "a.b.c"]),
+        st.one_of(st.integers(-(2**80), 2**80), st.floats(), st.booleans()),
+        st.one_of(st.integers(0, 2**40), st.floats(allow_nan=True)),
+    ),
+    max_size=40,
+)
+
+
+@given(samples)
+def test_batch_formatting_matches_line_by_line(batch: list[tuple]) -> None:
+    expected = [format_line(p[:-1], v, t) for p, (_, _, v, t) in zip(_prefixes(batch), batch,
+                                                                      strict=True)]
+    text, skipped = format_plaintext_batch(batch, _prefixes(batch))
+    assert text == "".join(line for line in expected if line is not None)
+    assert skipped == expected.count(None)
+
+
+def test_codec_module_does_no_io() -> None:
+    import ast
+
+    import bucky.protocol.graphite as module
+
+    imported = set()
+    for node in ast.walk(ast.parse(open(module.__file__).read())):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            imported.add(node.module.split(".")[0])
+    assert not imported & {"socket", "select", "logging", "multiprocessing", "threading"}
+
+
+def test_decode_plaintext_keeps_good_lines_and_the_incomplete_rest() -> None:
+    decoded = decode_plaintext(b"a.b 1 10\nbad line\n\nc 2.5 11\nd 3 1")
+    assert decoded.points == [("a.b", 1, 10), ("c", 2.5, 11)]
+    assert len(decoded.errors) == 1 and decoded.errors[0].reason == "bad-line"
+    assert decoded.rest == b"d 3 1"
+    assert decode_plaintext(b"\xff\xfe 1 2\n").errors[0].reason == "bad-line"
+
+
+def test_parse_plaintext_line() -> None:
+    assert parse_plaintext_line(b"a.b -5e3 1700000000") == ("a.b", -5000.0, 1700000000)
+    with pytest.raises(ProtocolError):
+        parse_plaintext_line(b"a.b x 1")
+
+
+plain_values = st.one_of(
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+)
+paths = st.text(alphabet="abcxyz._-0123456789", min_size=1, max_size=30).filter(
+    lambda p: p.strip()
+)
+
+
+@given(st.lists(st.tuples(paths, plain_values, st.integers(0, 2**33)), max_size=20))
+def test_plaintext_round_trip(points: list[tuple]) -> None:
+    decoded = decode_plaintext(format_plaintext(points))
+    assert decoded.errors == [] and decoded.rest == b""
+    assert decoded.points == points
+    for (_, sent, _), (_, got, _) in zip(points, decoded.points, strict=True):
+        assert type(got) is type(sent)  # ints stay ints, floats stay floats
+
+
+# --- pickle ---------------------------------------------------------------------------------
+
+
+def test_encode_pickle_is_carbon_framing_protocol_2_builtins_only() -> None:
+    points = [("a.b", (1700000000, 1)), ("c.d", (1700000001, -2.5))]
+    frame = encode_pickle(points)
+    (length,) = struct.unpack("!L", frame[:4])
+    assert length == len(frame) - 4
+    assert frame[4:6] == b"\x80\x02"  # PROTO 2
+
+    opcodes = {op.name for op, _, _ in pickletools.genops(frame[4:])}
+    # no class references: carbon's safe unpickler would refuse them
+    assert not opcodes & {"GLOBAL", "STACK_GLOBAL", "REDUCE", "BUILD", "INST", "OBJ", "NEWOBJ"}
+    assert pickle.loads(frame[4:]) == points
+
+
+def test_encode_pickle_converts_foreign_numbers() -> None:
+    frame = encode_pickle([("a", (Decimal(5), Decimal("2.5"))), ("b", (1, True))])
+    points, rest = decode_pickle_frames(frame)
+    assert points == [("a", (5.0, 2.5)), ("b", (1, 1))] and rest == b""
+    assert [type(v) for _, (_, v) in points] == [float, int]
+    with pytest.raises(ValueError):
+        pickle_point("a", 1, "not a number")
+
+
+def test_decode_pickle_frames_several_frames_and_a_partial_one() -> None:
+    first = encode_pickle([("a", (1, 1.5))])
+    second = encode_pickle_trusted([("b", (2, 2)), ("c", (3, -3.0))])
+    buffer = first + second + second[:7]
+    points, rest = decode_pickle_frames(buffer)
+    assert points == [("a", (1, 1.5)), ("b", (2, 2)), ("c", (3, -3.0))]
+    assert rest == second[:7]
+    assert decode_pickle_frames(rest + second[7:]) == ([("b", (2, 2)), ("c", (3, -3.0))], b"")
+    assert decode_pickle_frames(b"") == ([], b"")
+
+
+def test_decode_accepts_python2_and_statsd_style_protocol_0_pickles() -> None:
+    # Python 2 str paths (STRING opcode), and statsd's hand-written pickles with text numbers
+    payload = b"(lp0\n(S'a.b'\np1\n(I10\nF1.5\ntp2\ntp3\na(S'c'\n(S'11'\nS'2'\nttp4\na."
+    points, _ = decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
+    assert points == [("a.b", (10, 1.5)), ("c", (11.0, 2.0))]
+
+
+class _Evil:
+    def __reduce__(self) -> tuple:
+        return (os.system, ("echo pwned",))
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pickle.dumps([_Evil()], protocol=2),  # a global (os.system): refused before it runs
+        pickle.dumps(_Evil(), protocol=0),
+        pickle.dumps([("a", (1, Decimal(2)))], protocol=2),  # any class, even a harmless one
+    ],
+)
+def test_malicious_pickle_is_rejected(payload: bytes) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
+    assert info.value.reason == "bad-pickle"
+
+
+@pytest.mark.parametrize(
+    "obj",
+    [
+        {"a": 1},
+        [("a", 1)],
+        [("a", (1, 2, 3))],
+        [(1, (1, 2))],
+        [("a", (1, "two"))],
+        [("a", (None, 2))],
+        "just a string",
+    ],
+)
+def test_decode_rejects_wrong_shapes(obj: object) -> None:
+    payload = pickle.dumps(obj, protocol=2)
+    with pytest.raises(ProtocolError):
+        decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
+
+
+def test_decode_rejects_oversized_frames_and_garbage() -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_pickle_frames(struct.pack("!L", MAX_PICKLE_FRAME + 1) + b"x" * 10)
+    assert info.value.reason == "frame-too-large"
+    with pytest.raises(ProtocolError):
+        decode_pickle_frames(struct.pack("!L", 3) + b"\x80\x02X")
+    nested = b"\x80\x02" + b"(" * 100_000 + b"."
+    with pytest.raises(ProtocolError):
+        decode_pickle_frames(struct.pack("!L", len(nested)) + nested)
+
+
+pickle_points = st.lists(
+    st.tuples(paths, st.tuples(st.integers(0, 2**40), plain_values)), max_size=30
+)
+
+
+@given(pickle_points)
+def test_pickle_round_trip(points: list[tuple]) -> None:
+    assert decode_pickle_frames(encode_pickle(points)) == (points, b"")
+
+
+@settings(max_examples=300)
+@given(st.binary(max_size=200))
+def test_decode_any_bytes_gives_points_or_protocol_error(data: bytes) -> None:
+    for buffer in (data, struct.pack("!L", len(data)) + data):
+        try:
+            decode_pickle_frames(buffer)
+        except ProtocolError:
+            pass
