@@ -1,0 +1,271 @@
+"""The collectd input: datagrams in, Graphite samples and notifications out, in its own process.
+
+What this module is for: the glue between the daemon's socket loop and the collectd codec and
+aggregator. `CollectdInput` is the handler that loop calls (handle/tick/close/
+carry_state); `CollectdPipeline` is the part after decoding (types.db check, rates, names) that
+the Python plugin host reuses for the values its plugins dispatch.
+
+Rules:
+- Never raises out of handle() or tick(): every problem is counted by reason and logged at most
+  once a minute per reason (the small `_RateLimitedLog` below, driven by the caller's `now`).
+- No sockets, no threads. Files read: types.db (once, at construction) and the auth file (at
+  construction, then re-read from tick() when its mtime/size/inode change, checked at most once
+  a second; a file that vanishes or cannot be read keeps the last good credentials).
+- One sink.extend() per datagram; notifications go to sink.notify() only, never as datapoints;
+  decoded value lists go to sink.records() when the sink says `wants_records`.
+- Counters (cumulative): datagrams, bad_datagrams.<reason> (one per decode error), value_lists,
+  values, samples, notifications, notifications.<severity>, rejected.<reason> (whole value
+  lists: unknown_type, ds_count_mismatch, ds_type_mismatch, invalid_value), dropped.<why> (single
+  values: converter_none, converter_error, empty_name, out_of_range, not_finite, counter_reset,
+  time_not_increasing), primed, series_expired, auth_file.reloads, auth_file.errors, tick_errors.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from bucky.aggregate.collectd import CollectdAggregator, Sample
+from bucky.aggregate.collectd_names import ConverterTable, build_converter_table
+from bucky.errors import ConfigError
+from bucky.protocol.collectd import decode, parse_auth_file
+from bucky.protocol.collectd_records import (
+    FAILURE,
+    OKAY,
+    SEVERITY_NAMES,
+    WARNING,
+    Notification,
+    ValueList,
+)
+from bucky.protocol.typesdb import load_types_db
+
+log = logging.getLogger(__name__)
+
+_LOG_PERIOD = 60.0  # seconds: at most one line per reason per period
+_AUTH_CHECK_EVERY = 1.0  # seconds between stat() calls on the auth file
+_SEVERITY_LEVELS = {FAILURE: logging.ERROR, WARNING: logging.WARNING, OKAY: logging.INFO}
+
+
+class _RateLimitedLog:
+    """At most one log line per key per period; the next one says how many were held back."""
+
+    _MAX_KEYS = 4096  # keys can embed wire-chosen names (plugin, type): keep the table bounded
+
+    def __init__(self, logger: logging.Logger, period: float = _LOG_PERIOD) -> None:
+        self._logger = logger
+        self._period = period
+        self._last: dict[str, float] = {}
+        self._held: dict[str, int] = {}
+
+    def __call__(self, level: int, key: str, now: float, msg: str, *args: object,
+                 exc_info: BaseException | None = None) -> None:
+        last = self._last.get(key)
+        if last is not None and 0.0 <= now - last < self._period:
+            self._held[key] = self._held.get(key, 0) + 1
+            return
+        if len(self._last) >= self._MAX_KEYS:
+            self._last.clear()
+            self._held.clear()
+        self._last[key] = now
+        held = self._held.pop(key, 0)
+        if held:
+            msg += " (%d similar messages suppressed)"
+            args = (*args, held)
+        self._logger.log(level, msg, *args, exc_info=exc_info)
+
+
+def load_datasets(paths: Iterable[str]) -> Mapping[str, Any]:
+    """types.db files (none: the system's, else built-in) -> {type name: DataSet}.
+
+    Raises ConfigError naming the file that cannot be read or parsed."""
+    return load_types_db(tuple(paths))
+
+
+class CollectdPipeline:
+    """Value lists -> samples: the types.db check, rates and names, with logging of problems.
+
+    `process(value_lists, now)` returns (host, name, value, timestamp) tuples; `tick(now)`
+    expires idle series. `datasets` and `converters` may be given (tests, plugin host) instead
+    of being loaded from `cfg.collectd_types` / `cfg.collectd_converters` + entry points.
+    """
+
+    def __init__(
+        self,
+        cfg: Any,
+        counters: Counter[str] | None = None,
+        *,
+        datasets: Mapping[str, Any] | None = None,
+        converters: ConverterTable | None = None,
+        logger: logging.Logger = log,
+    ) -> None:
+        self.counters: Counter[str] = counters if counters is not None else Counter()
+        self._log = _RateLimitedLog(logger)
+        if converters is None:
+            try:
+                converters = build_converter_table(
+                    cfg.collectd_converters, cfg.collectd_use_entry_points
+                )
+            except (TypeError, ImportError) as exc:
+                raise ConfigError(f"collectd_converters: {exc}") from exc
+            for note in converters.notes:
+                logger.info("%s", note)
+        if datasets is None:
+            datasets = load_datasets(cfg.collectd_types)
+        self.aggregator = CollectdAggregator(
+            datasets,
+            converters,
+            counter_eq_derive=cfg.collectd_counter_eq_derive,
+            ttl_intervals=cfg.collectd_series_ttl_intervals,
+            counters=self.counters,
+        )
+
+    def process(self, value_lists: Iterable[Any], now: float) -> list[Sample]:
+        aggregator = self.aggregator
+        samples = aggregator.process(value_lists, now)
+        if aggregator.events:
+            self._log_events(now)
+        return samples
+
+    def tick(self, now: float) -> None:
+        self.aggregator.tick(now)
+
+    def carry_state(self) -> object:
+        return self.aggregator.export_state()
+
+    def restore_state(self, state: object) -> None:
+        self.aggregator.import_state(state)
+
+    def _log_events(self, now: float) -> None:
+        events, self.aggregator.events = self.aggregator.events, []
+        for key, message, error in events:  # an exception here is a user converter's bug
+            level = logging.WARNING if error is None else logging.ERROR
+            self._log(level, key, now, "%s", message, exc_info=error)
+
+
+class CollectdInput:
+    """The collectd network input handler (see the input contract in the daemon docs)."""
+
+    name = "collectd"
+
+    def __init__(self, cfg: Any, sink: Any, state: object = None) -> None:
+        self.counters: Counter[str] = Counter()
+        self._sink = sink
+        self._wants_records = bool(getattr(sink, "wants_records", False))
+        self._log = _RateLimitedLog(log)
+        self._security_level = int(cfg.collectd_security_level)
+        self._auth_path: str | None = cfg.collectd_auth_file or None
+        self._credentials: dict[str, bytes] | None = None
+        self._auth_signature: tuple[int, ...] | None = None
+        self._next_auth_check: float | None = None
+        if self._security_level and not self._auth_path:
+            raise ConfigError("collectd_security_level Sign/Encrypt needs collectd_auth_file")
+        if self._auth_path:
+            try:
+                self._auth_signature, self._credentials = self._read_auth_file()
+            except (OSError, ValueError) as exc:
+                raise ConfigError(f"collectd_auth_file {self._auth_path!r}: {exc}") from exc
+            if self._security_level and not self._credentials:
+                raise ConfigError(f"collectd_auth_file {self._auth_path!r} has no "
+                                  "'user: password' line; nobody could send")
+        self.pipeline = CollectdPipeline(cfg, self.counters)
+        if state is not None:
+            self.pipeline.restore_state(state)
+
+    # -- the input contract --------------------------------------------------------------------
+    def handle(self, data: bytes, addr: Any, now: float) -> None:
+        counters = self.counters
+        counters["datagrams"] += 1
+        try:
+            records, errors = decode(data, self._security_level, self._credentials)
+            if errors:
+                self._count_errors(errors, addr, now)
+            value_lists = records
+            if Notification in map(type, records):  # rare: keep the common case one C loop
+                value_lists = [r for r in records if type(r) is ValueList]
+                for record in records:
+                    if type(record) is Notification:
+                        self._notify(record, now)
+            if not value_lists:
+                return
+            counters["value_lists"] += len(value_lists)
+            samples = self.pipeline.process(value_lists, now)
+            if samples:
+                self._sink.extend(samples)
+            if self._wants_records:
+                self._sink.records(value_lists)
+        except Exception as exc:  # a bug, never the datagram's fault: count, log, carry on
+            counters["bad_datagrams.internal_error"] += 1
+            self._log(logging.ERROR, "internal_error", now,
+                      "collectd datagram from %s could not be handled", addr, exc_info=exc)
+
+    def tick(self, now: float) -> None:
+        try:
+            self.pipeline.tick(now)
+            if self._auth_path is not None:
+                if self._next_auth_check is None or now >= self._next_auth_check:
+                    self._next_auth_check = now + _AUTH_CHECK_EVERY
+                    self._check_auth_file(now)
+        except Exception as exc:
+            self.counters["tick_errors"] += 1
+            self._log(logging.ERROR, "tick_error", now, "collectd tick failed", exc_info=exc)
+
+    def close(self, now: float) -> None:
+        """Nothing is held back: rates are emitted as soon as they can be computed."""
+
+    def carry_state(self) -> object:
+        return self.pipeline.carry_state()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _count_errors(self, errors: list[Any], addr: Any, now: float) -> None:
+        counters = self.counters
+        for error in errors:
+            reason = getattr(error, "reason", "unknown")
+            counters["bad_datagrams." + reason] += 1
+            self._log(logging.WARNING, "bad_datagram:" + reason, now,
+                      "collectd datagram from %s: %s", addr, error)
+
+    def _notify(self, record: Notification, now: float) -> None:
+        severity = SEVERITY_NAMES.get(record.severity, str(record.severity))
+        self.counters["notifications"] += 1
+        self.counters["notifications." + severity] += 1
+        self._log(_SEVERITY_LEVELS.get(record.severity, logging.WARNING),
+                  "notification:" + severity, now,
+                  "collectd notification %s from %r (%s/%s/%s/%s): %r", severity.upper(),
+                  record.host, record.plugin, record.plugin_instance, record.type,
+                  record.type_instance, record.message)
+        self._sink.notify(record)
+
+    def _read_auth_file(self) -> tuple[tuple[int, ...], dict[str, bytes]]:
+        """(stat signature, credentials); OSError/ValueError (e.g. bad UTF-8) when unreadable."""
+        assert self._auth_path is not None
+        with open(self._auth_path, encoding="utf-8") as handle:
+            signature = _stat_signature(os.fstat(handle.fileno()))
+            text = handle.read()
+        return signature, parse_auth_file(text)
+
+    def _check_auth_file(self, now: float) -> None:
+        assert self._auth_path is not None
+        try:
+            signature = _stat_signature(os.stat(self._auth_path))
+            if signature == self._auth_signature:
+                return
+            signature, credentials = self._read_auth_file()
+        except (OSError, ValueError) as exc:
+            self.counters["auth_file.errors"] += 1
+            self._log(logging.ERROR, "auth_file", now,
+                      "collectd_auth_file %r cannot be read (%s); keeping the %d users loaded "
+                      "before", self._auth_path, exc, len(self._credentials or ()))
+            return
+        self._auth_signature, self._credentials = signature, credentials
+        self.counters["auth_file.reloads"] += 1
+        log.info("collectd_auth_file %r reloaded: %d users", self._auth_path, len(credentials))
+        if self._security_level and not credentials:
+            log.warning("collectd_auth_file %r has no users: all collectd data is refused",
+                        self._auth_path)
+
+
+def _stat_signature(st: os.stat_result) -> tuple[int, ...]:
+    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
