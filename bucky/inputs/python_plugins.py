@@ -1,0 +1,117 @@
+"""The Python plugin input: runs collectd Python plugins (collectd-python(5)) in their own process.
+
+What this module is for: the glue between the daemon's process loop and the plugin host.
+`PluginHostInput` reads `collectd_python_config` (a collectd.conf-style file with a
+<Plugin python> block; its global Hostname, FQDNLookup, Interval and TypesDB are honoured, the
+TypesDB files added to `collectd_types`), starts the plugins, and then:
+- tick(): starts the read callbacks that are due, and sends what plugins dispatched through the
+  same CollectdPipeline as network values (types.db check, rates, converters, names) into
+  sink.extend(); dispatched notifications go to sink.notify();
+- deliver(): the value lists and notifications the collectd input decoded go to the plugins'
+  write and notification callbacks;
+- close(): shutdown callbacks, then what is left goes to the sink.
+
+Rules: a plugin that cannot be imported, a config callback that raises or a bad config file is a
+ConfigError at construction (the daemon halts with it). After that nothing a plugin does stops
+this input: tick/deliver/close never raise (problems are counted and logged). No socket.
+Counters: read.calls, read.failures, callback.errors, values.dispatched, notifications.dispatched,
+dropped.<why>, tick_errors, plus the pipeline's (rejected.<reason>, dropped.<why>, ...).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from typing import Any
+
+from bucky.errors import ConfigError
+from bucky.inputs.collectd import CollectdPipeline
+from bucky.plugin_host.host import DEFAULT_INTERVAL, PluginHost, PythonSetup
+from bucky.protocol.typesdb import load_types_db
+
+log = logging.getLogger(__name__)
+
+
+def load_datasets(configured: tuple[str, ...], from_file: tuple[str, ...],
+                  config_path: str) -> dict[str, Any]:
+    """collectd_types (none: the system's or the built-in types), then the file's TypesDB files
+    (relative ones from the file's directory), later definitions winning."""
+    datasets = dict(load_types_db(configured))
+    if from_file:
+        here = os.path.dirname(os.path.abspath(config_path))
+        datasets.update(load_types_db(tuple(os.path.join(here, p) for p in from_file)))
+    return datasets
+
+
+class PluginHostInput:
+    """The plugin host as a daemon input (see the input contract in the daemon docs)."""
+
+    name = "python_plugins"
+
+    def __init__(self, cfg: Any, sink: Any, state: object = None) -> None:
+        self.counters: Counter[str] = Counter()
+        self._sink = sink
+        path = getattr(cfg, "collectd_python_config", None)
+        if not path:
+            raise ConfigError("collectd_python_config: no collectd.conf-style file given")
+        setup = PythonSetup.from_file(path)
+        for warning in setup.warnings:
+            log.warning("%s", warning)
+        datasets = load_datasets(tuple(getattr(cfg, "collectd_types", ()) or ()),
+                                 setup.types_db, path)
+        self.pipeline = CollectdPipeline(cfg, self.counters, datasets=datasets)
+        if state is not None:
+            self.pipeline.restore_state(state)
+        self.host = PluginHost(
+            datasets,
+            hostname=setup.resolve_hostname(),
+            default_interval=setup.interval or DEFAULT_INTERVAL,
+            # close() must end within the supervisor's join timeout for this process
+            shutdown_timeout=0.75 * float(getattr(cfg, "process_join_timeout", 2.0)),
+        )
+        self.host.start(setup.statements)
+
+    # -- the input contract --------------------------------------------------------------------
+    def handle(self, data: bytes, addr: Any, now: float) -> None:
+        """No socket: nothing arrives here."""
+
+    def deliver(self, items: list, now: float) -> None:
+        try:
+            self.host.deliver(items)
+        except Exception:
+            self.counters["deliver_errors"] += 1
+            log.exception("delivering collectd records to the plugins failed")
+
+    def tick(self, now: float) -> None:
+        try:
+            self.host.run_reads(now)
+            self._forward(now)
+            self.pipeline.tick(now)
+        except Exception:
+            self.counters["tick_errors"] += 1
+            log.exception("python plugin host tick failed")
+
+    def close(self, now: float) -> None:
+        try:
+            self.host.shutdown()
+            self._forward(now)
+        except Exception:
+            self.counters["tick_errors"] += 1
+            log.exception("stopping the python plugins failed")
+
+    def carry_state(self) -> object:
+        return self.pipeline.carry_state()
+
+    # -- helpers -------------------------------------------------------------------------------
+    def _forward(self, now: float) -> None:
+        self.counters.update(self.host.take_counts())
+        value_lists, notifications = self.host.collect()
+        if value_lists:
+            self.counters["values.dispatched"] += len(value_lists)
+            samples = self.pipeline.process(value_lists, now)
+            if samples:
+                self._sink.extend(samples)
+        for notification in notifications:
+            self.counters["notifications.dispatched"] += 1
+            self._sink.notify(notification)
