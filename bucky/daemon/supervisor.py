@@ -33,6 +33,9 @@ BOOT_TIMEOUT = 60.0  # a plugin host importing plugins may be slow; a hung boot 
 RESTART_WINDOW = 60.0
 MAX_RESTARTS = 5  # deaths within RESTART_WINDOW before the daemon gives up
 _ctx = multiprocessing.get_context("fork")  # children inherit the bound sockets and pipes
+_OUTPUT_OPTION_PREFIXES = ("graphite_", "influxdb_", "name_")
+_OUTPUT_OPTIONS = {"debug", "custom_clients", "self_metrics_interval", "process_join_timeout",
+                   "max_sample_queue"}
 
 
 class HaltError(BuckyError):
@@ -129,21 +132,31 @@ class Supervisor:
         self.sockets = bind_all(self.cfg)
         self.plan = _socket_plan(self.cfg)
 
-    def _build_slots(self, cfg: Any, states: dict[str, Any] | None = None) -> list[Slot]:
+    def _build_slots(self, cfg: Any, states: dict[str, Any] | None = None,
+                     keep_outputs: list[Slot] | None = None) -> list[Slot]:
+        """Plan every child and the channels between them.
+
+        With `keep_outputs` (a reload that leaves the outputs alone) the running output slots
+        and their channels are reused, so what they buffer (carbon down) survives the reload."""
         assert self.sockets is not None
         states = states or {}
+        old_channels = {ch.name: ch for ch in self.channels} if keep_outputs else {}
         channels: list[Channel] = []
 
         def channel(name: str) -> Channel:
-            ch = Channel(name)
+            ch = old_channels.pop(name, None) or Channel(name)
             channels.append(ch)
             return ch
 
-        outputs = _output_names(cfg)
-        out_slots = [
-            Slot(ChildSpec("output", name, name, cfg, index=i), stage=2)
-            for i, name in enumerate(outputs)
-        ]
+        if keep_outputs:
+            out_slots = keep_outputs
+            for out in out_slots:
+                out.spec.in_channels = []
+        else:
+            out_slots = [
+                Slot(ChildSpec("output", name, name, cfg, index=i), stage=2)
+                for i, name in enumerate(_output_names(cfg))
+            ]
         inputs: list[Slot] = []
         for name, socks in self.sockets.udp.items():
             for i, sock in enumerate(socks):
@@ -179,7 +192,9 @@ class Supervisor:
                     ch = channel(f"{slot.spec.title}->{out.spec.title}")
                     slot.spec.out_channels.append(ch)
                     out.spec.in_channels.append(ch)
-        self.channels.extend(channels)
+        for ch in old_channels.values():
+            ch.close()
+        self.channels = channels
         # Consumers start before producers.
         return out_slots + ([processor] if processor else []) + inputs
 
@@ -385,13 +400,17 @@ class Supervisor:
             log.error("reload failed, keeping the running configuration: %s", exc)
             return
         # Inputs hand their state (gauges, rate state, pending aggregates) to their successors;
-        # the processor and outputs drain what is in flight and flush before they are replaced.
+        # the processor drains what is in flight. Outputs keep running (with what they buffer)
+        # unless their own options or the shape of the pipeline changed.
+        keep = self._outputs_unchanged(new_cfg, new_socks)
         _, states = self._stop_stage([s for s in self.slots if s.stage == 0], signal.SIGHUP)
         self._stop_stage([s for s in self.slots if s.stage == 1], signal.SIGTERM)
-        self._stop_stage([s for s in self.slots if s.stage == 2], signal.SIGTERM)
-        for ch in self.channels:
-            ch.close()
-        self.channels.clear()
+        kept_outputs = [s for s in self.slots if s.stage == 2] if keep else None
+        if not keep:
+            self._stop_stage([s for s in self.slots if s.stage == 2], signal.SIGTERM)
+            for ch in self.channels:
+                ch.close()
+            self.channels.clear()
         old = self.sockets
         for key, group in old.udp.items():
             if new_socks.udp.get(key) is not group:
@@ -401,8 +420,21 @@ class Supervisor:
             if new_socks.tcp.get(key) is not s:
                 s.close()
         self.sockets, self.plan, self.cfg = new_socks, _socket_plan(new_cfg), new_cfg
-        self.slots = self._build_slots(new_cfg, states)
-        for slot in self.slots:
+        self.slots = self._build_slots(new_cfg, states, keep_outputs=kept_outputs)
+        fresh = [s for s in self.slots if not (kept_outputs and s in kept_outputs)]
+        for slot in fresh:
             self._spawn(slot)
-        self._await_boot(self.slots)
-        log.info("configuration reloaded")
+        self._await_boot(fresh)
+        log.info("configuration reloaded%s", " (outputs kept running)" if kept_outputs else "")
+
+    def _outputs_unchanged(self, new_cfg: Any, new_socks: Sockets) -> bool:
+        def output_options(cfg: Any) -> dict[str, Any]:
+            return {name: getattr(cfg, name) for name in config_mod.OPTION_BY_NAME
+                    if name.startswith(_OUTPUT_OPTION_PREFIXES) or name in _OUTPUT_OPTIONS}
+
+        def shape(cfg: Any, socks: Sockets) -> tuple:
+            inputs = tuple((name, len(group)) for name, group in socks.udp.items())
+            return inputs, cfg.processor is None, bool(cfg.collectd_python_config)
+
+        return (output_options(new_cfg) == output_options(self.cfg)
+                and shape(new_cfg, new_socks) == shape(self.cfg, self.sockets))

@@ -242,3 +242,25 @@ def test_ipv6_and_hostname_destinations(tmp_path):
             assert carbon.wait_for(lambda pts: "stats_counts.v6.hits" in {p[0] for p in pts})
         finally:
             assert bucky.stop() == 0
+
+
+def test_sighup_keeps_what_outputs_buffer_while_carbon_is_down(tmp_path):
+    carbon = FakeCarbon().start()
+    port = carbon.port
+    bucky = start(tmp_path, carbon, metricsd_enabled=False, collectd_enabled=False)
+    try:
+        statsd(bucky, b"first:1|c")
+        assert carbon.wait_for(lambda pts: "stats_counts.first" in {p[0] for p in pts})
+        carbon.stop()
+        statsd(bucky, b"buffered.during.outage:5|c")
+        time.sleep(1.5)  # flushed by statsd into the output's buffer; carbon is down
+        bucky.config_path.write_text(bucky.config_path.read_text() + "statsd_flush_time = 0.7\n")
+        bucky.send_signal(signal.SIGHUP)
+        bucky.wait_stderr(lambda line: "configuration reloaded (outputs kept running)" in line, 30)
+        carbon.port = port
+        carbon.start()
+        assert carbon.wait_for(lambda pts: "stats_counts.buffered.during.outage" in
+                               {p[0] for p in pts}, 20)
+    finally:
+        assert bucky.stop() == 0
+        carbon.stop()
