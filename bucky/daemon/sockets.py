@@ -79,12 +79,31 @@ def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> soc
 
 
 def _join_group(sock: socket.socket, family: int, group: str) -> None:
+    """Join on the default interface and on loopback (same-host senders); one must succeed."""
     if family == socket.AF_INET:
-        mreq = struct.pack("=4s4s", socket.inet_aton(group), socket.inet_aton("0.0.0.0"))
-        sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
+        packed = socket.inet_aton(group)
+        requests = [(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+                     struct.pack("=4s4s", packed, socket.inet_aton(interface)))
+                    for interface in ("0.0.0.0", "127.0.0.1")]
     else:
-        mreq = struct.pack("=16sI", socket.inet_pton(socket.AF_INET6, group), 0)
-        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+        packed = socket.inet_pton(socket.AF_INET6, group)
+        indexes = [0]
+        try:
+            indexes.append(socket.if_nametoindex("lo"))
+        except OSError:
+            pass
+        requests = [(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("=16sI", packed, i))
+                    for i in indexes]
+    error: OSError | None = None
+    joined = False
+    for level, option, mreq in requests:
+        try:
+            sock.setsockopt(level, option, mreq)
+            joined = True
+        except OSError as exc:
+            error = error or exc
+    if not joined and error is not None:
+        raise error
 
 
 def bind_udp_workers(host: str, port: int, purpose: str, count: int) -> list[socket.socket]:
