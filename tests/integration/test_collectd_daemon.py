@@ -52,8 +52,8 @@ def test_multicast_group_is_joined(tmp_path):
     probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     probe.bind(("", port))
     try:
-        probe.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                         struct.pack("=4s4s", socket.inet_aton(group), socket.inet_aton("127.0.0.1")))
+        mreq = struct.pack("=4s4s", socket.inet_aton(group), socket.inet_aton("127.0.0.1"))
+        probe.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
     except OSError as exc:
         probe.close()
         pytest.skip(f"cannot join a multicast group here: {exc}")
