@@ -19,7 +19,9 @@ setup(
     packages=find_packages(include=["bucky", "bucky.*"]),
     install_requires=["pycryptodome>=3.10", "setproctitle>=1.2"],
     extras_require={
-        "test": ["pytest>=7", "hypothesis>=6", "statsd>=4", "datadog>=0.49", "ruff"],
+        # collectd-connect-time: an unmodified third-party collectd Python plugin the tests run
+        "test": ["pytest>=7", "hypothesis>=6", "statsd>=4", "datadog>=0.49", "ruff",
+                 "collectd-connect-time==0.3.0"],
     },
     entry_points={
         "console_scripts": [
