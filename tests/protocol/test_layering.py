@@ -1,0 +1,98 @@
+"""bucky.protocol is sans-I/O: its modules import no sockets, clocks, logging, processes or config.
+
+Checked statically (ast) over every bucky/protocol/*.py present, whoever wrote it: a module may
+import the standard library minus the I/O, clock and process modules below, bucky.errors,
+bucky.sample and bucky.protocol.*, and pycryptodome (`Crypto`) for the collectd crypto. Only
+typesdb.py may open files (types.db is read once at start).
+"""
+
+from __future__ import annotations
+
+import ast
+import sys
+from pathlib import Path
+
+import pytest
+
+import bucky.protocol
+
+PROTOCOL_DIR = Path(bucky.protocol.__file__).resolve().parent
+MODULES = sorted(PROTOCOL_DIR.glob("*.py"))
+
+FORBIDDEN = {
+    "socket", "socketserver", "ssl", "select", "selectors", "asyncio",  # network I/O
+    "logging", "syslog",  # logging belongs to the daemon
+    "multiprocessing", "threading", "subprocess", "signal", "concurrent",  # processes
+    "time",  # clocks: callers pass `now`
+    "bucky.config",
+}  # fmt: skip
+ALLOWED_BUCKY = ("bucky.errors", "bucky.sample", "bucky.protocol")
+ALLOWED_THIRD_PARTY = {"Crypto"}
+MAY_OPEN_FILES = {"typesdb.py"}
+
+
+def imported_modules(tree: ast.Module) -> list[str]:
+    names = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative: inside bucky.protocol
+                names.append("bucky.protocol" + (f".{node.module}" if node.module else ""))
+            elif node.module:
+                names.append(node.module)
+                names += [f"{node.module}.{alias.name}" for alias in node.names]
+    return names
+
+
+def is_under(name: str, package: str) -> bool:
+    return name == package or name.startswith(package + ".")
+
+
+def test_every_protocol_module_is_checked() -> None:
+    assert {p.name for p in MODULES} >= {"collectd.py", "collectd_records.py", "typesdb.py"}
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
+def test_protocol_module_imports_nothing_with_side_effects(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    problems = []
+    for name in imported_modules(tree):
+        top = name.split(".")[0]
+        if any(is_under(name, bad) for bad in FORBIDDEN):
+            problems.append(f"imports {name}")
+        elif top == "bucky":
+            # `from bucky.protocol import x` yields the names bucky.protocol and .x: both fine.
+            if not any(is_under(name, ok) for ok in ALLOWED_BUCKY) and name != "bucky":
+                problems.append(f"imports {name} (only errors, sample, protocol.*)")
+        elif top not in sys.stdlib_module_names and top not in ALLOWED_THIRD_PARTY:
+            problems.append(f"imports third-party {name}")
+    assert problems == [], f"{path.name}: {problems}"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
+def test_only_typesdb_opens_files(path: Path) -> None:
+    if path.name in MAY_OPEN_FILES:
+        return
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    calls = [
+        node.lineno
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Name | ast.Attribute)
+        and (getattr(node.func, "id", None) or getattr(node.func, "attr", None))
+        in {"open", "fdopen", "read_text", "read_bytes", "write_text", "write_bytes"}
+    ]
+    assert calls == [], f"{path.name} opens files at lines {calls}"
+
+
+def test_the_checker_catches_forbidden_imports() -> None:
+    bad = ast.parse("import socket\nfrom time import monotonic\nfrom bucky.config import x\n")
+    names = imported_modules(bad)
+    assert [n for n in names if any(is_under(n, f) for f in FORBIDDEN)] == [
+        "socket",
+        "time",
+        "time.monotonic",
+        "bucky.config",
+        "bucky.config.x",
+    ]
