@@ -129,7 +129,10 @@ def preload_modules(cfg: Any) -> None:
 
     from bucky.daemon.children import INPUT_HANDLERS
 
-    wanted = ["bucky.daemon.outputs"]
+    wanted = ["bucky.daemon.outputs", "multiprocessing.popen_fork", "multiprocessing.connection",
+              "multiprocessing.reduction", "json", "tempfile", "hmac", "hashlib", "random",
+              "importlib.metadata", "selectors", "pickle", "encodings.idna", "ipaddress",
+              "concurrent.futures", "queue", "threading", "traceback", "setproctitle"]
     for kind, enabled in (("collectd", cfg.collectd_enabled), ("statsd", cfg.statsd_enabled),
                           ("metricsd", cfg.metricsd_enabled),
                           ("python_plugins", cfg.collectd_python_config)):

@@ -289,7 +289,8 @@ def histogram_bins(v: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
             metric, bins = entry
         else:
             raise Invalid(form)
-        if not isinstance(metric, str) or not isinstance(bins, (list, tuple)) or not bins:
+        # An empty bin list excludes the metric (the reference's first-match-wins rule).
+        if not isinstance(metric, str) or not isinstance(bins, (list, tuple)):
             raise Invalid(form)
         try:
             parsed = tuple(math.inf if str(b).lower() == "inf" else float(b) for b in bins)
