@@ -85,6 +85,9 @@ def main() -> None:
         peak = max(peak, rss_mb(pids, peak=False))
     elapsed = (sink.last_at or time.monotonic()) - t0
     cpu = cpu_seconds(pids)
+    per_process = ", ".join(f"{name} {cpu_seconds([pid]):.1f} s" for name, pid in
+                            zip(["generator", "output", "processor"], pids))
+    sink_cpu = cpu_seconds([os.getpid()])
     hwm = rss_mb(pids, peak=True)
     gen.join(10)
     for p in procs:
@@ -92,8 +95,8 @@ def main() -> None:
         p.join(30)
     print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}): "
           f"{sink.lines:,} of {args.samples:,} samples in {elapsed:.2f} s = "
-          f"{sink.lines / elapsed:,.0f} samples/s; CPU {cpu:.1f} s; "
-          f"peak RSS {hwm:.0f} MB (sum of processes' peaks)")
+          f"{sink.lines / elapsed:,.0f} samples/s; CPU {cpu:.1f} s ({per_process}; "
+          f"the sink {sink_cpu:.1f} s); peak RSS {hwm:.0f} MB (sum of processes' peaks)")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,9 @@ A Channel is an OS pipe created by the supervisor before the children fork, so a
 inherits the same pipe and nothing queued in the kernel is lost. Each end is used by exactly one
 process at a time, so no lock is needed.
 
-Framing: MAGIC, a 4-byte big-endian length, a pickle. A reader that finds garbage (a producer
+Framing: MAGIC, a 4-byte big-endian length, a payload: b"M" + marshal data for sample batches
+(lists of plain tuples; marshal is about twice as fast as pickle on them) or b"P" + a pickle for
+everything else (control messages carrying records). A reader that finds garbage (a producer
 killed mid-write) skips to the next MAGIC. The writer never blocks: frames wait in a bounded
 pending buffer while the pipe is full, and a frame that would overflow it is refused (the caller
 counts the drop). Batches are pickled once and the same bytes written to every destination.
@@ -16,6 +18,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import marshal
 import os
 import pickle
 import select
@@ -34,8 +37,24 @@ F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)
 
 
 def encode_frame(obj: object) -> bytes:
-    payload = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    payload = None
+    if type(obj) is list:
+        try:
+            payload = b"M" + marshal.dumps(obj)
+        except ValueError:  # something marshal cannot carry (a subclass, an object): pickle it
+            payload = None
+    if payload is None:
+        payload = b"P" + pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
     return _HEADER.pack(MAGIC, len(payload)) + payload
+
+
+def decode_payload(payload: bytes | bytearray | memoryview) -> object:
+    kind = payload[0]
+    if kind == 0x4D:  # "M"
+        return marshal.loads(payload[1:])
+    if kind == 0x50:  # "P"
+        return pickle.loads(payload[1:])
+    raise ValueError("unknown frame payload kind")
 
 
 def _set_nonblocking(fd: int) -> None:
@@ -185,7 +204,7 @@ class ChannelReader:
                 break
             start = pos + _HEADER_SIZE
             try:
-                out.append(pickle.loads(buf[start : start + length]))
+                out.append(decode_payload(memoryview(buf)[start : start + length]))
                 pos = start + length
             except Exception:  # a torn frame from a killed writer: resynchronise
                 self.corrupt_frames += 1

@@ -319,34 +319,56 @@ class ProcessorRunner:
         self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
 
     def process(self, batch: list[tuple]) -> list[tuple]:
+        """Run the user's function over a batch; each sample is seen exactly once."""
         fn = self.fn
-        out = []
+        out: list = []
         append = out.append
-        errors = filtered = 0
-        for sample in batch:
+        n = len(batch)
+        pos = errors = 0
+        while pos < n:
+            i = pos
             try:
-                result = fn(*sample)
-                if result is None:
-                    filtered += 1
-                    continue
-                result = tuple(result)
-                if len(result) != 4:
-                    raise TypeError(f"processor returned {len(result)} items, expected 4")
+                for i in range(pos, n):
+                    result = fn(*batch[i])
+                    if result is not None:
+                        append(result)
+                pos = n
             except Exception as exc:
                 errors += 1
-                self.ratelog.error("processor", "processor failed on %r: %s: %s", sample,
-                                   exc.__class__.__name__, exc)
+                self._error(batch[i], exc)
                 if not self.drop_on_error:
-                    append(sample)
-                continue
-            append(result)
+                    append(batch[i])
+                pos = i + 1
+        filtered = n - len(out) - (errors if self.drop_on_error else 0)
+        if errors and self.drop_on_error:
+            self.counters["dropped.error"] += errors
+        if out and (set(map(type, out)) != {tuple} or set(map(len, out)) != {4}):
+            out, bad = self._checked(out)
+            errors += bad
+            self.counters["dropped.bad_result"] += bad
         counters = self.counters
-        counters["received"] += len(batch)
+        counters["received"] += n
         counters["errors"] += errors
         counters["filtered"] += filtered
-        if errors and self.drop_on_error:
-            counters["dropped.error"] += errors
         return out
+
+    def _checked(self, results: list) -> tuple[list[tuple], int]:
+        good, bad = [], 0
+        for result in results:
+            try:
+                sample = tuple(result)
+                if len(sample) != 4:
+                    raise TypeError(f"processor returned {len(sample)} items, expected 4")
+            except Exception as exc:
+                bad += 1
+                self._error(result, exc)
+                continue
+            good.append(sample)
+        return good, bad
+
+    def _error(self, sample: object, exc: Exception) -> None:
+        self.ratelog.error("processor", "processor failed on %r: %s: %s", sample,
+                           exc.__class__.__name__, exc)
 
     def _handle(self, objs: list[object]) -> None:
         for obj in objs:
