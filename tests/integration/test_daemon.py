@@ -264,3 +264,26 @@ def test_sighup_keeps_what_outputs_buffer_while_carbon_is_down(tmp_path):
     finally:
         assert bucky.stop() == 0
         carbon.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="switching user needs root")
+def test_privileges_dropped_after_binding(tmp_path, carbon):
+    import pwd
+
+    nobody = pwd.getpwnam("nobody")
+    os.chmod(tmp_path, 0o755)
+    bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 0.5,
+                             "uid": "nobody", "gid": nobody.pw_gid}).start()
+    try:
+        pids = [bucky.proc.pid, *bucky.child_pids().values()]
+        for pid in pids:
+            with open(f"/proc/{pid}/status") as fh:
+                fields = dict(line.split(":", 1) for line in fh)
+            assert fields["Uid"].split()[0] == str(nobody.pw_uid)
+            assert fields["Gid"].split()[0] == str(nobody.pw_gid)
+            assert fields["Groups"].split() in ([], [str(nobody.pw_gid)])
+        statsd(bucky, b"as.nobody:1|c")
+        assert carbon.wait_for(lambda pts: "stats_counts.as.nobody" in {p[0] for p in pts})
+        assert os.stat(tmp_path / "state").st_uid == nobody.pw_uid
+    finally:
+        assert bucky.stop() == 0
