@@ -300,34 +300,29 @@ def histogram_bins(v: Any) -> tuple[tuple[str, tuple[float, ...]], ...]:
     return tuple(out)
 
 
-def user(v: Any) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.strip().isdigit():
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return pwd.getpwnam(v.strip()).pw_uid
-        except KeyError:
-            raise Invalid("expected an existing user name or a uid") from None
-    raise Invalid("expected an existing user name or a uid")
+def _account(lookup: Callable[[str], int], expected: str) -> Callable[[Any], int | None]:
+    """A user or group given by name or number -> its numeric id."""
+
+    def check(v: Any) -> int | None:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):
+            return v
+        if isinstance(v, str) and v.strip().isdigit():
+            return int(v)
+        if isinstance(v, str):
+            try:
+                return lookup(v.strip())
+            except KeyError:
+                pass
+        raise Invalid(expected)
+
+    return check
 
 
-def group(v: Any) -> int | None:
-    if v is None:
-        return None
-    if isinstance(v, int) and not isinstance(v, bool):
-        return v
-    if isinstance(v, str) and v.strip().isdigit():
-        return int(v)
-    if isinstance(v, str):
-        try:
-            return grp.getgrnam(v.strip()).gr_gid
-        except KeyError:
-            raise Invalid("expected an existing group name or a gid") from None
-    raise Invalid("expected an existing group name or a gid")
+user = _account(lambda name: pwd.getpwnam(name).pw_uid, "expected an existing user name or a uid")
+group = _account(lambda name: grp.getgrnam(name).gr_gid,
+                 "expected an existing group name or a gid")
 
 
 def one_of(*choices: str) -> Callable[[Any], str]:
