@@ -86,7 +86,7 @@ def main() -> None:
     elapsed = (sink.last_at or time.monotonic()) - t0
     cpu = cpu_seconds(pids)
     per_process = ", ".join(f"{name} {cpu_seconds([pid]):.1f} s" for name, pid in
-                            zip(["generator", "output", "processor"], pids))
+                            zip(["generator", "output", "processor"], pids, strict=False))
     sink_cpu = cpu_seconds([os.getpid()])
     hwm = rss_mb(pids, peak=True)
     gen.join(10)

@@ -23,10 +23,10 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bucky.daemon.channels import Channel, ChannelReader
-from bucky.daemon.ratelog import RateLimitedLog
 from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
+from bucky.ratelog import RateLimitedLog
 from bucky.sample import NOTIFICATION
 
 log = logging.getLogger("bucky")

@@ -49,7 +49,6 @@ from operator import getitem, itemgetter
 from typing import Any, TextIO
 
 from bucky.daemon.backoff import Backoff
-from bucky.daemon.ratelog import RateLimitedLog
 from bucky.errors import ConfigError
 from bucky.names import NameRules
 from bucky.protocol.graphite import (
@@ -58,6 +57,7 @@ from bucky.protocol.graphite import (
     format_plaintext_batch,
     pickle_point,
 )
+from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 

@@ -7,7 +7,7 @@ the Python plugin host reuses for the values its plugins dispatch.
 
 Rules:
 - Never raises out of handle() or tick(): every problem is counted by reason and logged at most
-  once a minute per reason (the small `_RateLimitedLog` below, driven by the caller's `now`).
+  once a minute per reason (bucky.ratelog, driven by the caller's `now`).
 - No sockets, no threads. Files read: types.db (once, at construction) and the auth file (at
   construction, then re-read from tick() when its mtime/size/inode change, checked at most once
   a second; a file that vanishes or cannot be read keeps the last good credentials).
@@ -41,40 +41,13 @@ from bucky.protocol.collectd_records import (
     ValueList,
 )
 from bucky.protocol.typesdb import load_types_db
+from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 _LOG_PERIOD = 60.0  # seconds: at most one line per reason per period
 _AUTH_CHECK_EVERY = 1.0  # seconds between stat() calls on the auth file
 _SEVERITY_LEVELS = {FAILURE: logging.ERROR, WARNING: logging.WARNING, OKAY: logging.INFO}
-
-
-class _RateLimitedLog:
-    """At most one log line per key per period; the next one says how many were held back."""
-
-    _MAX_KEYS = 4096  # keys can embed wire-chosen names (plugin, type): keep the table bounded
-
-    def __init__(self, logger: logging.Logger, period: float = _LOG_PERIOD) -> None:
-        self._logger = logger
-        self._period = period
-        self._last: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def __call__(self, level: int, key: str, now: float, msg: str, *args: object,
-                 exc_info: BaseException | None = None) -> None:
-        last = self._last.get(key)
-        if last is not None and 0.0 <= now - last < self._period:
-            self._held[key] = self._held.get(key, 0) + 1
-            return
-        if len(self._last) >= self._MAX_KEYS:
-            self._last.clear()
-            self._held.clear()
-        self._last[key] = now
-        held = self._held.pop(key, 0)
-        if held:
-            msg += " (%d similar messages suppressed)"
-            args = (*args, held)
-        self._logger.log(level, msg, *args, exc_info=exc_info)
 
 
 def load_datasets(paths: Iterable[str]) -> Mapping[str, Any]:
@@ -102,7 +75,7 @@ class CollectdPipeline:
         logger: logging.Logger = log,
     ) -> None:
         self.counters: Counter[str] = counters if counters is not None else Counter()
-        self._log = _RateLimitedLog(logger)
+        self._log = RateLimitedLog(logger, _LOG_PERIOD).log_at
         if converters is None:
             try:
                 converters = build_converter_table(
@@ -154,7 +127,7 @@ class CollectdInput:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         self._wants_records = bool(getattr(sink, "wants_records", False))
-        self._log = _RateLimitedLog(log)
+        self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
         self._security_level = int(cfg.collectd_security_level)
         self._auth_path: str | None = cfg.collectd_auth_file or None
         self._credentials: dict[str, bytes] | None = None

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import random
-import traceback
 from collections import Counter
 from typing import Any, NamedTuple, Protocol
 
@@ -26,6 +25,7 @@ from bucky.aggregate.metricsd import (
 )
 from bucky.errors import ProtocolError
 from bucky.protocol.metricsd import decode
+from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ class MetricsdInput:
         self.counters: Counter[str] = Counter(state.counters) if state else Counter()
         self._sink = sink
         self._rng = rng or (state.rng if state else random.Random())
-        self._ratelog = _RateLimitedLog(LOG_PERIOD)
+        self._ratelog = RateLimitedLog(log, LOG_PERIOD)
         self._table = MetricTable(
             rng=self._rng,
             counters=self.counters,
@@ -89,13 +89,9 @@ class MetricsdInput:
                 apply(host, record, now)
         except Exception:  # a bug in the metric code must not take the input down
             self.counters["errors.internal"] += 1
-            if self._ratelog.allow("internal", now):
-                log.error(
-                    "metricsd: error applying a datagram from %s%s\n%s",
-                    _peer(addr),
-                    self._ratelog.suppressed_note("internal"),
-                    traceback.format_exc(),
-                )
+            self._ratelog.log_at(logging.ERROR, "internal", now,
+                                 "metricsd: error applying a datagram from %s", _peer(addr),
+                                 exc_info=True)
         if decoded.error is not None:
             self._bad_datagram(decoded.error, addr, now)
 
@@ -115,31 +111,8 @@ class MetricsdInput:
 
     def _bad_datagram(self, err: ProtocolError, addr: Any, now: float) -> None:
         self.counters[f"bad_datagrams.{err.reason}"] += 1
-        if self._ratelog.allow(err.reason, now):
-            note = self._ratelog.suppressed_note(err.reason)
-            log.warning("metricsd: bad datagram from %s: %s%s", _peer(addr), err, note)
-
-
-class _RateLimitedLog:
-    """At most one line per key per period, on the caller's clock; counts what it held back."""
-
-    def __init__(self, period: float) -> None:
-        self._period = period
-        self._last: dict[str, float] = {}
-        self._held: Counter[str] = Counter()
-
-    def allow(self, key: str, now: float) -> bool:
-        last = self._last.get(key)
-        # abs(): a clock stepped back must not silence a reason for as long as it stepped.
-        if last is not None and abs(now - last) < self._period:
-            self._held[key] += 1
-            return False
-        self._last[key] = now
-        return True
-
-    def suppressed_note(self, key: str) -> str:
-        held = self._held.pop(key, 0)
-        return f" ({held} more like it since the last report)" if held else ""
+        self._ratelog.log_at(logging.WARNING, err.reason, now,
+                             "metricsd: bad datagram from %s: %s", _peer(addr), err)
 
 
 def _peer(addr: Any) -> str:

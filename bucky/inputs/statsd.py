@@ -30,6 +30,7 @@ from typing import Any, Protocol
 from bucky.aggregate.statsd import Sample, StatsdAggregator, StatsdSettings
 from bucky.errors import DecodeError
 from bucky.protocol.statsd import make_key, split_key
+from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
@@ -42,31 +43,6 @@ class Sink(Protocol):
     def extend(self, samples: list[Sample]) -> None: ...
 
     def append(self, sample: Sample) -> None: ...
-
-
-class RateLimitedLog:
-    """At most one log line per reason per period; the next one says how many were suppressed."""
-
-    def __init__(self, logger: logging.Logger, period: float = _LOG_PERIOD) -> None:
-        self._logger = logger
-        self._period = period
-        self._last: dict[str, float] = {}
-        self._suppressed: Counter[str] = Counter()
-
-    def __call__(
-        self, reason: str, now: float, level: int, msg: str, *args: object, exc_info: bool = False
-    ) -> bool:
-        last = self._last.get(reason)
-        if last is not None and 0.0 <= now - last < self._period:
-            self._suppressed[reason] += 1
-            return False
-        self._last[reason] = now
-        suppressed = self._suppressed.pop(reason, 0)
-        if suppressed:
-            msg += " (%d more like this in the last minute)"
-            args = (*args, suppressed)
-        self._logger.log(level, msg, *args, exc_info=exc_info)
-        return True
 
 
 # --- saved gauges: pure encode/decode ------------------------------------------------------------
@@ -172,7 +148,7 @@ class StatsdInput:
     def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
-        self._log = RateLimitedLog(log)
+        self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
         self._agg = StatsdAggregator(StatsdSettings.from_config(cfg), self._log_bad_line)
         self._persist = bool(cfg.statsd_persistent_gauges)
         self._gauges_path = os.path.join(cfg.directory, cfg.statsd_gauges_savefile)
@@ -298,9 +274,9 @@ class StatsdInput:
 
     def _log_bad_line(self, reason: str, line: str, now: float) -> None:
         self._log(
+            logging.WARNING,
             "bad-line." + reason,
             now,
-            logging.WARNING,
             "StatsD: bad line (%s): %a",
             reason,
             line[:_LOGGED_LINE_CHARS],
@@ -308,7 +284,7 @@ class StatsdInput:
 
     def _internal_error(self, now: float) -> None:
         self.counters["errors.internal"] += 1
-        self._log("internal", now, logging.ERROR, "StatsD: internal error", exc_info=True)
+        self._log(logging.ERROR, "internal", now, "StatsD: internal error", exc_info=True)
 
     def _load_gauges(self) -> dict[str, tuple[float, float | None]] | None:
         path = self._gauges_path
@@ -361,7 +337,7 @@ class StatsdInput:
             atomic_write(path, data)
         except (OSError, ValueError) as exc:
             self.counters["gauges_save_errors"] += 1
-            self._log("gauges-save", now, logging.ERROR, "StatsD: cannot save gauges: %s", exc)
+            self._log(logging.ERROR, "gauges-save", now, "StatsD: cannot save gauges: %s", exc)
             return
         self._last_saved = data
         self.counters["gauges_saves"] += 1

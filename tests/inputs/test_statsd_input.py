@@ -99,7 +99,7 @@ def test_bad_lines_are_counted_and_logged_at_most_once_a_minute(
     caplog.clear()
     inp.handle(b"bad", None, T0 + 61)
     assert len(caplog.records) == 1
-    assert "49 more" in caplog.records[0].getMessage()
+    assert "49 similar messages suppressed" in caplog.records[0].getMessage()
     assert "'bad'" in caplog.records[0].getMessage()
 
 
