@@ -19,6 +19,7 @@ import socket
 import sys
 import time
 from collections import Counter
+from itertools import starmap
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
@@ -319,26 +320,25 @@ class ProcessorRunner:
         self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
 
     def process(self, batch: list[tuple]) -> list[tuple]:
-        """Run the user's function over a batch; each sample is seen exactly once."""
-        fn = self.fn
-        out: list = []
-        append = out.append
-        n = len(batch)
-        pos = errors = 0
-        while pos < n:
-            i = pos
+        """Run the user's function over a batch; each sample is seen exactly once.
+
+        `list.extend(starmap(...))` runs the loop in C. When the function raises, extend stops
+        with the results so far kept, so the failing sample is at index len(results); it gets a
+        placeholder (itself, or None when errors drop) and extend resumes after it."""
+        results: list = []
+        calls = starmap(self.fn, batch)
+        errors = 0
+        while True:
             try:
-                for i in range(pos, n):
-                    result = fn(*batch[i])
-                    if result is not None:
-                        append(result)
-                pos = n
+                results.extend(calls)
+                break
             except Exception as exc:
+                failed = batch[len(results)]
                 errors += 1
-                self._error(batch[i], exc)
-                if not self.drop_on_error:
-                    append(batch[i])
-                pos = i + 1
+                self._error(failed, exc)
+                results.append(None if self.drop_on_error else failed)
+        out = [r for r in results if r is not None]
+        n = len(batch)
         filtered = n - len(out) - (errors if self.drop_on_error else 0)
         if errors and self.drop_on_error:
             self.counters["dropped.error"] += errors
