@@ -37,9 +37,13 @@ class LineSink:
             threading.Thread(target=self._read, args=(conn,), daemon=True).start()
 
     def _read(self, conn: socket.socket) -> None:
+        conn.settimeout(None)  # never inherit the listener's accept timeout
         rest = b""
         while True:
-            data = conn.recv(1 << 20)
+            try:
+                data = conn.recv(1 << 20)
+            except OSError:
+                return
             if not data:
                 return
             now = time.monotonic()

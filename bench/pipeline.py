@@ -83,6 +83,8 @@ def main() -> None:
     while sink.lines < args.samples and time.monotonic() - t0 < 300:
         time.sleep(0.2)
         peak = max(peak, rss_mb(pids, peak=False))
+        if sink.last_at is not None and time.monotonic() - sink.last_at > 5:
+            break  # nothing more is coming: report what arrived
     elapsed = (sink.last_at or time.monotonic()) - t0
     cpu = cpu_seconds(pids)
     per_process = ", ".join(f"{name} {cpu_seconds([pid]):.1f} s" for name, pid in
