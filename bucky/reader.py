@@ -6,7 +6,7 @@ signed and encrypted data, and datagrams up to 64 KiB:
 
     with Reader("127.0.0.1", 25826) as reader:
         for item in reader.interpret():  # the records of one datagram
-            print(item)  # [1237749608] localhost/swap/swap-used [(1, 48082944.0)]
+            print(item)  # [1237749608] localhost/swap/swap/used [(1, 48082944.0)]
 
 Rules:
 - `Reader(host=None)` joins the default IPv4 group 239.192.74.66; a multicast address (IPv4 or
@@ -96,8 +96,14 @@ class Data:
         type_ = f"{self.type}-{self.type_instance}" if self.type_instance else self.type
         return f"{self.host}/{plugin}/{type_}"
 
+    @property
+    def path(self) -> str:
+        """The classic reader's spelling: every non-empty part joined by "/"."""
+        parts = (self.host, self.plugin, self.plugin_instance, self.type, self.type_instance)
+        return "/".join(p for p in parts if p)
+
     def __str__(self) -> str:
-        return f"[{int(self.time)}] {self.source}"
+        return f"[{int(self.time)}] {self.path}"
 
 
 class Values(Data, list):

@@ -55,12 +55,12 @@ def test_text_output_of_a_capture():
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
     assert lines[0] == (
-        "[1700000401] vec-web-01.example.org/vectest-n/temperature-cpu0 [failure] "
+        "[1700000401] vec-web-01.example.org/vectest/n/temperature/cpu0 [failure] "
         "CPU temperature above threshold: 97.5 C"
     )
-    assert "[1700000400] vec-web-01.example.org/vectest-n/gauge-before [(1, 7.5)]" in lines
+    assert "[1700000400] vec-web-01.example.org/vectest/n/gauge/before [(1, 7.5)]" in lines
     assert (
-        "[1700000404] vec-db-02/vectest/gauge-utf8 [warning] Température élevée ✓ (UTF-8)" in lines
+        "[1700000404] vec-db-02/vectest/gauge/utf8 [warning] Température élevée ✓ (UTF-8)" in lines
     )
     assert len(lines) == 7
 

@@ -56,13 +56,14 @@ def reader_v4() -> Iterator[Reader]:
 
 
 def test_str_reads_like_the_classic_reader():
-    # The identifier is collectd's own (host/plugin[-pi]/type[-ti]); the classic reader joined
-    # every part with "/" and printed localhost/swap/swap/used for this record.
-    assert str(Values(SWAP)) == "[1237749608] localhost/swap/swap-used [(1, 48082944.0)]"
+    # As the classic reader: every non-empty part joined with "/"; `source` is collectd's
+    # own identifier (host/plugin[-pi]/type[-ti]).
+    assert str(Values(SWAP)) == "[1237749608] localhost/swap/swap/used [(1, 48082944.0)]"
+    assert Values(SWAP).source == "localhost/swap/swap-used"
     with_instances = SWAP._replace(plugin_instance="0", type_instance="", time=1.9)
-    assert str(Values(with_instances)) == "[1] localhost/swap-0/swap [(1, 48082944.0)]"
+    assert str(Values(with_instances)) == "[1] localhost/swap/0/swap [(1, 48082944.0)]"
     note = NotificationRecord("web", "disk", "sda", "disk", "", 1700000000.5, FAILURE, "broken")
-    assert str(Notification(note)) == "[1700000000] web/disk-sda/disk [failure] broken"
+    assert str(Notification(note)) == "[1700000000] web/disk/sda/disk [failure] broken"
 
 
 def test_values_attributes_and_classic_aliases():
@@ -98,8 +99,8 @@ def test_unicast_ipv4_receive_decode_interpret(reader_v4):
         sender.sendto(_encode(SWAP, counter), ("127.0.0.1", reader_v4.port))
         items = list(reader_v4.interpret())  # receives first
     assert [str(item) for item in items] == [
-        "[1237749608] localhost/swap/swap-used [(1, 48082944.0)]",
-        "[100] h/p/counter-c [(0, 18446744073709551615)]",
+        "[1237749608] localhost/swap/swap/used [(1, 48082944.0)]",
+        "[100] h/p/counter/c [(0, 18446744073709551615)]",
     ]
     assert reader_v4.errors == []
     assert reader_v4.last_address[0] == "127.0.0.1"
