@@ -287,3 +287,42 @@ def test_privileges_dropped_after_binding(tmp_path, carbon):
         assert os.stat(tmp_path / "state").st_uid == nobody.pw_uid
     finally:
         assert bucky.stop() == 0
+
+
+def test_custom_client_gets_every_sample_and_notifications(tmp_path, carbon):
+    from bucky.protocol.collectd import encode
+    from bucky.protocol.collectd_records import WARNING, Notification
+
+    out = tmp_path / "custom.txt"
+    extra = (
+        "from bucky.client import Client\n"
+        "class FileClient(Client):\n"
+        "    def send(self, host, name, value, timestamp, metadata=None):\n"
+        f"        with open({str(out)!r}, 'a') as fh:\n"
+        "            fh.write(f'{host} {name} {value}\\n')\n"
+        "    def notify(self, notification):\n"
+        f"        with open({str(out)!r}, 'a') as fh:\n"
+        "            fh.write(f'NOTE {notification.message}\\n')\n"
+        "custom_clients = [FileClient]\n"
+    )
+    bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 0.5},
+                  extra_config=extra).start()
+    try:
+        statsd(bucky, b"custom.hits:2|c")
+        note = Notification("web1", "disk", "", "", "", time.time(), WARNING, "disk nearly full")
+        for datagram in encode([note]):
+            bucky.send_udp("collectd_port", datagram)
+        deadline = time.monotonic() + 15
+        text = ""
+        while time.monotonic() < deadline:
+            text = out.read_text() if out.exists() else ""
+            if "None stats_counts.custom.hits 2" in text and "NOTE disk nearly full" in text:
+                break
+            time.sleep(0.1)
+        assert "None stats_counts.custom.hits 2" in text
+        assert "NOTE disk nearly full" in text
+        # Graphite got the sample too, and never the notification.
+        assert carbon.wait_for(lambda pts: "stats_counts.custom.hits" in {p[0] for p in pts})
+        assert not any("disk" in p for p in carbon.paths())
+    finally:
+        assert bucky.stop() == 0
