@@ -21,7 +21,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import LineSink, cpu_seconds, rss_mb  # noqa: E402
 from bucky.config import make_config  # noqa: E402
 from bucky.daemon.channels import Channel  # noqa: E402
-from bucky.daemon.children import ChildSpec, child_main, queue_bytes  # noqa: E402
+from bucky.daemon.children import BATCH_SIZE, ChildSpec, child_main, queue_bytes  # noqa: E402
 from bucky.daemon.sink import BatchSink  # noqa: E402
 
 ctx = multiprocessing.get_context("fork")
@@ -33,7 +33,7 @@ def passthrough(host, name, value, timestamp):  # noqa: ANN001, ANN201 - the Buc
 
 def generate(channel: Channel, total: int, cfg: object, distinct: int = 10000) -> None:
     writer = channel.writer(queue_bytes(cfg))
-    sink = BatchSink([writer], batch_size=1000)
+    sink = BatchSink([writer], batch_size=BATCH_SIZE)
     now = int(time.time())
     names = [f"bench.host{i % 100}.metric{i}" for i in range(distinct)]
     batch = [(f"web{i % 50:02d}.example.com", names[i], float(i), now) for i in range(1000)]
