@@ -154,17 +154,37 @@ class Bucky:
         """Process title -> pid of bucky's children (from /proc)."""
         assert self.proc is not None
         out = {}
-        for entry in os.listdir("/proc"):
-            if not entry.isdigit():
-                continue
+        for pid in _ppid_map().get(self.proc.pid, []):
             try:
-                with open(f"/proc/{entry}/stat") as fh:
-                    ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-                if ppid != self.proc.pid:
-                    continue
-                with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                with open(f"/proc/{pid}/cmdline", "rb") as fh:
                     title = fh.read().replace(b"\0", b" ").decode(errors="replace").strip()
-            except (OSError, ValueError, IndexError):
+            except OSError:
                 continue
-            out[title] = int(entry)
+            out[title] = pid
         return out
+
+
+def _ppid_map() -> dict[int, list[int]]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as fh:
+                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    return children
+
+
+def process_tree(root: int) -> list[int]:
+    """`root` and all its descendants (bounded: a process tree is finite, /proc is a snapshot)."""
+    children = _ppid_map()
+    out, stack = [root], [root]
+    while stack and len(out) < 10_000:
+        for child in children.get(stack.pop(), ()):
+            out.append(child)
+            stack.append(child)
+    return out
+

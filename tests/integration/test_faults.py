@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import pytest
-from buckyproc import Bucky
+from buckyproc import Bucky, process_tree
 from fakecarbon import FakeCarbon
 
 from bucky.protocol.collectd import encode
@@ -42,31 +42,6 @@ def report(scenario: str, **figures: object) -> None:
     text = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                      for k, v in figures.items())
     print(f"\n[fault {scenario}] {text}", flush=True)
-
-
-def _ppid_map() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as fh:
-                ppid = int(fh.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    return children
-
-
-def process_tree(root: int) -> list[int]:
-    """`root` and all its descendants (bounded: a process tree is finite, /proc is a snapshot)."""
-    children = _ppid_map()
-    out, stack = [root], [root]
-    while stack and len(out) < 10_000:
-        for child in children.get(stack.pop(), ()):
-            out.append(child)
-            stack.append(child)
-    return out
 
 
 def tree_rss_mb(root: int) -> float:
