@@ -190,7 +190,11 @@ def main(argv: list[str] | None = None) -> int:
         setproctitle.setproctitle("bucky: supervisor")
     except ImportError:
         pass
-    return supervisor.run()
+    try:
+        return supervisor.run()
+    except BuckyError as exc:  # e.g. an output that cannot be built from this config
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 def _init_sentry(cfg: Any) -> None:
