@@ -40,7 +40,7 @@ INPUT_HANDLERS = {
 }
 _DEFAULT_QUEUE_SAMPLES = 1_000_000
 _BYTES_PER_SAMPLE = 40  # pickled (None, name, value, ts) tuples average well under this
-BATCH_SIZE = 2000
+BATCH_SIZE = 5000
 BATCH_MAX_AGE = 0.2
 _LOOP_TIMEOUT = 0.05
 _UDP_BURST = 512  # datagrams read before the loop looks at timers again
