@@ -46,6 +46,7 @@ from bucky.ratelog import RateLimitedLog
 log = logging.getLogger(__name__)
 
 _LOG_PERIOD = 60.0  # seconds: at most one line per reason per period
+_SKIPPED_PART_REASONS = frozenset({"unknown-part", "empty-values"})
 _AUTH_CHECK_EVERY = 1.0  # seconds between stat() calls on the auth file
 _SEVERITY_LEVELS = {FAILURE: logging.ERROR, WARNING: logging.WARNING, OKAY: logging.INFO}
 
@@ -196,6 +197,11 @@ class CollectdInput:
         counters = self.counters
         for error in errors:
             reason = getattr(error, "reason", "unknown")
+            if reason in _SKIPPED_PART_REASONS:
+                # A part collectd itself skips (a newer part type, an empty values part): the
+                # rest of the datagram was used, so this is not a bad datagram.
+                counters["skipped_parts." + reason] += 1
+                continue
             counters["bad_datagrams." + reason] += 1
             self._log(logging.WARNING, "bad_datagram:" + reason, now,
                       "collectd datagram from %s: %s", addr, error)

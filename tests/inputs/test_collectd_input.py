@@ -454,3 +454,13 @@ def test_vectors_give_collectd_rates(sidecar, tmp_path):
     if meta["expected_exact"]:
         assert got == {}
     assert len(sink.notifications) == len(meta["expected_notifications"])
+
+
+def test_a_skipped_unknown_part_is_not_a_bad_datagram():
+    sink = FakeSink()
+    inp = CollectdInput(config(), sink)
+    unknown_part = struct.pack(">HH", 0x7777, 8) + b"abcd"  # a part type from a newer collectd
+    inp.handle(unknown_part + datagram(value_list(T0, 4.5)), ("127.0.0.1", 5000), now=1.0)
+    assert sink.samples == [("web-01", "app.gauge", 4.5, 1700000000)]
+    assert inp.counters["skipped_parts.unknown-part"] == 1
+    assert not any(key.startswith("bad_datagrams.") for key in inp.counters)
