@@ -74,6 +74,10 @@ metricsd_enabled = True
 metricsd_default_interval = 10.0
 # (regex, interval[, priority]) per metric name
 metricsd_handlers = []
+# cap on live MetricsD metrics; new ones beyond it are dropped and counted
+metricsd_max_metrics = 10000
+# forget a MetricsD metric after this many idle flush intervals
+metricsd_expire_intervals = 360
 
 # --- collectd input ----------------------------------------------------------------------------
 

@@ -128,3 +128,15 @@ def test_every_option_has_doc_and_valid_default():
     for opt in config.OPTIONS:
         assert opt.doc
         opt.check(opt.default)
+
+
+def test_every_option_is_documented_in_readme_and_example_config():
+    from buckyproc import ROOT
+
+    readme = (ROOT / "README.rst").read_text()
+    example = (ROOT / "examples" / "config.py").read_text()
+    for opt in config.OPTIONS:
+        assert f"``{opt.name}``" in readme, opt.name
+        assert f"\n{opt.name} = " in example, opt.name
+    cfg, warnings = config.load(str(ROOT / "examples" / "config.py"))
+    assert warnings == []
