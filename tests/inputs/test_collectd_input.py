@@ -17,6 +17,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bucky import dump
 from bucky.config import make_config
 from bucky.errors import ConfigError
 from bucky.inputs.collectd import CollectdInput, CollectdPipeline
@@ -90,13 +91,8 @@ def datagram(*records: Any, **kw: Any) -> bytes:
 
 
 def read_pkts(path: Path) -> list[bytes]:
-    data, off, out = path.read_bytes(), 0, []
-    while off < len(data):
-        (n,) = struct.unpack_from(">I", data, off)
-        off += 4
-        out.append(data[off:off + n])
-        off += n
-    return out
+    with path.open("rb") as fh:
+        return list(dump.read_pkts(fh))
 
 
 # -- the handler contract -------------------------------------------------------------------------

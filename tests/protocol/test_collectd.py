@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from bucky import dump
 from bucky.errors import AuthError, DecodeError, ProtocolError
 from bucky.protocol import collectd as codec
 from bucky.protocol.collectd import Decoded, decode, encode, parse_auth_file
@@ -45,13 +46,8 @@ ALL_CAPTURES = PLAIN_CAPTURES + SIGNED_CAPTURES + ENCRYPTED_CAPTURES
 
 
 def read_pkts(path: Path) -> list[bytes]:
-    data, off, out = path.read_bytes(), 0, []
-    while off < len(data):
-        (n,) = struct.unpack_from(">I", data, off)
-        off += 4
-        out.append(data[off : off + n])
-        off += n
-    return out
+    with path.open("rb") as fh:
+        return list(dump.read_pkts(fh))
 
 
 def load_capture(name: str) -> tuple[dict, list[bytes]]:
