@@ -1,13 +1,17 @@
 """StatsD aggregation over flush intervals, named as the reference statsd's Graphite backend.
 
-State over time and nothing else: no I/O, no logging, no clock (every call takes `now`, wall-clock
-epoch seconds). The aggregator is the parser's visitor, so a datagram goes from text to dict
-updates without intermediate records.
+State over time and nothing else: no I/O, no logging, no clock. Every call takes `now` (wall-clock
+epoch seconds, used only for the timestamps written) and `mono` (a monotonic reading, used for
+everything that is a duration: when a flush is due, gauge TTLs, onlychanged, timestamp_lag);
+`mono` defaults to `now` for callers with one clock. The aggregator is the parser's visitor, so
+a datagram goes from text to dict updates without intermediate records.
 
-- Intervals sit on a fixed grid (multiples of flush_time since the epoch); a flush is stamped with
-  the integer end of its interval, so timestamps never drift. A late tick flushes once and skips
-  the missed intervals. The final (partial) interval is stamped with its grid end too: stamping it
-  "now" would land in the Graphite bucket of the previous flush and overwrite it.
+- Flushes follow bucky.aggregate.schedule.FlushGrid: due on the monotonic clock, stamped with the
+  wall-clock grid slot (multiples of flush_time since the epoch) that just ended, so timestamps
+  never drift and a clock step neither stops nor bursts flushing (see that module for what is
+  stamped across a step). A late tick flushes once and skips the missed intervals. The final
+  (partial) interval is stamped with its grid end too: stamping it "now" would land in the
+  Graphite bucket of the previous flush and overwrite it.
 - Counters emit rate (per second of flush_time) and count; timers the reference's statistics and
   percentiles (numbers match process_metrics.js, including its rounding); gauges persist across
   flushes; sets emit the count of distinct members. Tags are part of the key.
@@ -31,6 +35,7 @@ from itertools import accumulate
 from operator import add
 from typing import Any
 
+from bucky.aggregate.schedule import FlushGrid, stamp
 from bucky.protocol.statsd import Kind, StatsdMetric, StatsdParser, make_key, sanitize
 
 TIMER_STATS = ("mean", "upper", "lower", "count", "count_ps", "sum", "sum_squares", "median", "std")
@@ -192,12 +197,12 @@ class StatsdAggregator:
         # sampled ones, so the common unsampled timing costs one dict operation, not two.
         self._timer_extra: dict[str, float] = {}
         self._gauges: dict[str, float] = {}
-        self._gauge_updated: dict[str, float] = {}  # key -> `now` of its last update
+        self._gauge_updated: dict[str, float] = {}  # key -> `mono` of its last update
         self._gauges_unsent: set[str] = set()  # restored gauges: sent once even if unchanged
         self._sets: dict[str, set[str]] = {}
-        self._now = 0.0
-        self.next_flush = -math.inf  # -inf: the grid starts at the first call
-        self._interval_start = -math.inf  # `now` when the current interval began
+        self._now = 0.0  # `mono` of the current call
+        self._grid = FlushGrid(self._flush_time)  # anchored at the first tick
+        self._interval_start = -math.inf  # `mono` when the current interval began
         self._last_flush_now: float | None = None
         self.last_timestamp: int | None = None  # timestamp of the most recent flush
         # The reference's own counters, for the current interval.
@@ -211,23 +216,33 @@ class StatsdAggregator:
 
     # --- feeding -------------------------------------------------------------------------------
 
-    def ingest(self, datagram: bytes, now: float) -> None:
+    @property
+    def next_flush(self) -> float:
+        """When the next flush is due, on the monotonic clock (-inf before the first tick)."""
+        return self._grid.deadline
+
+    @property
+    def clock_steps(self) -> int:
+        """Wall-clock steps seen at flushes (see bucky.aggregate.schedule)."""
+        return self._grid.steps
+
+    def ingest(self, datagram: bytes, now: float, mono: float | None = None) -> None:
         """One datagram (or one chunk of complete lines)."""
-        self._now = now
+        self._now = now if mono is None else mono
         self._packets += 1
         self._lines += self.parser.feed(datagram.decode("utf-8", "surrogateescape"), self)
 
-    def ingest_lines(self, lines: list[bytes], now: float) -> None:
+    def ingest_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         """Complete lines without their newline (from a LineFramer); counts as one packet."""
-        self._now = now
+        self._now = now if mono is None else mono
         self._packets += 1
         # Joining then splitting once is ~3x cheaper than decoding line by line.
         text = b"\n".join(lines).decode("utf-8", "surrogateescape")
         self._lines += self.parser.feed(text, self)
 
-    def add(self, metric: StatsdMetric, now: float) -> None:
+    def add(self, metric: StatsdMetric, now: float, mono: float | None = None) -> None:
         """One record (the parse() API), e.g. from tests or an embedding program."""
-        self._now = now
+        self._now = now if mono is None else mono
         self._lines += 1
         key = make_key(metric.name, metric.tags if self.settings.keep_tags else ())
         if key is None:
@@ -302,32 +317,27 @@ class StatsdAggregator:
 
     # --- time ------------------------------------------------------------------------------------
 
-    def _schedule(self, now: float) -> None:
-        self.next_flush = (math.floor(now / self._flush_time) + 1) * self._flush_time
-
-    @staticmethod
-    def _timestamp(boundary: float) -> int:
-        nearest = round(boundary)
-        return nearest if abs(boundary - nearest) < 1e-6 else math.floor(boundary)
-
-    def tick(self, now: float) -> list[Sample]:
+    def tick(self, now: float, mono: float | None = None) -> list[Sample]:
         """The samples of the interval that ended, if one did; else []."""
-        if now < self.next_flush:
+        if mono is None:
+            mono = now
+        grid = self._grid
+        if mono < grid.deadline:
             return []
-        if self.next_flush == -math.inf:
-            self._schedule(now)
-            self._interval_start = now
+        if not grid.anchored:
+            grid.anchor(now, mono)
+            self._interval_start = mono
             return []
-        samples = self._flush(self._timestamp(self.next_flush), now, final=False)
-        self._schedule(now)
-        return samples
+        return self._flush(stamp(grid.take(now, mono)), mono, final=False)
 
-    def flush(self, now: float) -> list[Sample]:
+    def flush(self, now: float, mono: float | None = None) -> list[Sample]:
         """Final flush (shutdown): what is due, then the partial interval, stamped at its end."""
-        samples = self.tick(now)
+        if mono is None:
+            mono = now
+        samples = self.tick(now, mono)
         if samples or (self._packets == 0 and self._lines == 0):
             return samples  # nothing arrived since the last flush: nothing to add
-        return self._flush(self._timestamp(self.next_flush), now, final=True)
+        return self._flush(stamp(self._grid.final_slot(now)), mono, final=True)
 
     def self_sample(self, stat: str, value: float, timestamp: int) -> Sample:
         """A sample under the reference's stats namespace (e.g. processing_time, measured by the
@@ -555,31 +565,37 @@ class StatsdAggregator:
     def _rekey(self, key: str) -> str:
         return key if self.settings.keep_tags else key.partition(";")[0]
 
-    def restore_gauges(self, gauges: Mapping[str, tuple[float, float | None]], now: float) -> int:
-        """Saved gauges (key -> (value, last update or None)); sent at the next flush.
-        Returns how many were taken (the key cap applies)."""
+    def restore_gauges(self, gauges: Mapping[str, tuple[float, float | None]], now: float,
+                       mono: float | None = None) -> int:
+        """Saved gauges (key -> (value, last update as wall-clock time, or None)); sent at the
+        next flush. Returns how many were taken (the key cap applies)."""
+        offset = 0.0 if mono is None else mono - now  # wall -> monotonic
         taken = 0
         for key, (value, updated) in gauges.items():
             key = self._rekey(key)
             if key not in self._gauges and not self._admit():
                 continue
             self._gauges[key] = value
-            self._gauge_updated[key] = now if updated is None else updated
+            self._gauge_updated[key] = (now if updated is None else updated) + offset
             self._gauges_unsent.add(key)
             taken += 1
         return taken
 
-    def gauges_snapshot(self) -> dict[str, tuple[float, float]]:
-        """key -> (value, last update) for the finite gauges (what is worth saving)."""
+    def gauges_snapshot(
+        self, now: float | None = None, mono: float | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """key -> (value, last update) for the finite gauges (what is worth saving); with both
+        clocks given, the last update is converted to wall-clock time."""
+        offset = 0.0 if now is None or mono is None else now - mono  # monotonic -> wall
         updated = self._gauge_updated
-        return {k: (v, updated[k]) for k, v in self._gauges.items() if v - v == 0.0}
+        return {k: (v, updated[k] + offset) for k, v in self._gauges.items() if v - v == 0.0}
 
     def export_state(self) -> dict[str, Any]:
         """Everything pending, as builtins (picklable), for a new aggregator after a reload."""
         return {
             "version": 1,
             "flush_time": self._flush_time,
-            "next_flush": self.next_flush,
+            "grid": self._grid.export(),
             "interval_start": self._interval_start,
             "last_flush_now": self._last_flush_now,
             "counters": dict(self._counters),
@@ -622,7 +638,7 @@ class StatsdAggregator:
         self.totals.update(state["totals"])
         self._last_flush_now = state["last_flush_now"]
         if state["flush_time"] == self._flush_time:
-            self.next_flush = state["next_flush"]
+            self._grid.adopt(state["grid"])
             self._interval_start = state["interval_start"]
         # else: the grid restarts at the next call; the pending data goes out at its first end
 
