@@ -12,8 +12,8 @@ Rules: no I/O, no logging, no clock reads. The table's calls take `now` (wall-cl
 which may jump either way: used only for the timestamps written) and `mono` (a monotonic reading,
 defaulting to `now`: when flushes are due, idle expiry, and the metrics' own time, e.g. EWMA ticks
 and reservoir decay, which see only `mono`). Flushes follow bucky.aggregate.schedule.FlushGrid:
-due on `mono`, stamped with the wall-clock grid slot that ended. Randomness comes from an injected `random.Random`. Emitted values are always
-finite; a stat that is not (float overflow) is left out and counted.
+due on `mono`, stamped with the wall-clock grid slot that ended. Randomness comes from an
+injected `random.Random`. Emitted values are always finite; a stat that is not (float overflow) is left out and counted.
 """
 
 from __future__ import annotations
@@ -445,7 +445,7 @@ class MetricTable:
         self.counters = counters
         self._entries: dict[Key, _Entry] = {}
         self._schedules: dict[float, _Schedule] = {}
-        self._next_due = math.inf  # earliest deadline (monotonic) of any schedule: due()'s fast path
+        self._next_due = math.inf  # earliest deadline (monotonic) of any schedule: fast path
         self._steps_retired = 0  # clock steps counted by schedules since removed
 
     def __len__(self) -> int:
@@ -482,7 +482,9 @@ class MetricTable:
         del self._schedules[entry.interval].entries[key]
         # An empty schedule stays until its next flush finds it empty (see due()).
 
-    def apply(self, host: str | None, record: Record, now: float, mono: float | None = None) -> None:
+    def apply(
+        self, host: str | None, record: Record, now: float, mono: float | None = None
+    ) -> None:
         """Apply one decoded record."""
         wall = now
         if mono is not None:

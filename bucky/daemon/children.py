@@ -173,7 +173,7 @@ class InputRunner:
 
     def _tick(self, now: float, mono: float) -> None:
         try:
-            self.handler.tick(now)
+            self.handler.tick(now, mono)
         except Exception:
             self.counters["errors.tick"] += 1
             self.ratelog.error("tick", "%s: error in periodic work", self.spec.title, exc_info=True)
@@ -191,7 +191,7 @@ class InputRunner:
     def _read_udp(self, sock: socket.socket, limit: int = _UDP_BURST) -> int:
         recv = sock.recvfrom
         handle = self.handler.handle
-        now = time.time()
+        now, mono = time.time(), time.monotonic()
         n = 0
         while n < limit:
             try:
@@ -204,7 +204,7 @@ class InputRunner:
                 break
             n += 1
             try:
-                handle(data, addr, now)
+                handle(data, addr, now, mono)
             except Exception:
                 self.counters["errors.handler"] += 1
                 self.ratelog.error("handle", "%s: datagram from %s could not be handled",
@@ -250,7 +250,7 @@ class InputRunner:
         lines = framer.feed(data)
         if lines:
             try:
-                self.handler.handle_lines(lines, time.time())
+                self.handler.handle_lines(lines, time.time(), time.monotonic())
             except Exception:
                 self.counters["errors.handler"] += 1
                 self.ratelog.error("handle", "%s: TCP lines could not be handled",
@@ -272,7 +272,7 @@ class InputRunner:
                     items.append(obj[1])
         if items:
             try:
-                self.handler.deliver(items, time.time())
+                self.handler.deliver(items, time.time(), time.monotonic())
             except Exception:
                 self.counters["errors.deliver"] += 1
                 self.ratelog.error("deliver", "%s: delivery failed", self.spec.title,
@@ -292,7 +292,7 @@ class InputRunner:
             if self.flags.reload:
                 state = self.handler.carry_state()
             else:
-                self.handler.close(now)
+                self.handler.close(now, time.monotonic())
         except Exception:
             log.exception("%s: error while stopping", self.spec.title)
         mono = time.monotonic()

@@ -73,17 +73,19 @@ class PluginHostInput:
         self.host.start(setup.statements)
 
     # -- the input contract --------------------------------------------------------------------
-    def handle(self, data: bytes, addr: Any, now: float) -> None:
+    def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         """No socket: nothing arrives here."""
 
-    def deliver(self, items: list, now: float) -> None:
+    def deliver(self, items: list, now: float, mono: float | None = None) -> None:
         try:
             self.host.deliver(items)
         except Exception:
             self.counters["deliver_errors"] += 1
             log.exception("delivering collectd records to the plugins failed")
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
+        if mono is not None:
+            now = mono  # read schedules and series expiry run on the monotonic clock
         try:
             self.host.run_reads(now)
             self._forward(now)
@@ -92,7 +94,9 @@ class PluginHostInput:
             self.counters["tick_errors"] += 1
             log.exception("python plugin host tick failed")
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
+        if mono is not None:
+            now = mono
         try:
             self.host.shutdown()
             self._forward(now)
