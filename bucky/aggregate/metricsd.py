@@ -13,7 +13,8 @@ which may jump either way: used only for the timestamps written) and `mono` (a m
 defaulting to `now`: when flushes are due, idle expiry, and the metrics' own time, e.g. EWMA ticks
 and reservoir decay, which see only `mono`). Flushes follow bucky.aggregate.schedule.FlushGrid:
 due on `mono`, stamped with the wall-clock grid slot that ended. Randomness comes from an
-injected `random.Random`. Emitted values are always finite; a stat that is not (float overflow) is left out and counted.
+injected `random.Random`. Emitted values are always finite; a stat that is not (float
+overflow) is left out and counted.
 """
 
 from __future__ import annotations

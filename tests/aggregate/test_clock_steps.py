@@ -63,7 +63,8 @@ def check(flushes, interval=F):  # type: ignore[no-untyped-def]
         assert ts % interval == 0  # on the grid
         assert wall - 2 * interval <= ts <= wall + interval  # follows the wall clock
         stamps.append(ts)
-    assert all(a != b for a, b in zip(stamps, stamps[1:], strict=False))  # never the same slot twice in a row
+    # Never the same slot twice in a row.
+    assert all(a != b for a, b in zip(stamps, stamps[1:], strict=False))
     return stamps
 
 
