@@ -36,8 +36,10 @@ def free_ports() -> dict[str, int]:
 
 class Bucky:
     def __init__(self, tmp_path: Path, options: dict | None = None, *, args: tuple = (),
-                 extra_config: str = "", debug: bool = False) -> None:
+                 extra_config: str = "", debug: bool = False,
+                 env: dict[str, str] | None = None) -> None:
         self.tmp_path = tmp_path
+        self.env = env or {}  # extra environment; a PYTHONPATH here goes before the tree's
         self.ports = free_ports()
         opts = {
             "directory": str(tmp_path / "state"),
@@ -59,7 +61,9 @@ class Bucky:
         self._cond = threading.Condition()
 
     def start(self, wait_ready: bool = True, timeout: float = 20.0) -> Bucky:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))
+        extra = dict(self.env)
+        path = os.pathsep.join(p for p in (extra.pop("PYTHONPATH", ""), str(ROOT)) if p)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path, **extra)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bucky", *self.args, str(self.config_path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
