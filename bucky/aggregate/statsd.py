@@ -20,19 +20,27 @@ a datagram goes from text to dict updates without intermediate records.
   without an update, and max_keys caps live keys: updates for new keys beyond it are dropped and
   counted.
 - Samples are plain tuples (None, name, value, timestamp); non-finite values are never emitted.
+- Timer values are kept in array('d') (8 bytes a value, not a 32-byte float object in a list).
+  At the flush a timer of up to 65,536 values is sorted as a list; a bigger one is sorted in
+  chunks in place and merged (heapq.merge) into a second array, so a hot key costs at most about
+  16 bytes a value at its peak. The statistics read prefix sums at the few indices they need
+  (itertools.accumulate + islice, in C), summing left to right in sorted order as the reference
+  does, so results are bit-identical to it.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
+from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import reduce
-from itertools import accumulate
-from operator import add
+from itertools import accumulate, islice, repeat
+from operator import add, mul, sub
 from typing import Any
 
 from bucky.aggregate.schedule import FlushGrid, stamp
@@ -41,6 +49,7 @@ from bucky.protocol.statsd import Kind, StatsdMetric, StatsdParser, make_key, sa
 TIMER_STATS = ("mean", "upper", "lower", "count", "count_ps", "sum", "sum_squares", "median", "std")
 
 Sample = tuple[None, str, float, int]
+_SORT_CHUNK = 1 << 16  # timers with more values are sorted in chunks of this many, then merged
 BadLineHook = Callable[[str, str, float], None]  # (reason, line, now)
 
 
@@ -179,6 +188,35 @@ class _Names:
         return _join(self.stats_namespace, stat) + self.meta_suffix
 
 
+def sorted_values(values: array[float]) -> Sequence[float]:
+    """The values in ascending order: a list for a small timer; for a big one an array('d')
+    (chunks sorted in place, then merged), so no million float objects live at once."""
+    n = len(values)
+    if n <= _SORT_CHUNK:
+        return sorted(values)
+    for i in range(0, n, _SORT_CHUNK):
+        values[i : i + _SORT_CHUNK] = array("d", sorted(values[i : i + _SORT_CHUNK]))
+    with memoryview(values) as view:
+        runs = [view[i : i + _SORT_CHUNK] for i in range(0, n, _SORT_CHUNK)]
+        merged = array("d")
+        merged.extend(heapq.merge(*runs))
+        for run in runs:
+            run.release()
+    return merged
+
+
+def _prefix_sums(values: Iterable[float], indices: list[int]) -> dict[int, float]:
+    """{i: values[0] + ... + values[i]} for the ascending `indices`, summed left to right (as
+    the reference's cumulative array), without keeping the other prefix sums."""
+    running = accumulate(values)
+    out: dict[int, float] = {}
+    position = -1
+    for index in indices:
+        out[index] = next(islice(running, index - position - 1, None))
+        position = index
+    return out
+
+
 class StatsdAggregator:
     """Parser visitor + interval state. Not thread-safe; one per StatsD input process."""
 
@@ -192,7 +230,7 @@ class StatsdAggregator:
         self._flush_time = settings.flush_time
         self._max_keys = settings.max_keys
         self._counters: dict[str, float] = {}
-        self._timers: dict[str, list[float]] = {}
+        self._timers: dict[str, array[float]] = {}
         # A timing sampled at rate r counts 1/r times; the count is len(values) + the extra of
         # sampled ones, so the common unsampled timing costs one dict operation, not two.
         self._timer_extra: dict[str, float] = {}
@@ -272,7 +310,7 @@ class StatsdAggregator:
         except KeyError:
             if not self._admit():
                 return
-            self._timers[key] = [value]
+            self._timers[key] = array("d", (value,))
         if rate != 1.0:
             extra = self._timer_extra
             extra[key] = extra.get(key, 0.0) + (1.0 / rate - 1.0)
@@ -434,7 +472,7 @@ class StatsdAggregator:
         if s.delete_timers:
             self._timers = {}
         else:
-            self._timers = {key: [] for key in self._timers}
+            self._timers = {key: array("d") for key in self._timers}
         self._timer_extra = {}
         if s.delete_sets:
             self._sets = {}
@@ -478,45 +516,49 @@ class StatsdAggregator:
                 specs.append((float(pct), fields))
         return specs
 
-    def _timer_stats(self, key: str, values: list[float], count: float) -> list[tuple[str, float]]:
+    def _timer_stats(self, key: str, values: array[float], count: float) -> list[tuple[str, float]]:
         enabled = self._enabled
         n = len(values)
         if n == 0:  # a timer kept from an earlier interval
             return [(stat, 0) for stat in ("count", "count_ps") if stat in enabled]
-        values.sort()
-        low, high = values[0], values[-1]
+        ordered = sorted_values(values)
+        low, high = ordered[0], ordered[-1]
         out: list[tuple[str, float]] = []
-        if self._thresholds:
-            cumulative = list(accumulate(values))
-            cumulative_squares = list(accumulate([v * v for v in values]))
-            total, total_squares = cumulative[-1], cumulative_squares[-1]
-            for pct, fields in self._thresholds:
-                if n > 1:
-                    within = js_round(abs(pct) / 100 * n)
-                    if within == 0:
-                        continue
-                    if pct > 0:
-                        bound = values[within - 1]
-                        part = cumulative[within - 1]
-                        part_squares = cumulative_squares[within - 1]
-                    else:
-                        bound = values[n - within]
-                        before = n - within - 1  # the reference reads index -1 as 0 -> NaN
-                        part = total - (cumulative[before] if before >= 0 else 0.0)
-                        part_squares = total_squares - (
-                            cumulative_squares[before] if before >= 0 else 0.0
-                        )
-                    mean = part / within
+        # Which prefix sums are read: the total, and per percentile its part (see below).
+        rows: list[tuple[float, list[tuple[int, str]], int, int]] = []
+        needed = {n - 1}
+        for pct, fields in self._thresholds:
+            if n > 1:
+                within = js_round(abs(pct) / 100 * n)
+                if within == 0:
+                    continue
+                end = within - 1 if pct > 0 else n - within - 1  # the reference reads -1 as 0
+                if end >= 0:
+                    needed.add(end)
+            else:
+                within, end = 1, 0
+            rows.append((pct, fields, within, end))
+        indices = sorted(needed)
+        sums = _prefix_sums(ordered, indices)
+        squares = _prefix_sums(map(mul, ordered, ordered), indices)
+        total, total_squares = sums[n - 1], squares[n - 1]
+        for pct, fields, within, end in rows:
+            if n == 1:
+                bound, part, part_squares, mean = high, low, low * low, low
+            else:
+                if pct > 0:
+                    bound, part, part_squares = ordered[end], sums[end], squares[end]
                 else:
-                    within, bound, part, part_squares, mean = 1, high, low, low * low, low
-                row = (within, mean, bound, part, part_squares)
-                out.extend((name, row[i]) for i, name in fields)
-        else:
-            total = reduce(add, values)  # left to right, as the reference sums
-            total_squares = reduce(add, [v * v for v in values])
+                    bound = ordered[n - within]
+                    part = total - (sums[end] if end >= 0 else 0.0)
+                    part_squares = total_squares - (squares[end] if end >= 0 else 0.0)
+                mean = part / within
+            row = (within, mean, bound, part, part_squares)
+            out.extend((name, row[i]) for i, name in fields)
         mean = total / n
         if "std" in enabled:
-            sum_of_diffs = reduce(add, [(v - mean) * (v - mean) for v in values])
+            diffs = map(mul, map(sub, ordered, repeat(mean)), map(sub, ordered, repeat(mean)))
+            sum_of_diffs = reduce(add, diffs)
             out.append(("std", math.sqrt(sum_of_diffs / n)))
         if "upper" in enabled:
             out.append(("upper", high))
@@ -534,12 +576,12 @@ class StatsdAggregator:
             out.append(("mean", mean))
         if "median" in enabled:
             mid = n // 2
-            out.append(("median", values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2))
+            out.append(("median", ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2))
         if self.settings.histogram:
             start = 0
             for upper_bound, stat in self._histogram_bins(key):
                 # Values at or above the last bound are not counted, by the reference's design.
-                end = n if upper_bound == math.inf else bisect_left(values, upper_bound, start)
+                end = n if upper_bound == math.inf else bisect_left(ordered, upper_bound, start)
                 out.append((stat, end - start))
                 start = end
         return out
@@ -599,7 +641,7 @@ class StatsdAggregator:
             "interval_start": self._interval_start,
             "last_flush_now": self._last_flush_now,
             "counters": dict(self._counters),
-            "timers": {k: list(v) for k, v in self._timers.items()},
+            "timers": {k: array("d", v) for k, v in self._timers.items()},
             "timer_extra": dict(self._timer_extra),
             "gauges": dict(self._gauges),
             "gauge_updated": dict(self._gauge_updated),
@@ -619,7 +661,7 @@ class StatsdAggregator:
             self._counters[k] = self._counters.get(k, 0.0) + value
         for key, values in state["timers"].items():
             k = rekey(key)
-            self._timers.setdefault(k, []).extend(values)
+            self._timers.setdefault(k, array("d")).extend(values)
         for key, extra in state["timer_extra"].items():
             k = rekey(key)
             self._timer_extra[k] = self._timer_extra.get(k, 0.0) + extra
