@@ -49,7 +49,8 @@ from bucky.protocol.statsd import Kind, StatsdMetric, StatsdParser, make_key, sa
 TIMER_STATS = ("mean", "upper", "lower", "count", "count_ps", "sum", "sum_squares", "median", "std")
 
 Sample = tuple[None, str, float, int]
-_SORT_CHUNK = 1 << 16  # timers with more values are sorted in chunks of this many, then merged
+_SMALL_TIMER = 1 << 16  # timers with more values are sorted in chunks, then merged
+_SORT_CHUNK = 1 << 14  # values sorted at once (as float objects) in a big timer
 BadLineHook = Callable[[str, str, float], None]  # (reason, line, now)
 
 
@@ -192,7 +193,7 @@ def sorted_values(values: array[float]) -> Sequence[float]:
     """The values in ascending order: a list for a small timer; for a big one an array('d')
     (chunks sorted in place, then merged), so no million float objects live at once."""
     n = len(values)
-    if n <= _SORT_CHUNK:
+    if n <= _SMALL_TIMER:
         return sorted(values)
     for i in range(0, n, _SORT_CHUNK):
         values[i : i + _SORT_CHUNK] = array("d", sorted(values[i : i + _SORT_CHUNK]))

@@ -58,6 +58,7 @@ def straightforward(values: list[float], pcts: tuple[float, ...]) -> dict[str, f
 @pytest.mark.parametrize("chunk", [7, 65536])
 def test_big_timer_statistics_are_bit_identical(n: int, chunk: int, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.setattr(statsd_module, "_SORT_CHUNK", chunk)
+    monkeypatch.setattr(statsd_module, "_SMALL_TIMER", chunk)
     rng = random.Random(n * 31 + chunk)
     # Awkward values: wide magnitudes (sums depend on order), duplicates, negatives.
     values = [rng.choice([rng.uniform(-1e6, 1e6), rng.random() * 1e-3, 42.0, 1e15 * rng.random()])
