@@ -440,7 +440,7 @@ def test_one_ds_fast_path_equals_the_general_loop(type_, steps, eq_derive):
         assert double.counters[counter] == (n if counter.startswith("rejected.") else 2 * n)
 
 
-            values = (COUNTER, v) if type_ == "counter_max" else ((COUNTER, v),) * 2
+# -- wrap or reset at the boundaries (README: which resets are caught) ---------------------------
 
 P31, P32, P63, P64 = 1 << 31, 1 << 32, 1 << 63, 1 << 64
 
@@ -487,7 +487,7 @@ def test_wrap_or_reset_with_a_types_db_max(previous, current, wrap):
         agg = make()
         out = []
         for t, v in [(0, previous), (10, current), (20, current + 100)]:
-            values = (COUNTER, v) if type_ == "counter_max" else ((COUNTER, v), (COUNTER, v))
+            values = (COUNTER, v) if type_ == "counter_max" else ((COUNTER, v),) * 2
             lists = [vl(type_, t, values)] if type_ == "counter_max" else [vl(type_, t, *values)]
             out.extend(s[2] for s in agg.process(lists, now=t))
         per = 1 if type_ == "counter_max" else 2
