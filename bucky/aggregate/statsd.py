@@ -65,7 +65,7 @@ class StatsdSettings:
     prefix_set: str | None = "sets"
     prefix_stats: str | None = "statsd"
     metadata: tuple[tuple[str, str | None], ...] = ()
-    keep_tags: bool = True
+    keep_tags: bool = False  # statsd_tags = "drop" (Bucky 2 names)
     # Effective idle rules (Bucky 2: each only applies when statsd_delete_idlestats is true).
     delete_counters: bool = False
     delete_timers: bool = False

@@ -175,7 +175,7 @@ def persistent(tmp_path: Path, **overrides: Any) -> Any:
 
 
 def test_gauges_survive_a_restart(tmp_path: Path, sink: ListSink) -> None:
-    cfg = persistent(tmp_path, statsd_metadata={"env": "x"})
+    cfg = persistent(tmp_path, statsd_metadata={"env": "x"}, statsd_tags="graphite")
     first = started(cfg, sink)
     first.handle(b"g:5|g\nh;k=v:-2|g\nc:1|c", None, T0 + 1)
     first.close(T0 + 2)
