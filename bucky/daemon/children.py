@@ -416,11 +416,11 @@ class ProcessorRunner:
 
 class OutputRunner:
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
-        from bucky.daemon.outputs import build_outputs
+        from bucky.daemon.outputs import output_factories
 
         self.spec = spec
         self.flags = flags
-        self.client = build_outputs(spec.cfg)[spec.index]
+        self.client = output_factories(spec.cfg)[spec.index].build()
         self.readers = [ch.reader() for ch in spec.in_channels]
         self.selfmetrics = SelfMetrics(spec.title, spec.cfg.self_metrics_interval, time.time)
         self.counters: Counter[str] = Counter()
