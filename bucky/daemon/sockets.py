@@ -9,10 +9,13 @@ with one process. A multicast listen address is joined (IPv4 or IPv6).
 from __future__ import annotations
 
 import ipaddress
+import logging
 import socket
 import struct
 
 from bucky.errors import BuckyError
+
+log = logging.getLogger("bucky")
 
 _RCVBUF = 16 * 1024 * 1024  # absorbs bursts while a process is busy; the kernel caps it
 
@@ -41,15 +44,25 @@ def _is_multicast(host: str) -> bool:
         return False
 
 
-def _grow_rcvbuf(sock: socket.socket) -> None:
+def _grow_rcvbuf(sock: socket.socket, what: str) -> int:
+    """Ask for a large receive buffer; log when the kernel grants less. Returns what it granted.
+
+    SO_RCVBUFFORCE (root) passes net.core.rmem_max; SO_RCVBUF is capped by it. Linux reports
+    twice the usable size (it counts its own bookkeeping), so the granted size is read back / 2."""
     for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
         if opt is None:
             continue
         try:
             sock.setsockopt(socket.SOL_SOCKET, opt, _RCVBUF)
-            return
+            break
         except OSError:
             continue
+    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+    if granted < _RCVBUF:
+        log.warning("%s: the kernel granted a %d KiB receive buffer instead of %d KiB; bursts may "
+                    "be dropped (raise net.core.rmem_max, or run as root)", what,
+                    granted // 1024, _RCVBUF // 1024)
+    return granted
 
 
 def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> socket.socket:
@@ -67,7 +80,7 @@ def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> soc
             _join_group(sock, family, host)
         else:
             sock.bind(sockaddr)
-        _grow_rcvbuf(sock)
+        _grow_rcvbuf(sock, f"{_describe('UDP', host, port)} for {purpose}")
     except OSError as exc:
         sock.close()
         raise BindError(

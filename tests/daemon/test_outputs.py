@@ -26,8 +26,8 @@ from bucky.daemon.outputs import (
     OutputClient,
     _ChunkBuffer,
     build_outputs,
-    output_factories,
     influx_prefix,
+    output_factories,
     pack_lines,
     parse_host_port,
 )

@@ -204,6 +204,7 @@ def test_handle_never_raises(datagrams: list[bytes]) -> None:
     metricsd.tick(T0 + 100)
     metricsd.close(T0 + 101)
     assert metricsd.counters["datagrams"] == 2 * len(datagrams)
+    assert metricsd.counters["errors.internal"] == 0  # bad bytes are rejected, never a bug
 
 
 def test_works_with_the_real_config() -> None:
