@@ -13,6 +13,7 @@ every sample, and the set of distinct (host, name) pairs is small compared with 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 _CACHE_LIMIT = 200_000
 
@@ -46,15 +47,15 @@ class NameRules:
         self._cache: dict[tuple[str | None, str], str] = {}
 
     @classmethod
-    def from_config(cls, cfg: object) -> NameRules:
+    def from_config(cls, cfg: Any) -> NameRules:
         return cls(
-            prefix=getattr(cfg, "name_prefix", None),
-            prefix_parts=getattr(cfg, "name_prefix_parts", None),
-            postfix=getattr(cfg, "name_postfix", None),
-            postfix_parts=getattr(cfg, "name_postfix_parts", None),
-            replace_char=getattr(cfg, "name_replace_char", "_"),
-            strip_duplicates=getattr(cfg, "name_strip_duplicates", True),
-            host_trim=getattr(cfg, "name_host_trim", ()) or (),
+            prefix=cfg.name_prefix,
+            prefix_parts=cfg.name_prefix_parts,
+            postfix=cfg.name_postfix,
+            postfix_parts=cfg.name_postfix_parts,
+            replace_char=cfg.name_replace_char,
+            strip_duplicates=cfg.name_strip_duplicates,
+            host_trim=cfg.name_host_trim,
         )
 
     def host_parts(self, host: str) -> list[str]:
