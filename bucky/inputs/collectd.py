@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bucky.aggregate.collectd import CollectdAggregator, Sample
+from bucky.aggregate.collectd import CollectdAggregator
 from bucky.aggregate.collectd_names import ConverterTable, build_converter_table
 from bucky.authfile import AuthFile
 from bucky.errors import ConfigError
@@ -43,6 +43,7 @@ from bucky.protocol.collectd_records import (
 )
 from bucky.protocol.typesdb import load_types_db
 from bucky.ratelog import RateLimitedLog
+from bucky.sample import Sample
 
 log = logging.getLogger(__name__)
 
