@@ -45,10 +45,10 @@ from typing import Any
 
 from bucky.aggregate.schedule import FlushGrid, stamp
 from bucky.protocol.statsd import Kind, StatsdMetric, StatsdParser, make_key, sanitize
+from bucky.sample import Sample
 
 TIMER_STATS = ("mean", "upper", "lower", "count", "count_ps", "sum", "sum_squares", "median", "std")
 
-Sample = tuple[None, str, float, int]
 _SMALL_TIMER = 1 << 16  # timers with more values are sorted in chunks, then merged
 _SORT_CHUNK = 1 << 14  # values sorted at once (as float objects) in a big timer
 BadLineHook = Callable[[str, str, float], None]  # (reason, line, now)

@@ -6,6 +6,7 @@ import time
 import pytest
 from buckyproc import Bucky, free_port
 from fakecarbon import FakeCarbon
+from peers import client_library
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,7 @@ def by_path(carbon):
 
 
 def test_pypi_statsd_client(tmp_path):
-    statsd = pytest.importorskip("statsd", reason="the PyPI statsd client is not installed")
+    statsd = client_library("statsd")
     with FakeCarbon() as carbon:
         bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
                                  "statsd_percentile_thresholds": [90, 99.9]}).start()
@@ -68,7 +69,7 @@ def _dogstatsd_traffic(datadog, port):  # type: ignore[no-untyped-def]
 
 
 def test_dogstatsd_client_tags_as_graphite_tags(tmp_path):
-    datadog = pytest.importorskip("datadog", reason="the datadog package is not installed")
+    datadog = client_library("datadog")
     with FakeCarbon() as carbon:
         bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
                                  "statsd_legacy_namespace": False,
@@ -88,7 +89,7 @@ def test_dogstatsd_client_tags_as_graphite_tags(tmp_path):
 
 def test_dogstatsd_tags_stay_out_of_names_by_default(tmp_path):
     """A Bucky 2 config (legacy namespace, no statsd_tags): Bucky 2's names, tag sets summed."""
-    datadog = pytest.importorskip("datadog", reason="the datadog package is not installed")
+    datadog = client_library("datadog")
     with FakeCarbon() as carbon:
         bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
                                  "statsd_metadata": {"team": "web"}}).start()
