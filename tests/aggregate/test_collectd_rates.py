@@ -465,6 +465,10 @@ P31, P32, P63, P64 = 1 << 31, 1 << 32, 1 << 63, 1 << 64
     (P31 - 1, 0, None),  # a reset from below 2^31: always caught
     (P31, 0, P31),  # a reset from 2^31 to 0: NOT caught without a max (taken for a wrap)
     (P32 - 5, 3, 8),
+    (4294967295, 3, 4),  # README's examples
+    (2147483647, 0, None),
+    (3_000_000_000, 5, 1_294_967_301),  # NOT caught without a max
+    (5_000_000_000, 12, None),
     # 64-bit width (previous >= 2^32)
     (P32, 0, None),  # a 64-bit counter reset from 2^32
     (P32, P32 - 1, None),
