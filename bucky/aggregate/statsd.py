@@ -23,9 +23,9 @@ a datagram goes from text to dict updates without intermediate records.
 - Timer values are kept in array('d') (8 bytes a value, not a 32-byte float object in a list).
   At the flush a timer of up to 65,536 values is sorted as a list; a bigger one is sorted in
   chunks in place and merged (heapq.merge) into a second array, so a hot key costs at most about
-  16 bytes a value at its peak. The statistics read prefix sums at the few indices they need
-  (itertools.accumulate + islice, in C), summing left to right in sorted order as the reference
-  does, so results are bit-identical to it.
+  16 bytes a value at its peak; its statistics read prefix sums only at the few indices they
+  need (itertools.accumulate + islice, in C). Either way sums run left to right in sorted order
+  as the reference's do, so results are bit-identical to it.
 """
 
 from __future__ import annotations
@@ -539,9 +539,15 @@ class StatsdAggregator:
             else:
                 within, end = 1, 0
             rows.append((pct, fields, within, end))
-        indices = sorted(needed)
-        sums = _prefix_sums(ordered, indices)
-        squares = _prefix_sums(map(mul, ordered, ordered), indices)
+        sums: Sequence[float] | dict[int, float]
+        squares: Sequence[float] | dict[int, float]
+        if n <= _SMALL_TIMER:  # all prefix sums: cheapest for the common small timer
+            sums = list(accumulate(ordered))
+            squares = list(accumulate(map(mul, ordered, ordered)))
+        else:  # only those read: no million-entry lists
+            indices = sorted(needed)
+            sums = _prefix_sums(ordered, indices)
+            squares = _prefix_sums(map(mul, ordered, ordered), indices)
         total, total_squares = sums[n - 1], squares[n - 1]
         for pct, fields, within, end in rows:
             if n == 1:
