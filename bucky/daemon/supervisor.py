@@ -520,6 +520,8 @@ class Supervisor:
         if reload.phase == "downstream":
             if any(s.booting for s in reload.slots if s.process is not None):
                 return
+            log.info("reload: %s up next to the running processes; the inputs hand over",
+                     ", ".join(s.spec.title for s in reload.slots if s.process is not None))
             self._hand_over(stop_processor=False)
         if any(s.booting for s in reload.slots):
             return
