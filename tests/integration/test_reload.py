@@ -250,3 +250,25 @@ def test_log_timestamps(tmp_path, monkeypatch, setting, journal, stamped):
     assert lines and all(bool(TIMESTAMP.match(ln)) is stamped for ln in lines), lines
     if not stamped:
         assert all(ln.startswith("[INFO] ") for ln in lines)
+
+
+def test_plugin_shutdown_callbacks_run_on_reload_too(tmp_path):
+    marker = tmp_path / "shutdowns"
+    conf = write_plugin(tmp_path, (
+        "import collectd\n"
+        "def shutdown():\n"
+        f"    with open({str(marker)!r}, 'a') as fh:\n"
+        "        fh.write('x')\n"
+        "collectd.register_shutdown(shutdown)\n"), "closer")
+    with FakeCarbon() as carbon:
+        bucky = Bucky(tmp_path, {**OPTS, "graphite_port": carbon.port,
+                                 "collectd_python_config": str(conf)}).start()
+        try:
+            bucky.config_path.write_text(bucky.config_path.read_text()
+                                         + "statsd_flush_time = 0.7\n")
+            bucky.send_signal(signal.SIGHUP)
+            bucky.wait_stderr(lambda ln: "configuration reloaded" in ln, 30)
+            assert marker.read_text() == "x"  # the old plugin host was closed
+        finally:
+            assert bucky.stop() == 0
+        assert marker.read_text() == "xx"
