@@ -383,6 +383,7 @@ class Supervisor:
         slot.backoff.failure(now)
         delay = slot.backoff.current_delay()
         log.error("%s %s; restarting in %.1f s", slot.spec.title, what, delay)
+        self.notifier.status(f"{slot.spec.title} {what}; restarting in {delay:.1f} s")
         slot.restart_at = now + delay
         slot.boot_deadline = None
 

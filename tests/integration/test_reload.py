@@ -272,3 +272,51 @@ def test_plugin_shutdown_callbacks_run_on_reload_too(tmp_path):
         finally:
             assert bucky.stop() == 0
         assert marker.read_text() == "xx"
+
+
+FAIL_OUTPUT = '''\
+import os
+
+if os.environ.get("BUCKY_TEST_FAIL_GRAPHITE_PORT"):
+    from bucky.daemon import children
+    from bucky.errors import BuckyError
+
+    _real = children.RUNNERS["output"]
+
+    def _runner(spec, flags):
+        if spec.cfg.graphite_port == int(os.environ["BUCKY_TEST_FAIL_GRAPHITE_PORT"]):
+            raise BuckyError("refusing to start (test)")
+        return _real(spec, flags)
+
+    children.RUNNERS["output"] = _runner
+'''
+
+
+def test_a_new_output_that_cannot_start_cancels_the_reload(tmp_path, monkeypatch):
+    """What no check can foresee (an output failing as it starts) cancels the reload: the old
+    processes never stopped, nothing is lost."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(FAIL_OUTPUT)
+    with FakeCarbon() as carbon_a, FakeCarbon() as carbon_b:
+        monkeypatch.setenv("BUCKY_TEST_FAIL_GRAPHITE_PORT", str(carbon_b.port))
+        bucky = Bucky(tmp_path, {**OPTS, "graphite_port": carbon_a.port},
+                      python_path=(str(hooks),)).start()
+        try:
+            before = data_pids(bucky)
+            with Traffic(bucky) as traffic:
+                time.sleep(0.3)
+                bucky.config_path.write_text(bucky.config_path.read_text()
+                                             + f"graphite_port = {carbon_b.port}\n")
+                bucky.send_signal(signal.SIGHUP)
+                line = bucky.wait_stderr(lambda ln: "reload failed" in ln, 30)
+                assert "graphite failed to start: refusing to start (test)" in line
+                time.sleep(0.5)
+            assert bucky.proc.poll() is None
+            assert data_pids(bucky) == before
+        finally:
+            assert bucky.stop() == 0
+        assert carbon_a.wait_for(
+            lambda pts: total(carbon_a, "stats_counts.flow.count") >= traffic.sent, 10)
+        assert total(carbon_a, "stats_counts.flow.count") == traffic.sent > 50
+        assert carbon_b.points == []
