@@ -129,10 +129,14 @@ def test_valid_reload_that_replaces_the_outputs_loses_nothing(tmp_path):
         # old graphite process was told to stop).
         lines = bucky.stderr_lines
         assert any("reload: graphite up next to the running processes" in ln for ln in lines)
-        assert carbon_b.wait_for(lambda pts: total(carbon_b, "stats_counts.flow.count") > 0, 10)
-        got = total(carbon_a, "stats_counts.flow.count") + total(carbon_b,
-                                                                "stats_counts.flow.count")
-        assert got == traffic.sent > 100, lines[-20:]
+
+        def got(_pts=None):
+            return (total(carbon_a, "stats_counts.flow.count")
+                    + total(carbon_b, "stats_counts.flow.count"))
+
+        carbon_b.wait_for(lambda pts: got() >= traffic.sent, 10)
+        assert total(carbon_b, "stats_counts.flow.count") > 0
+        assert got() == traffic.sent > 100, lines[-20:]
 
 
 def test_sigterm_during_a_slow_boot_is_acted_on_at_once(tmp_path):
@@ -148,7 +152,8 @@ def test_sigterm_during_a_slow_boot_is_acted_on_at_once(tmp_path):
         time.sleep(0.5)  # the plugin host is inside its import
         started = time.monotonic()
         assert bucky.stop(timeout=10) == 0
-        assert time.monotonic() - started < 3.0  # not BOOT_TIMEOUT, not process_join_timeout
+        # Neither BOOT_TIMEOUT (60 s) nor process_join_timeout (5 s here) was waited for.
+        assert time.monotonic() - started < 4.5
         assert not any("bucky started" in ln for ln in bucky.stderr_lines)
 
 
@@ -167,7 +172,7 @@ def test_sigterm_during_a_reload_whose_new_child_boots_slowly(tmp_path):
             time.sleep(0.3)
         started = time.monotonic()
         assert bucky.stop(timeout=15) == 0
-        assert time.monotonic() - started < 4.0
+        assert time.monotonic() - started < 4.5  # process_join_timeout is 5 s
         assert not any("configuration reloaded" in ln for ln in bucky.stderr_lines)
         # What was sent reached carbon: the old statsd handed its counts to the new one, which
         # flushed them at the stop.
