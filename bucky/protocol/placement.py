@@ -1,4 +1,4 @@
-"""Which Graphite destination(s) a metric goes to: carbon's and carbon-c-relay's placement. Sans-I/O.
+"""Which Graphite destination(s) a metric goes to, as carbon and carbon-c-relay decide. Sans-I/O.
 
 A Graphite cluster is several carbon-cache instances, each owning the whisper files of the metrics
 a hash assigns to it; graphite-web finds a metric's cached points on the instance the same hash
@@ -6,10 +6,10 @@ names. Bucky must choose exactly what carbon-relay / carbon-c-relay would choose
 re-implements their placement bit for bit:
 
 - ``consistent-hashing``: carbon's ConsistentHashingRouter over its ConsistentHashRing
-  (``carbon/hashing.py``, ``carbon/routers.py``). Ring nodes are ``(server, instance)``, 100 replicas
-  each; a replica's key is the Python tuple repr ``"('host', 'a'):7"`` (``carbon_ch``, md5, and
-  ``mmh3_ch``) or ``"7-a"`` (``fnv1a_ch``: the instance only, ``"7-None"`` without one); a position
-  already taken moves up by one, in the order destinations are listed.
+  (``carbon/hashing.py``, ``carbon/routers.py``). Ring nodes are ``(server, instance)``, 100
+  replicas each; a replica's key is the Python tuple repr ``"('host', 'a'):7"`` (``carbon_ch``,
+  md5, and ``mmh3_ch``) or ``"7-a"`` (``fnv1a_ch``: the instance only, ``"7-None"`` without one);
+  a position already taken moves up by one, in the order destinations are listed.
 - ``fast-hashing``: carbon's FastHashingRouter (default hash ``mmh3_ch``, the ``mmh3`` package).
 - ``jump-hashing``: carbon-c-relay's ``jump_fnv1a_ch`` (Lamping & Veach jump hash of the 64-bit
   FNV-1a of the name; members ordered by instance, numerically when both are numbers, then the
@@ -364,10 +364,11 @@ class _Ring:
         ring: list[tuple[int, int]] = []  # (position, destination index); positions are unique
         for index, dest in enumerate(destinations):
             for i in range(RING_REPLICAS):
+                # carbon's "%d-%s" % (i, key[1]) and "%s:%d" % (key, i); str(tuple) is its repr
                 if hash_type == "fnv1a_ch":
-                    replica_key = "%d-%s" % (i, dest.instance)
+                    replica_key = f"{i}-{dest.instance}"
                 else:
-                    replica_key = "%s:%d" % (dest.node, i)
+                    replica_key = f"{dest.node}:{i}"
                 position = self.hash(replica_key)
                 while position in taken:
                     position += 1

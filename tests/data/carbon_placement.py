@@ -17,7 +17,7 @@ from carbon.util import TaggedSeries
 ROUTERS = {"consistent-hashing": ConsistentHashingRouter, "fast-hashing": FastHashingRouter}
 
 
-class Settings(object):
+class Settings:
     def __init__(self, config):
         self.REPLICATION_FACTOR = config["replication_factor"]
         self.DIVERSE_REPLICAS = config["diverse_replicas"]
