@@ -80,7 +80,7 @@ class Destination(NamedTuple):
 
 
 def _bad(text: Any, why: str) -> ValueError:
-    return ValueError(f"expected {DESTINATION_FORM}, got {text!r}: {why}")
+    return ValueError(f"expected {DESTINATION_FORM}: {text!r} {why}")
 
 
 def parse_destination(text: str, default_port: int | None = None) -> Destination:
@@ -91,17 +91,17 @@ def parse_destination(text: str, default_port: int | None = None) -> Destination
     nonsense (no host, an empty instance, a port int() happens to read such as "+2_004"), this
     raises ValueError. With `default_port`, a bare ``host`` / ``[v6addr]`` is accepted too."""
     if not isinstance(text, str):
-        raise _bad(text, "not a string")
+        raise _bad(text, "is not a string")
     s = text.strip()
     if not s:
-        raise _bad(text, "empty")
+        raise _bad(text, "is empty")
     if s.startswith("["):
         end = s.rfind("]:")
         if end < 0:
             if s.endswith("]") and default_port is not None:
                 host, rest = s[1:-1], str(default_port)
             else:
-                raise _bad(text, "no ']:port' after the IPv6 address")
+                raise _bad(text, "has no ']:port' after the IPv6 address")
         else:
             host, rest = s[1:end], s[end + 2:]
     elif ":" in s:
@@ -110,17 +110,19 @@ def parse_destination(text: str, default_port: int | None = None) -> Destination
     elif default_port is not None:
         host, rest = s, str(default_port)
     else:
-        raise _bad(text, "no port")
+        raise _bad(text, "has no port")
     port_text, sep, instance_text = rest.partition(":")
     instance = instance_text if sep else None
+    if not host and not s.startswith("[") and s.count(":") >= 2:
+        raise _bad(text, "needs brackets around the IPv6 address")
     if not host or any(c.isspace() for c in host) or "[" in host or "]" in host:
-        raise _bad(text, "bad host")
+        raise _bad(text, "has no valid host")
     if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         if ":" in host or (not s.startswith("[") and rest.count(":") >= 2):
-            raise _bad(text, "an IPv6 address must be written in brackets")
-        raise _bad(text, "the port must be a number 1-65535")
+            raise _bad(text, "needs brackets around the IPv6 address")
+        raise _bad(text, "has no port number 1-65535")
     if instance is not None and (not instance or any(c.isspace() for c in instance)):
-        raise _bad(text, "empty instance or whitespace in it")
+        raise _bad(text, "has an empty instance or whitespace in it")
     return Destination(host, int(port_text), instance)
 
 
@@ -138,9 +140,8 @@ def parse_destinations(items: Iterable[str] | str, default_port: int | None = No
         dest = parse_destination(item, default_port)
         if dest.node in seen:
             raise ValueError(
-                f"expected each (host, instance) once, got {str(seen[dest.node])!r} and "
-                f"{str(dest)!r}: carbon's ring has one node per host and instance; "
-                "give them different instances")
+                f"expected each (host, instance) once: {str(seen[dest.node])!r} and {str(dest)!r} "
+                f"are both node {dest.node!r} of carbon's ring; give them different instances")
         seen[dest.node] = dest
         out.append(dest)
     return tuple(out)
