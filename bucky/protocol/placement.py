@@ -481,7 +481,10 @@ class _Jump:
 
 class Router:
     """Placement for one destination list: ``route(path)`` -> destination indexes (carbon's
-    order), ``place(path)`` -> ``(normalized path to send, indexes)``. Both are cached per name."""
+    order), ``place(path)`` -> ``(normalized path to send, indexes)``. Both are cached per name;
+    ``lookup(path) or miss(path)`` is ``place(path)`` without a Python call for a cached name.
+    ``constant`` is the indexes when they never depend on the name (one destination, broadcast),
+    else None."""
 
     route: Callable[[str], Indexes]
     place: Callable[[str], tuple[str, Indexes]]
@@ -544,6 +547,10 @@ class Router:
 
         self.place = place
         self.route = route
+        # For a hot loop that wants no Python call per cached name:
+        #     placed = lookup(path) or miss(path)    # -> (path to send, indexes)
+        self.lookup: Callable[[str], tuple[str, Indexes] | None] = get
+        self.miss = miss
 
     def describe(self) -> str:
         """One line for --explain and the start-up log."""

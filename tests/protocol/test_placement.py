@@ -113,6 +113,7 @@ def test_label_and_str():
 @pytest.mark.parametrize("name,expected", [
     ("a.b.c", "a.b.c"),
     ("name;b=2;a=1", "name;a=1;b=2"),
+    ("cpu;host=a;dc=x", "cpu;dc=x;host=a"),  # README
     ("x;a=2;a.b=1", "x;a.b=1;a=2"),  # carbon sorts the ';k=v' strings: '.' < '='
     ("x;a=1;a=2", "x;a=2"),  # a repeated tag: the last wins
     ("x;name=other;b=1", "x;b=1"),  # the name tag is the metric's own
@@ -221,6 +222,7 @@ def test_place_normalizes_and_route_caches():
 
 
 def test_cache_is_bounded():
+    assert make_router(THREE).cache_size == placement.CACHE_SIZE == 200_000  # README
     router = make_router(THREE, cache_size=100)
     for i in range(1000):
         router.route(f"name{i}")
@@ -287,6 +289,23 @@ def test_config_cluster():
         "3 destinations"
     assert plan.router.route("x") == make_router(THREE, "consistent-hashing", "fnv1a_ch",
                                                  2).route("x")
+
+
+def test_readme_example_ring_matches_graphite_webs_carbonlink_hosts():
+    # README "Graphite clusters": graphite-web's CARBONLINK_HOSTS name the same hosts and
+    # instances at other ports; the port is not part of the ring, so both rings agree
+    cfg = config.make_config(
+        graphite_destinations=["127.0.0.1:2004:a", "127.0.0.1:2104:b", "127.0.0.1:2204:c"],
+        graphite_pickle_enabled=True, graphite_relay_method="consistent-hashing")
+    bucky = destinations_from_config(cfg).router
+    carbonlink = make_router(parse_destinations(
+        ["127.0.0.1:7002:a", "127.0.0.1:7102:b", "127.0.0.1:7202:c"]), "consistent-hashing",
+        "carbon_ch")
+    for name in varied_names(2000):
+        assert bucky.route(name) == carbonlink.route(name)
+    localhost = make_router(parse_destinations(["localhost:2004:a", "localhost:2104:b",
+                                                "localhost:2204:c"]))
+    assert any(bucky.route(n) != localhost.route(n) for n in varied_names(100))
 
 
 @pytest.mark.parametrize("options,expected", [
