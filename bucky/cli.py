@@ -203,8 +203,11 @@ def _init_sentry(cfg: Any) -> None:
     import sentry_sdk
     from sentry_sdk.integrations.logging import LoggingIntegration
 
-    sentry_sdk.init(dsn=cfg.sentry_dsn, integrations=[
-        LoggingIntegration(event_level=getattr(logging, cfg.sentry_log_level))])
+    sentry_sdk.init(
+        dsn=cfg.sentry_dsn,
+        attach_stacktrace=cfg.sentry_auto_log_stacks,  # Bucky 2's auto_log_stacks
+        integrations=[LoggingIntegration(event_level=getattr(logging, cfg.sentry_log_level))],
+    )
 
 
 if __name__ == "__main__":

@@ -54,9 +54,9 @@ class Slot:
 
 
 def _output_names(cfg: Any) -> list[str]:
-    from bucky.daemon.outputs import build_outputs
+    from bucky.daemon.outputs import output_factories
 
-    return [client.name for client in build_outputs(cfg)]
+    return [factory.name for factory in output_factories(cfg)]
 
 
 @dataclasses.dataclass

@@ -27,6 +27,7 @@ from bucky.daemon.outputs import (
     _ChunkBuffer,
     build_outputs,
     influx_prefix,
+    output_factories,
     pack_lines,
     parse_host_port,
 )
@@ -576,6 +577,28 @@ def test_build_outputs_order_names_and_no_io() -> None:
     assert graphite_client._sock is None and threading.active_count() == before
     assert build_outputs(cfg(graphite_pickle_enabled=True))[0].name == "graphite_pickle"
     assert build_outputs(cfg(graphite_enabled=False)) == []
+
+
+def test_output_factories_name_outputs_without_building_them() -> None:
+    built = []
+
+    class Counted(Recorder):
+        def __init__(self, *args: Any) -> None:
+            built.append(self)
+            super().__init__(*args)
+
+    options = cfg(debug=True, influxdb_enabled=True, custom_clients=(Counted, Counted))
+    factories = output_factories(options)
+    assert [f.name for f in factories] == ["debug", "influxdb", "custom_Counted",
+                                           "custom_Counted_2"]
+    assert built == []
+    client = factories[3].build()
+    assert client.name == "custom_Counted_2"
+
+
+def test_bad_influxdb_host_fails_while_planning() -> None:
+    with pytest.raises(ConfigError, match="influxdb_hosts"):
+        output_factories(cfg(influxdb_enabled=True, influxdb_hosts=("[::1",)))
 
 
 # --- throughput (a measurement, with a floor far below the target so CI stays stable) ------------
