@@ -358,6 +358,8 @@ def _take(nodes: Iterable[int], destinations: Sequence[Destination], replication
 class _Ring:
     """carbon.hashing.ConsistentHashRing, with every start position's answer computed up front."""
 
+    select: Callable[[str], Indexes]
+
     def __init__(self, destinations: Sequence[Destination], hash_type: str,
                  replication_factor: int, diverse_replicas: bool) -> None:
         self.hash = hash_function(hash_type)
@@ -384,6 +386,27 @@ class _Ring:
             _take(self._walk(owners, k, n), destinations, replication_factor, diverse_replicas)
             for k in range(size)
         ]
+        # bisect_left past the last position wraps to the first entry
+        wrapped = [*self.answers, self.answers[0]]
+        positions, bisect_left = self.positions, bisect.bisect_left
+        if hash_type == "carbon_ch":
+            # 16-bit positions: one answer per possible hash, no search (512 KiB of references)
+            table = [wrapped[bisect_left(positions, p)] for p in range(65536)]
+
+            def select(key: str) -> Indexes:
+                try:
+                    data = key.encode()
+                except UnicodeEncodeError:
+                    data = _utf8(key)
+                d = md5(data).digest()
+                return table[d[0] << 8 | d[1]]
+        else:
+            hash_ = self.hash
+
+            def select(key: str) -> Indexes:
+                return wrapped[bisect_left(positions, hash_(key))]
+
+        self.select = select
 
     @staticmethod
     def _walk(owners: list[int], index: int, n: int) -> Iterable[int]:
@@ -402,13 +425,11 @@ class _Ring:
                 yield node
             index = (index + 1) % size
 
-    def select(self, key: str) -> Indexes:
-        answers = self.answers
-        return answers[bisect.bisect_left(self.positions, self.hash(key)) % len(answers)]
-
 
 class _FastRing:
     """carbon.routers.FastHashRing: nodes sorted by the hash of str((server, instance))."""
+
+    select: Callable[[str], Indexes]
 
     def __init__(self, destinations: Sequence[Destination], hash_type: str,
                  replication_factor: int, diverse_replicas: bool) -> None:
@@ -422,10 +443,13 @@ class _FastRing:
                   diverse_replicas)
             for seed in range(n)
         ]
+        answers, hash_ = self.answers, self.hash
 
-    def select(self, key: str) -> Indexes:
-        answers = self.answers
-        return answers[self.hash(key) % len(answers)]
+        def select(key: str) -> Indexes:
+            return answers[hash_(key) % n]  # n: the number of destinations
+
+        self.select = select
+
 
 
 def _jump_member_order(destinations: Sequence[Destination]) -> list[int]:
