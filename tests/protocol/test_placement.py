@@ -12,6 +12,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import pickle
 import subprocess
 from pathlib import Path
 
@@ -285,6 +286,7 @@ def test_config_cluster():
         graphite_replication_factor=2, graphite_diverse_replicas=False)
     plan = destinations_from_config(cfg)
     assert plan.destinations == THREE
+    assert pickle.loads(pickle.dumps(cfg)) == cfg  # the config travels to every process
     assert plan.router.describe() == "consistent-hashing (fnv1a_ch, replication 2) over " \
         "3 destinations"
     assert plan.router.route("x") == make_router(THREE, "consistent-hashing", "fnv1a_ch",
