@@ -428,3 +428,18 @@ def test_placement_equals_carbons_routers(tmp_path, names, method, hash_type):
             if "".join(map(str, router.route(name))) != want:
                 differ.append((name, router.route(name), want))
         assert differ == [], (cfg, len(differ), differ[:5])
+
+
+def test_listing_order_decides_collisions():
+    # README: where ring positions collide the destination listed first keeps its place. With
+    # fnv1a_ch and no instances every replica key is "i-None": all collide, so order decides.
+    hosts = ["carbon-a.example:2004", "carbon-b.example:2004", "carbon-c.example:2004"]
+    forward = make_router(parse_destinations(hosts), "consistent-hashing", "fnv1a_ch")
+    backward = make_router(parse_destinations(hosts[::-1]), "consistent-hashing", "fnv1a_ch")
+    names = varied_names(300)
+    host = lambda router, n: router.destinations[router.route(n)[0]].host  # noqa: E731
+    assert any(host(forward, n) != host(backward, n) for n in names)
+    # without collisions (carbon_ch here) the order does not matter
+    forward = make_router(parse_destinations(hosts))
+    backward = make_router(parse_destinations(hosts[::-1]))
+    assert all(host(forward, n) == host(backward, n) for n in names)
