@@ -1,9 +1,9 @@
 """Benchmark: the cost of placement per point (bucky.protocol.placement), cached and uncached.
 
 Cached: the same 100,000 names routed again and again (what the output's hot path does once it has
-seen a name), through ``route(path)``, ``place(path)`` and the inline ``lookup(path) or
-miss(path)``. New names: 50,000 names the router has not seen, per method and hash type (this
-cost is paid once per name until the cache, 200,000 names, starts over).
+seen a name), one by one (``route(path)``, ``place(path)``) and a list at a time
+(``route_batch``, ``place_batch``). New names: 50,000 names the router has not seen, per method
+and hash type (this cost is paid once per name while the name stays in the cache).
 
     python bench/placement.py [--names 100000] [--rounds 5]
 """
@@ -61,15 +61,17 @@ def main() -> None:
         for n in items:
             place(n)
 
-    def inline(items: list[str]) -> None:
-        lookup, miss = router.lookup, router.miss
-        for n in items:
-            lookup(n) or miss(n)
+    def by_route_batch(items: list[str]) -> None:
+        router.route_batch(items)
+
+    def by_place_batch(items: list[str]) -> None:
+        router.place_batch(items)
 
     base = ns_per(loop_only, seen, args.rounds)
     print(f"cached, {args.names:,} names (loop overhead {base:.0f} ns subtracted):")
     for label, fn in [("route(path)", by_route), ("place(path)", by_place),
-                      ("lookup(path) or miss(path)", inline)]:
+                      ("route_batch(paths)", by_route_batch),
+                      ("place_batch(paths)", by_place_batch)]:
         print(f"  {label:28s} {ns_per(fn, seen, args.rounds) - base:6.0f} ns")
     print("new names (hash, ring search, normalization, cache insert):")
     for method, hash_type in METHODS:

@@ -18,8 +18,9 @@ re-implements their placement bit for bit:
 
 The routing key is the name after ``normalize_path`` (carbon-relay's ``TAG_RELAY_NORMALIZED``:
 ``TaggedSeries.parse(name).path``), and that normalized name is what should be sent. A router
-caches its answer per name (the cache is emptied when it reaches ``cache_size`` names), so the
-output hot path pays one dict lookup per point for a name it has seen.
+caches its answer per name (two generations of ``cache_size / 2`` names: names in use carry
+over, names gone quiet are forgotten), so the output hot path pays one dict lookup per point for a
+name it has seen.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from hashlib import md5
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 METHODS = ("consistent-hashing", "fast-hashing", "jump-hashing", "broadcast")
@@ -41,7 +43,7 @@ HASH_TYPES: dict[str, tuple[str, ...]] = {
 }
 ALL_HASH_TYPES = ("carbon_ch", "fnv1a_ch", "mmh3_ch", "jump_fnv1a_ch")
 RING_REPLICAS = 100  # carbon's ConsistentHashRing replica_count, also carbon-c-relay's
-CACHE_SIZE = 200_000  # names a router remembers before it starts over
+CACHE_SIZE = 200_000  # names a router remembers at most (two generations of half that)
 DESTINATION_FORM = "host:port[:instance] (IPv6 as [::1]:2004:a)"
 
 Indexes = tuple[int, ...]
@@ -503,12 +505,45 @@ class _Jump:
 # --- the router -----------------------------------------------------------------------------------
 
 
+_SECOND = itemgetter(1)
+
+
+class _PlacementCache(dict):
+    """path -> (normalized path, indexes), computed by `__missing__` once per name.
+
+    Two generations of at most `limit` names each: when the current one is full it becomes the
+    previous one (a copy) and starts empty; a miss looks in the previous generation before
+    computing, so names in use carry over and the whole stays under 2 * `limit` entries."""
+
+    __slots__ = ("_compute", "_limit", "_previous")
+
+    def __init__(self, compute: Callable[[str], tuple[str, Indexes]], limit: int) -> None:
+        super().__init__()
+        self._compute = compute
+        self._limit = limit
+        self._previous: dict[str, tuple[str, Indexes]] = {}
+
+    def __missing__(self, path: str) -> tuple[str, Indexes]:
+        answer = self._previous.get(path)
+        if answer is None:
+            answer = self._compute(path)
+        if len(self) >= self._limit:
+            self._previous = self.copy()
+            self.clear()
+        self[path] = answer
+        return answer
+
+    def entries(self) -> int:
+        """Names held, both generations."""
+        return len(self) + len(self._previous)
+
+
 class Router:
     """Placement for one destination list: ``route(path)`` -> destination indexes (carbon's
-    order), ``place(path)`` -> ``(normalized path to send, indexes)``. Both are cached per name;
-    ``lookup(path) or miss(path)`` is ``place(path)`` without a Python call for a cached name.
-    ``constant`` is the indexes when they never depend on the name (one destination, broadcast),
-    else None."""
+    order), ``place(path)`` -> ``(normalized path to send, indexes)``; ``route_batch`` and
+    ``place_batch`` do a list of paths at once. All are cached per name (``place`` is then one
+    C-level dict lookup). ``constant`` is the indexes when they never depend on the name (one
+    destination, broadcast), else None."""
 
     route: Callable[[str], Indexes]
     place: Callable[[str], tuple[str, Indexes]]
@@ -549,32 +584,31 @@ class Router:
             else:
                 select = _Jump(destinations, replication_factor).select
         self.select = select
-        cache: dict[str, tuple[str, Indexes]] = {}
-        self._cache = cache
-        get = cache.get
-
-        def miss(path: str) -> tuple[str, Indexes]:
+        def compute(path: str) -> tuple[str, Indexes]:
             key = normalize_path(path)
-            answer = (key, select(key))
-            if len(cache) >= cache_size:
-                cache.clear()
-            cache[path] = answer
-            return answer
+            return (key, select(key))
 
-        def place(path: str) -> tuple[str, Indexes]:
-            answer = get(path)
-            return miss(path) if answer is None else answer
+        cache = _PlacementCache(compute, max(1, cache_size // 2))
+        self._cache = cache
+        get = cache.__getitem__
+        self.place = get  # a C-level dict lookup for a name seen before
 
         def route(path: str) -> Indexes:
-            answer = get(path)
-            return (miss(path) if answer is None else answer)[1]
+            return get(path)[1]
 
-        self.place = place
         self.route = route
-        # For a hot loop that wants no Python call per cached name:
-        #     placed = lookup(path) or miss(path)    # -> (path to send, indexes)
-        self.lookup: Callable[[str], tuple[str, Indexes] | None] = get
-        self.miss = miss
+
+    def cached(self) -> int:
+        """How many names the cache holds now (at most `cache_size`)."""
+        return self._cache.entries()
+
+    def place_batch(self, paths: Iterable[str]) -> list[tuple[str, Indexes]]:
+        """``[place(p) for p in paths]`` with no Python call per cached name."""
+        return list(map(self._cache.__getitem__, paths))
+
+    def route_batch(self, paths: Iterable[str]) -> list[Indexes]:
+        """``[route(p) for p in paths]`` with no Python call per cached name."""
+        return list(map(_SECOND, map(self._cache.__getitem__, paths)))
 
     def describe(self) -> str:
         """One line for --explain and the start-up log."""

@@ -222,12 +222,27 @@ def test_place_normalizes_and_route_caches():
     assert router.route("cpu;b=2;a=1") is router.route("cpu;b=2;a=1")
 
 
-def test_cache_is_bounded():
+def test_cache_is_bounded_and_keeps_names_in_use():
     assert make_router(THREE).cache_size == placement.CACHE_SIZE == 200_000  # README
+    assert make_router(THREE)._cache._limit == 100_000  # per generation
     router = make_router(THREE, cache_size=100)
+    computed = []
+    select = router._cache._compute
+    router._cache._compute = lambda path: computed.append(path) or select(path)
     for i in range(1000):
         router.route(f"name{i}")
-        assert len(router._cache) <= 100
+        router.route("busy")  # in use all along: computed once, carried across generations
+        assert router.cached() <= 100
+    assert computed.count("busy") == 1 and len(computed) == 1001
+
+
+def test_batches_equal_one_by_one():
+    router = make_router(THREE, replication_factor=2)
+    paths = [f"m{i % 70};b=1;a={i % 3}" for i in range(500)]
+    assert router.place_batch(paths) == [router.place(p) for p in paths]
+    assert router.route_batch(paths) == [router.route(p) for p in paths]
+    fresh = make_router(THREE, replication_factor=2)
+    assert fresh.route_batch(paths) == [router.route(p) for p in paths]
 
 
 def test_jump_member_order_follows_carbon_c_relay():
