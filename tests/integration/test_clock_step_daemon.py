@@ -21,8 +21,8 @@ def test_statsd_flushes_through_clock_steps(tmp_path: Path) -> None:
     offset_file = tmp_path / "offset"
     offset_file.write_text("0")
     bucky = Bucky(tmp_path, {"statsd_flush_time": FLUSH}, debug=True,
-                  env={"PYTHONPATH": str(TIMESHIFT),
-                       "BUCKY_TEST_TIME_OFFSET_FILE": str(offset_file)}).start()
+                  python_path=(str(TIMESHIFT),),
+                  env={"BUCKY_TEST_TIME_OFFSET_FILE": str(offset_file)}).start()
     sent = 0
     phases = [(0.0, 4.0), (-3600.0, 6.0), (3600.0, 6.0)]
     real_start = time.time()
