@@ -31,6 +31,7 @@ def free_ports() -> dict[str, int]:
         "statsd_port": free_port(),
         "collectd_port": free_port(),
         "metricsd_port": free_port(),
+        "http_port": free_port(socket.SOCK_STREAM),  # never the default 8127: tests run in parallel
     }
 
 
@@ -46,7 +47,7 @@ class Bucky:
             **self.ports,
         }
         opts.update(options or {})
-        for key in ("statsd_port", "collectd_port", "metricsd_port"):
+        for key in ("statsd_port", "collectd_port", "metricsd_port", "http_port"):
             self.ports[key] = opts[key]
         self.options = opts
         self.config_path = tmp_path / "bucky_config.py"

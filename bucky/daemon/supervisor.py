@@ -22,7 +22,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bucky import config as config_mod
-from bucky.daemon.channels import Channel
+from bucky.daemon.channels import Channel, ChannelWriter
 from bucky.daemon.children import ChildSpec, child_main
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
@@ -33,9 +33,10 @@ BOOT_TIMEOUT = 60.0  # a plugin host importing plugins may be slow; a hung boot 
 RESTART_WINDOW = 60.0
 MAX_RESTARTS = 5  # deaths within RESTART_WINDOW before the daemon gives up
 _ctx = multiprocessing.get_context("fork")  # children inherit the bound sockets and pipes
-_OUTPUT_OPTION_PREFIXES = ("graphite_", "influxdb_", "name_")
-_OUTPUT_OPTIONS = {"debug", "custom_clients", "self_metrics_interval", "process_join_timeout",
-                   "max_sample_queue"}
+_OUTPUT_OPTION_PREFIXES = ("graphite_", "influxdb_", "name_", "http_")
+_OUTPUT_OPTIONS = {"debug", "custom_clients", "self_metrics_interval", "self_metrics_prefix",
+                   "process_join_timeout", "max_sample_queue"}
+HTTP_REPORT_INTERVAL = 1.0  # seconds between process lists sent to the status server
 
 
 class HaltError(BuckyError):
@@ -82,7 +83,27 @@ def _socket_plan(cfg: Any) -> dict[str, Any]:
             plan["statsd_tcp"] = ("tcp", cfg.statsd_ip, cfg.statsd_tcp_port, 1)
     if cfg.metricsd_enabled:
         plan["metricsd"] = ("udp", cfg.metricsd_ip, cfg.metricsd_port, 1)
+    if cfg.http_enabled:
+        plan["http"] = ("tcp", cfg.http_ip, cfg.http_port, 1)
     return plan
+
+
+def plan_http(cfg: Any, sockets: Sockets, outputs: list[Slot],
+              channel: Any, kept: Slot | None = None) -> tuple[Slot, Channel] | None:
+    """The status server's slot (bucky/http) and its channels: one from each output (status,
+    tap, self-metrics) and one from the supervisor (the process list); None when disabled."""
+    if not cfg.http_enabled:
+        return None
+    slot = kept or Slot(ChildSpec("http", "http", "http", cfg, tcp=sockets.tcp.get("http")),
+                        stage=2)
+    slot.spec.in_channels = []
+    for out in outputs:
+        ch = channel(f"{out.spec.title}->http")
+        out.spec.http_channel = ch
+        slot.spec.in_channels.append(ch)
+    procs = channel("supervisor->http")
+    slot.spec.in_channels.append(procs)
+    return slot, procs
 
 
 def bind_all(cfg: Any, reuse: Sockets | None = None, old_plan: dict | None = None) -> Sockets:
@@ -126,6 +147,8 @@ class Supervisor:
         self.sockets: Sockets | None = None
         self.plan: dict[str, Any] = {}
         self._wakeup_r: socket.socket | None = None
+        self._http_writer: ChannelWriter | None = None
+        self._http_reported = 0.0
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -148,8 +171,10 @@ class Supervisor:
             channels.append(ch)
             return ch
 
+        kept_http = None
         if keep_outputs:
-            out_slots = keep_outputs
+            kept_http = next((s for s in keep_outputs if s.spec.role == "http"), None)
+            out_slots = [s for s in keep_outputs if s.spec.role != "http"]
             for out in out_slots:
                 out.spec.in_channels = []
         else:
@@ -192,11 +217,13 @@ class Supervisor:
                     ch = channel(f"{slot.spec.title}->{out.spec.title}")
                     slot.spec.out_channels.append(ch)
                     out.spec.in_channels.append(ch)
+        http = plan_http(cfg, self.sockets, out_slots, channel, kept_http)
+        self._http_writer = http[1].writer(1 << 20) if http else None
         for ch in old_channels.values():
             ch.close()
         self.channels = channels
         # Consumers start before producers.
-        return out_slots + ([processor] if processor else []) + inputs
+        return ([http[0]] if http else []) + out_slots + ([processor] if processor else []) + inputs
 
     # -- children ------------------------------------------------------------------------------
     def _spawn(self, slot: Slot) -> None:
@@ -277,6 +304,7 @@ class Supervisor:
             self._stop_all(graceful=False)
             return 1
         log.info("bucky started: %s", ", ".join(s.spec.title for s in self.slots))
+        self._report_to_http(force=True)
         try:
             return self._loop()
         except HaltError as exc:
@@ -309,6 +337,20 @@ class Supervisor:
             wait(waitables, timeout)
             self._drain_wakeup()
             self._reap_and_restart()
+            self._report_to_http()
+
+    def _report_to_http(self, force: bool = False) -> None:
+        """The process list for the status server's /health (at most once a second)."""
+        now = time.monotonic()
+        if self._http_writer is None or (not force and now - self._http_reported <
+                                         HTTP_REPORT_INTERVAL):
+            return
+        self._http_reported = now
+        procs = [{"title": s.spec.title, "role": s.spec.role, "kind": s.spec.kind,
+                  "up": bool(s.process is not None and s.process.is_alive() and not s.stopping
+                             and s.restart_at is None),
+                  "restarts": len(s.deaths)} for s in self.slots]
+        self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
 
     def _reap_and_restart(self) -> None:
         now = time.monotonic()
@@ -381,6 +423,7 @@ class Supervisor:
         for ch in self.channels:
             ch.close()
         self.channels.clear()
+        self._http_writer = None
         return clean
 
     # -- reload --------------------------------------------------------------------------------
@@ -411,6 +454,7 @@ class Supervisor:
             for ch in self.channels:
                 ch.close()
             self.channels.clear()
+            self._http_writer = None
         old = self.sockets
         for key, group in old.udp.items():
             if new_socks.udp.get(key) is not group:
@@ -426,6 +470,7 @@ class Supervisor:
             self._spawn(slot)
         self._await_boot(fresh)
         log.info("configuration reloaded%s", " (outputs kept running)" if kept_outputs else "")
+        self._report_to_http(force=True)
 
     def _outputs_unchanged(self, new_cfg: Any, new_socks: Sockets) -> bool:
         def output_options(cfg: Any) -> dict[str, Any]:
