@@ -1,4 +1,4 @@
-"""The status server's HTTP side: read-only, 404s, bounded requests, a stuck client blocks nobody."""
+"""The status server over HTTP: read-only, 404s, bounded requests, a stuck client blocks nobody."""
 
 from __future__ import annotations
 
