@@ -121,6 +121,18 @@ class Bucky:
                     continue
         return out
 
+    def http_get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET from the status server (http_port): (status, body)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["http_port"], timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
+
     def send_udp(self, port_key: str, data: bytes, host: str = "127.0.0.1") -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with socket.socket(family, socket.SOCK_DGRAM) as s:

@@ -149,6 +149,7 @@ class Supervisor:
         self._wakeup_r: socket.socket | None = None
         self._http_writer: ChannelWriter | None = None
         self._http_reported = 0.0
+        self._http_last: list[dict[str, Any]] = []
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -340,17 +341,18 @@ class Supervisor:
             self._report_to_http()
 
     def _report_to_http(self, force: bool = False) -> None:
-        """The process list for the status server's /health (at most once a second)."""
-        now = time.monotonic()
-        if self._http_writer is None or (not force and now - self._http_reported <
-                                         HTTP_REPORT_INTERVAL):
+        """The process list for the status server's /health: on every change, else once a
+        second."""
+        if self._http_writer is None:
             return
-        self._http_reported = now
+        now = time.monotonic()
         procs = [{"title": s.spec.title, "role": s.spec.role, "kind": s.spec.kind,
                   "up": bool(s.process is not None and s.process.is_alive() and not s.stopping
                              and s.restart_at is None),
                   "restarts": len(s.deaths)} for s in self.slots]
-        self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
+        if force or procs != self._http_last or now - self._http_reported >= HTTP_REPORT_INTERVAL:
+            self._http_reported, self._http_last = now, procs
+            self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
 
     def _reap_and_restart(self) -> None:
         now = time.monotonic()
