@@ -292,7 +292,8 @@ class StatusState:
             if role != "input":
                 continue
             by_name = {r["counter"]: r for r in rows}
-            rate_in = sum((by_name[c]["rate"] or 0.0) for c in _IN_COUNTERS if c in by_name)
+            rate_in = next(((by_name[c]["rate"] or 0.0) for c in _IN_COUNTERS if c in by_name),
+                           0.0)
             rate_out = (by_name.get("queued") or {}).get("rate") or 0.0
             inputs.append({"process": process, "rate_in": rate_in, "rate_out": rate_out})
         return {"time": now, "processes": list(procs.values()), "inputs": inputs,
@@ -353,7 +354,7 @@ class StatusState:
         return "\n".join(lines) + "\n"
 
 
-_IN_COUNTERS = ("datagrams", "lines", "values", "updates", "tcp.lines")
+_IN_COUNTERS = ("datagrams", "values.dispatched")  # what an input counts as arriving, first found
 
 
 def process_key(title: str) -> str:

@@ -115,9 +115,9 @@ def test_prometheus_text_parses_with_counters_as_total_and_labels() -> None:
     state.handle(procs(("statsd", "input", True), ("graphite", "output", True)), now=1.0)
     state.handle(status("graphite", sent=42), now=1.0)
     sm = SelfMetrics("statsd", 1.0, lambda: 1000.0, PREFIX)
-    state.handle(("self", sm.collect(1.0, [{"dropped.queue_full": 3, "lines": 10}],
+    state.handle(("self", sm.collect(1.0, [{"dropped.queue_full": 3, "datagrams": 10}],
                                      {"queue_bytes": 77}), sm.gauge_names), now=1.0)
-    state.handle(("self", sm.collect(2.0, [{"dropped.queue_full": 5, "lines": 30}],
+    state.handle(("self", sm.collect(2.0, [{"dropped.queue_full": 5, "datagrams": 30}],
                                      {"queue_bytes": 9}), sm.gauge_names), now=2.0)
     text = state.prometheus(now=2.0)
     families = {f.name: f for f in text_string_to_metric_families(text)}
@@ -125,7 +125,7 @@ def test_prometheus_text_parses_with_counters_as_total_and_labels() -> None:
               for f in families.values() for s in f.samples}
     assert families["bucky_dropped_queue_full"].type == "counter"
     assert values[("bucky_dropped_queue_full_total", (("process", "statsd"),))] == 5
-    assert values[("bucky_lines_total", (("process", "statsd"),))] == 30
+    assert values[("bucky_datagrams_total", (("process", "statsd"),))] == 30
     assert families["bucky_queue_bytes"].type == "gauge"
     assert values[("bucky_queue_bytes", (("process", "statsd"),))] == 9
     dest = (("destination", "c1"), ("process", "graphite"))
