@@ -75,7 +75,7 @@ def main() -> None:
     to_output = Channel("to-output")
     to_http = Channel("graphite->http") if args.http else None
     procs = [start(ChildSpec("output", "graphite", "graphite", cfg, in_channels=[to_output],
-                             http_channel=to_http))]
+                             out_channels=[to_http] if to_http else []))]
     names = ["generator", "output"]
     if to_http is not None:
         procs.append(start(ChildSpec("http", "http", "http", cfg, in_channels=[to_http],

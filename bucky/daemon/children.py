@@ -27,6 +27,7 @@ from bucky.daemon.processor import Processor
 from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
+from bucky.http.feed import MAX_PENDING_BYTES, HttpFeed
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import NOTIFICATION
 
@@ -58,9 +59,8 @@ class ChildSpec:
     udp: list[socket.socket] = dataclasses.field(default_factory=list)
     tcp: socket.socket | None = None
     in_channels: list[Channel] = dataclasses.field(default_factory=list)
-    out_channels: list[Channel] = dataclasses.field(default_factory=list)
+    out_channels: list[Channel] = dataclasses.field(default_factory=list)  # outputs: to http
     record_channels: list[Channel] = dataclasses.field(default_factory=list)
-    http_channel: Channel | None = None  # outputs: copies for the status server (bucky/http)
     state: Any = None
     ctrl: Connection | None = None
     parent_pid: int = 0
@@ -308,11 +308,15 @@ class InputRunner:
             self._deliver(reader.read())
         state = None
         now = time.time()
-        try:
-            if self.flags.reload:
+        # The contract: on a reload carry_state() first (what the successor takes over), then
+        # always close() (plugin shutdown callbacks run; what was handed over is not emitted).
+        if self.flags.reload:
+            try:
                 state = self.handler.carry_state()
-            else:
-                self.handler.close(now)
+            except Exception:
+                log.exception("%s: error while handing its state over", self.spec.title)
+        try:
+            self.handler.close(now)
         except Exception:
             log.exception("%s: error while stopping", self.spec.title)
         mono = time.monotonic()
@@ -398,10 +402,8 @@ class OutputRunner:
                                        prefix_from_config(spec.cfg))
         self.counters: Counter[str] = Counter()
         self.feed = None
-        if spec.http_channel is not None:
-            from bucky.http.feed import MAX_PENDING_BYTES, HttpFeed
-
-            self.feed = HttpFeed(spec.http_channel.writer(MAX_PENDING_BYTES), spec.title,
+        if spec.out_channels:  # an output's only way out of the process: the status server
+            self.feed = HttpFeed(spec.out_channels[0].writer(MAX_PENDING_BYTES), spec.title,
                                  tap=spec.index == 0, forward_self=spec.index == 0,
                                  counters=self.counters)
 

@@ -44,6 +44,18 @@ _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; 
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
+def _load_static() -> dict[str, tuple[str, bytes]]:
+    """The page's files, read when the module is imported: the supervisor imports it before
+    privileges are dropped (the package may not be readable by the user Bucky runs as)."""
+    if not STATIC_DIR.is_dir():
+        return {}
+    return {p.name: (_CONTENT_TYPES.get(p.suffix, "application/octet-stream"), p.read_bytes())
+            for p in STATIC_DIR.iterdir() if p.is_file()}
+
+
+STATIC_FILES = _load_static()
+
+
 class _BoundedReader:
     """The request's input, cut off after `limit` bytes or once `deadline` (monotonic) passed:
     the handler then sees an end of input and answers 400 or gives up."""
@@ -75,8 +87,7 @@ class StatusApp:
         self.state = state
         self.lock = threading.Lock()
         self.clock = clock
-        self.static = {p.name: p for p in STATIC_DIR.iterdir() if p.is_file()} \
-            if STATIC_DIR.is_dir() else {}
+        self.static = STATIC_FILES
         self.requests = 0
         self.refused = 0
 
@@ -110,9 +121,8 @@ class StatusApp:
         if path.startswith("/static/"):
             name = path[len("/static/"):]
         if name is not None and name in self.static:
-            target = self.static[name]
-            ctype = _CONTENT_TYPES.get(target.suffix, "application/octet-stream")
-            return 200, ctype, target.read_bytes()
+            ctype, data = self.static[name]
+            return 200, ctype, data
         return 404, "application/json", _json({"error": "not found", "path": path})
 
 
