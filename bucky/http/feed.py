@@ -1,7 +1,7 @@
 """What an output process tells the status server: status snapshots, a sampled tap, self-metrics.
 
 The status server is not on the data path: an output hands it copies over its own channel
-(non-blocking; a full channel drops the message and counts `http.dropped_messages`), so a slow
+(non-blocking; a full channel drops the message and counts `dropped.status_messages`), so a slow
 or dead http process never slows an output. Message formats: bucky/http/state.py.
 
 The tap: only the first output taps (every output gets the same batches). While fewer than
@@ -103,6 +103,6 @@ class HttpFeed:
 
     def _put(self, msg: object) -> None:
         if not self.writer.put(msg):
-            self.counters["http.dropped_messages"] += 1
+            self.counters["dropped.status_messages"] += 1
         else:
             self.writer.pump()

@@ -88,8 +88,6 @@ class StatusApp:
         self.lock = threading.Lock()
         self.clock = clock
         self.static = STATIC_FILES
-        self.requests = 0
-        self.refused = 0
 
     def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         now = self.clock()
@@ -155,7 +153,8 @@ class StatusHandler(BaseHTTPRequestHandler):
 
     def _answer(self, head: bool) -> None:
         app = self.server.app
-        app.requests += 1
+        with app.lock:
+            app.state.counters["requests"] += 1
         parts = urlsplit(self.path)
         try:
             status, ctype, body = app.route(parts.path, parse_qs(parts.query))
@@ -198,7 +197,8 @@ class StatusServer(ThreadingHTTPServer):
 
     def process_request(self, request: Any, client_address: Any) -> None:
         if not self._slots.acquire(blocking=False):
-            self.app.refused += 1
+            with self.app.lock:
+                self.app.state.counters["refused"] += 1
             try:
                 request.settimeout(0.5)
                 request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")

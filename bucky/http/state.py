@@ -156,7 +156,8 @@ class StatusState:
         self.selfm: dict[tuple[str, str], list] = {}
         self.self_rates: dict[tuple[str, str], Rate] = {}
         self.counters: dict[str, float] = {"messages": 0, "unknown_messages": 0,
-                                           "dropped_self_metrics": 0, "tap_samples": 0}
+                                           "dropped_self_metrics": 0, "tap_samples": 0,
+                                           "requests": 0, "refused": 0}
 
     # -- feeding ---------------------------------------------------------------------------------
     def handle(self, msg: object, now: float) -> None:
