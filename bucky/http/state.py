@@ -17,7 +17,8 @@ Messages (all plain tuples, sent over a Channel; unknown ones are counted and ig
 - ("status", output_title, snapshot) from each output process, about once a second. A snapshot is
   {"time": wall s, "pending": int, "counters": {name: cumulative count},
    "destinations": [{"label": str, "address": str, "state": "up" | "connecting" | "down",
-                     "accepting": bool, "pending": int, "counters": {name: cumulative count}}]}.
+                     "accepting": bool, "pending": int, "counters": {name: cumulative count},
+                     "spool": optional, what waits on disk}]}.
   `accepting` is False once a destination has used up its reconnect plan
   (graphite_max_reconnects failed attempts) and drops new data until it connects again.
 - ("tap", output_title, [(host, name, value, timestamp), ...]): a sample of what an output sent.

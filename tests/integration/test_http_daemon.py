@@ -115,3 +115,24 @@ def test_http_can_be_disabled(tmp_path) -> None:
         assert "bucky: http" not in bucky.child_pids()
     finally:
         assert bucky.stop() == 0
+
+
+@pytest.mark.parametrize("change", ["statsd_flush_time = 2.0", "http_history_seconds = 60.0"])
+def test_health_stays_right_across_a_reload(tmp_path, change) -> None:
+    import signal
+
+    carbon = FakeCarbon().start()
+    bucky = Bucky(tmp_path, {"graphite_port": carbon.port}).start()
+    try:
+        assert wait_until(lambda: health(bucky)[0] == 200), health(bucky)
+        with open(bucky.config_path, "a") as fh:
+            fh.write(change + "\n")
+        bucky.send_signal(signal.SIGHUP)
+        bucky.wait_stderr(lambda line: "configuration reloaded" in line)
+        assert wait_until(lambda: health(bucky)[0] == 200, 10), health(bucky)
+        titles = sorted(p["title"] for p in health(bucky)[1]["processes"])
+        assert titles == ["collectd", "graphite", "http", "metricsd", "statsd"]
+        assert len([t for t in bucky.child_pids() if t == "bucky: http"]) == 1
+    finally:
+        assert bucky.stop() == 0
+        carbon.stop()
