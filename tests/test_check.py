@@ -114,6 +114,13 @@ def test_processor_that_does_not_import(tmp_path, capsys):
     assert code == 2 and err.startswith(f"bucky: {config}: processor: expected an importable")
 
 
+def test_bad_graphite_destination(tmp_path, capsys):
+    code, config = check(tmp_path, "graphite_destinations = ['127.0.0.1:notaport']\n")
+    err = capsys.readouterr().err
+    assert code == 2 and err.startswith(f"bucky: {config}: graphite_destinations: "), err
+    assert err.count("\n") == 1
+
+
 def test_custom_client_that_does_not_import(tmp_path, capsys):
     code, config = check(tmp_path, "custom_clients = ['no_such_module_xyz:Client']\n")
     err = capsys.readouterr().err

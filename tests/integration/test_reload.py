@@ -130,10 +130,14 @@ def test_valid_reload_that_replaces_the_outputs_loses_nothing(tmp_path):
         lines = bucky.stderr_lines
         assert any("reload: " in ln and "graphite" in ln.split("reload: ")[1].split(" up next")[0]
                    and "up next to the running processes" in ln for ln in lines), lines
-        assert carbon_b.wait_for(lambda pts: total(carbon_b, "stats_counts.flow.count") > 0, 10)
-        got = total(carbon_a, "stats_counts.flow.count") + total(carbon_b,
-                                                                "stats_counts.flow.count")
-        assert got == traffic.sent > 100, lines[-20:]
+
+        def got(_pts=None):
+            return (total(carbon_a, "stats_counts.flow.count")
+                    + total(carbon_b, "stats_counts.flow.count"))
+
+        carbon_b.wait_for(lambda pts: got() >= traffic.sent, 10)
+        assert total(carbon_b, "stats_counts.flow.count") > 0
+        assert got() == traffic.sent > 100, lines[-20:]
 
 
 def test_sigterm_during_a_slow_boot_is_acted_on_at_once(tmp_path):
@@ -149,7 +153,8 @@ def test_sigterm_during_a_slow_boot_is_acted_on_at_once(tmp_path):
         time.sleep(0.5)  # the plugin host is inside its import
         started = time.monotonic()
         assert bucky.stop(timeout=10) == 0
-        assert time.monotonic() - started < 3.0  # not BOOT_TIMEOUT, not process_join_timeout
+        # Neither BOOT_TIMEOUT (60 s) nor process_join_timeout (5 s here) was waited for.
+        assert time.monotonic() - started < 4.5
         assert not any("bucky started" in ln for ln in bucky.stderr_lines)
 
 
@@ -168,7 +173,7 @@ def test_sigterm_during_a_reload_whose_new_child_boots_slowly(tmp_path):
             time.sleep(0.3)
         started = time.monotonic()
         assert bucky.stop(timeout=15) == 0
-        assert time.monotonic() - started < 4.0
+        assert time.monotonic() - started < 4.5  # process_join_timeout is 5 s
         assert not any("configuration reloaded" in ln for ln in bucky.stderr_lines)
         # What was sent reached carbon: the old statsd handed its counts to the new one, which
         # flushed them at the stop.
@@ -212,7 +217,7 @@ def test_sd_notify_ready_reloading_stopping(tmp_path, notify_socket):
         try:
             ready = _until(notify_socket, "READY")
             assert ready["READY"] == "1"
-            assert any("bucky started" in ln for ln in bucky.stderr_lines)  # after every boot
+            bucky.wait_stderr(lambda ln: "bucky started" in ln, 5)  # logged before READY=1
             assert ready["STATUS"].startswith("running: ")
             bucky.send_signal(signal.SIGHUP)
             reloading = _next(notify_socket)
@@ -220,7 +225,7 @@ def test_sd_notify_ready_reloading_stopping(tmp_path, notify_socket):
             usec = int(reloading["MONOTONIC_USEC"])
             assert abs(usec - time.clock_gettime_ns(time.CLOCK_MONOTONIC) // 1000) < 30_000_000
             assert _until(notify_socket, "READY")["READY"] == "1"
-            assert any("configuration reloaded" in ln for ln in bucky.stderr_lines)
+            bucky.wait_stderr(lambda ln: "configuration reloaded" in ln, 5)
             # A refused reload is followed by READY=1 too (systemd waits for it).
             bucky.config_path.write_text(bucky.config_path.read_text() + "statsd_port = 'x'\n")
             bucky.send_signal(signal.SIGHUP)
