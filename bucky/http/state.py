@@ -322,7 +322,14 @@ class StatusState:
                 {"process": process_key(proc.get("title", ""))}, 1.0 if proc.get("up") else 0.0)
             add("bucky_process_restarts_total", "counter", "times the process was restarted",
                 {"process": process_key(proc.get("title", ""))}, float(proc.get("restarts", 0)))
+        # An output's per-destination self-metrics (<label>.<counter>) are exported below with a
+        # destination label, from the status snapshots: not twice.
+        labelled = {(process_key(title), str(dest.get("label")))
+                    for title, snap in self.outputs.items()
+                    for dest in snap.get("destinations") or ()}
         for (process, counter), (kind, total, _last, _seen) in sorted(self.selfm.items()):
+            if "." in counter and (process, counter.split(".", 1)[0]) in labelled:
+                continue
             base = "bucky_" + _PROM_UNSAFE.sub("_", counter)
             if kind == "counter":
                 add(base + "_total", "counter", f"Bucky self-metric {counter}",

@@ -128,6 +128,14 @@ def test_prometheus_text_parses_with_counters_as_total_and_labels() -> None:
     assert values[("bucky_datagrams_total", (("process", "statsd"),))] == 30
     assert families["bucky_queue_bytes"].type == "gauge"
     assert values[("bucky_queue_bytes", (("process", "statsd"),))] == 9
+    out = SelfMetrics("graphite", 1.0, lambda: 1000.0, PREFIX)
+    state.handle(("self", out.collect(2.0, [{"c1.sent": 42, "sent": 42}])), now=2.0)
+    text = state.prometheus(now=2.0)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in families.values() for s in f.samples}
+    assert "bucky_c1_sent" not in families  # per destination: with a destination label instead
+    assert values[("bucky_sent_total", (("process", "graphite"),))] == 42
     dest = (("destination", "c1"), ("process", "graphite"))
     assert values[("bucky_destination_sent_total", dest)] == 42
     assert values[("bucky_destination_up", dest)] == 1
