@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import Counter
 
+from buckyproc import ROOT
 from prometheus_client.parser import text_string_to_metric_families
 
 from bucky.daemon.channels import Channel
@@ -218,3 +219,25 @@ def test_destination_status_uses_status_and_connections_when_the_client_has_them
     assert entry["accepting"] is False and entry["state"] == "down"
     (plain,) = destination_status(_Client())
     assert plain["label"] == "graphite" and plain["accepting"] is True
+
+
+def test_a_full_store_stays_under_the_memory_the_readme_states() -> None:
+    import tracemalloc
+
+    from bucky.http.state import MAX_POINTS, MAX_SERIES
+
+    tracemalloc.start()
+    try:
+        store = SeriesStore(600.0)
+        before = tracemalloc.get_traced_memory()[0]
+        for round_ in range(MAX_POINTS + 5):  # every point its own value and time objects
+            for i in range(MAX_SERIES + 100):  # more names than the bound: evictions too
+                store.add(f"host{i % 97}.plugin{i}.type.instance_{i}", i + round_ / 7,
+                          1000.0 + round_, 1000.0 + round_)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(store) == MAX_SERIES
+    readme = " ".join((ROOT / "README.rst").read_text().split())
+    assert "about 32 MB at worst" in readme
+    assert used < 32 * 1024 * 1024, used / 1e6
