@@ -113,8 +113,6 @@ class StatusApp:
             with self.lock:
                 series = {p: self.state.series.points(p, now) for p in paths}
             return 200, "application/json", _json({"time": now, "series": series})
-        if path == "/api/health":
-            return self.route("/health", query)
         name = "index.html" if path in ("/", "/index.html") else None
         if path.startswith("/static/"):
             name = path[len("/static/"):]
