@@ -2,15 +2,15 @@
 
 StatsD (counters, timers, gauges; 20 lines per datagram) and collectd (GAUGE values) are sent at a
 steady rate, but the set of keys in use grows linearly from `--min-keys` to `--max-keys` during the
-first 40 % of the run, shrinks back during the next 40 %, and stays small for the last 20 %, long
-enough for idle StatsD keys (statsd_delete_idlestats) and collectd series state
+first 40 % of the run, shrinks back during the next 40 %, and stays small for the last 20 %
+(`--tail`), long enough for idle StatsD keys (statsd_delete_idlestats) and collectd series state
 (collectd_series_ttl_intervals) to expire. RSS of Bucky's process tree is sampled every
 `--sample` seconds. Memory must plateau while the keys are at their peak and come back down once
 they expire: `--check` exits 1 when the RSS at the end is not below the peak minus half the
 growth over the baseline, or when the peak exceeds `--max-rss` MB.
 
     python bench/soak.py --minutes 10 --statsd-rate 250000 --collectd-rate 200000
-    python bench/soak.py --minutes 2 --check           # what .ci/run runs
+    python bench/soak.py --minutes 3 --tail 0.4 --check   # what .ci/run runs
 """
 
 from __future__ import annotations
@@ -88,11 +88,13 @@ def rss_by_process(root: int) -> dict[str, float]:
     return out
 
 
-def cardinality(frac: float, low: int, high: int) -> int:
-    if frac < 0.4:
-        share = frac / 0.4
-    elif frac < 0.8:
-        share = 1.0 - (frac - 0.4) / 0.4
+def cardinality(frac: float, low: int, high: int, tail: float) -> int:
+    """Keys in use at `frac` of the run: up, down, then `tail` of the run at the low end."""
+    ramp = (1.0 - tail) / 2
+    if frac < ramp:
+        share = frac / ramp
+    elif frac < 2 * ramp:
+        share = 1.0 - (frac - ramp) / ramp
     else:
         share = 0.0
     return max(low, int(low + (high - low) * share))
@@ -105,6 +107,8 @@ def main() -> int:
     ap.add_argument("--collectd-rate", type=float, default=200000, help="values/s")
     ap.add_argument("--min-keys", type=int, default=1000)
     ap.add_argument("--max-keys", type=int, default=100000, help="per input")
+    ap.add_argument("--tail", type=float, default=0.2,
+                    help="share of the run at the low end after the ramps (keys expire then)")
     ap.add_argument("--sample", type=float, default=5.0, help="seconds between RSS samples")
     ap.add_argument("--check", action="store_true", help="exit 1 unless memory came back down")
     ap.add_argument("--max-rss", type=float, default=1024.0, help="MB, with --check")
@@ -146,7 +150,7 @@ def main() -> int:
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
             break
-        keys = cardinality(elapsed / seconds, args.min_keys, args.max_keys)
+        keys = cardinality(elapsed / seconds, args.min_keys, args.max_keys, args.tail)
         blocks = max(1, keys // BLOCK)
         want_s = int(elapsed * args.statsd_rate / BLOCK)
         want_c = int(elapsed * args.collectd_rate / BLOCK)
