@@ -467,7 +467,7 @@ OPTIONS: tuple[Option, ...] = (
     _O("statsd_tcp_port", None, optional(port), "StatsD TCP port (off when None)"),
     _O("statsd_tcp_max_connections", 250, int_range(1, 100000), "concurrent TCP clients"),
     _O("statsd_max_line_length", 65536, int_range(64, 16 * 1024 * 1024), "longest TCP line"),
-    _O("statsd_workers", 1, int_range(1, 64), "StatsD aggregator processes; each owns a share of keys"),
+    _O("statsd_workers", 1, int_range(1, 64), "StatsD aggregator processes"),
     _O("statsd_forward", (), statsd_nodes,
        'proxy mode: forward lines to these "host:port[:adminport]" nodes, not aggregate'),
     _O("statsd_forward_packet_size", 1432, int_range(64, 65507), "largest forwarded datagram"),

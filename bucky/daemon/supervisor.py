@@ -114,6 +114,31 @@ def bind_all(cfg: Any, reuse: Sockets | None = None, old_plan: dict | None = Non
     return socks
 
 
+def plan_statsd_slots(cfg: Any, udp: socket.socket, tcp: socket.socket | None,
+                      states: dict[str, Any], channels: list[Channel]) -> list[Slot]:
+    """The StatsD input's children: `statsd_workers` processes sharing the UDP socket and the
+    TCP listener, and a channel from every worker to every other (new ones each time: what a
+    worker routes is handed over before a reload). One worker keeps the title "statsd"; a
+    reload gives every worker the states of all the old ones (each takes the keys it owns)."""
+    from bucky.inputs.statsd_scale import StatsdMesh
+
+    n = 1 if cfg.statsd_forward else cfg.statsd_workers
+    titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
+    old = sorted((k for k in states if k == "statsd" or k.startswith("statsd.")),
+                 key=lambda k: int(k.partition(".")[2] or 0))
+    state = {"statsd-workers": [states[k] for k in old]} if old else None
+    mesh = [[Channel(f"{a}->{b}") if a != b else None for b in titles] for a in titles]
+    channels.extend(ch for row in mesh for ch in row if ch is not None)
+    slots = []
+    for i, title in enumerate(titles):
+        spec = ChildSpec("input", "statsd", title, cfg, udp=[udp], tcp=tcp, state=state)
+        if n > 1:
+            inp = [mesh[j][i] for j in range(n) if j != i]
+            spec.mesh = StatsdMesh(i, n, mesh[i], inp)  # type: ignore[arg-type]
+        slots.append(Slot(spec, stage=0))
+    return slots
+
+
 class Supervisor:
     def __init__(self, cfg: Any, config_path: str | None = None,
                  cli_overrides: dict[str, Any] | None = None) -> None:
@@ -159,11 +184,13 @@ class Supervisor:
             ]
         inputs: list[Slot] = []
         for name, socks in self.sockets.udp.items():
+            if name == "statsd":
+                inputs += plan_statsd_slots(cfg, socks[0], self.sockets.tcp.get("statsd_tcp"),
+                                            states, channels)
+                continue
             for i, sock in enumerate(socks):
                 title = name if len(socks) == 1 else f"{name}.{i + 1}"
                 spec = ChildSpec("input", name, title, cfg, udp=[sock], state=states.get(title))
-                if name == "statsd":
-                    spec.tcp = self.sockets.tcp.get("statsd_tcp")
                 inputs.append(Slot(spec, stage=0))
         host_slot = None
         if cfg.collectd_python_config:
@@ -434,6 +461,7 @@ class Supervisor:
 
         def shape(cfg: Any, socks: Sockets) -> tuple:
             inputs = tuple((name, len(group)) for name, group in socks.udp.items())
+            inputs += (("statsd_workers", 1 if cfg.statsd_forward else cfg.statsd_workers),)
             return inputs, cfg.processor is None, bool(cfg.collectd_python_config)
 
         return (output_options(new_cfg) == output_options(self.cfg)

@@ -1,4 +1,4 @@
-"""The reference StatsD's management interface (stats.js + lib/mgmt_*.js, TCP 8126): the text. Sans-I/O.
+"""The reference StatsD's management interface (stats.js, lib/mgmt_*.js): the text. Sans-I/O.
 
 A command is a line, trimmed and split on single spaces as lib/mgmt_server.js splits it; answers
 are the reference's, byte for byte where the reference's text is fixed (`health: up`, `END`,
@@ -16,7 +16,8 @@ import re
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
 
-HELP = "Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, health, config, quit\n\n"
+HELP = ("Commands: stats, counters, timers, gauges, delcounters, deltimers, delgauges, health, "
+        "config, quit\n\n")
 COMMANDS = ("help", "config", "health", "stats", "counters", "timers", "gauges",
             "delcounters", "deltimers", "delgauges", "quit")
 _IDENTIFIER = re.compile(r"^[a-zA-Z_][a-zA-Z_0-9]*$")
