@@ -189,9 +189,10 @@ class StatsdWorker:
 
     name = "statsd"
 
-    def __init__(self, cfg: Any, sink: Any, state: object = None, mesh: StatsdMesh | None = None
-                 ) -> None:
+    def __init__(self, cfg: Any, sink: Any, state: object = None, mesh: StatsdMesh | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
+        self._clock = clock  # wall clock for what arrives over the mesh (tests inject one)
         self.workers = n = mesh.workers if mesh is not None else 1
         self.index = i = mesh.index if mesh is not None else 0
         self.router = WorkerRouter(n)
@@ -228,7 +229,7 @@ class StatsdWorker:
         if n > 1 and i == 0:
             wait = min(float(cfg.statsd_flush_time) / 2, 2.0)
             self._merger = _StatsMerger(self._names, n, wait, sink.extend, self.counters)
-        self._started = time.time()
+        self._started = clock()
         self._last_msg = self._started
         self._health = "up"
         self._queries: dict[int, tuple[int, str, list[str], list[Any], float]] = {}
@@ -297,7 +298,7 @@ class StatsdWorker:
             else:
                 self._wait(lambda: len(self._final) >= self.workers - 1)
                 assert self._merger is not None
-                self._merger.poll(time.time(), force=True)
+                self._merger.poll(self._clock(), force=True)
         if self.admin is not None:
             self.admin.close()
         for w in self._writers:
@@ -305,7 +306,7 @@ class StatsdWorker:
                 w.flush(time.monotonic() + self._budget())
 
     def carry_state(self) -> object:
-        self._exchange_eof(time.time())
+        self._exchange_eof(self._clock())
         if self.admin is not None:
             self.admin.close()
         return self.inner.carry_state()
@@ -314,7 +315,7 @@ class StatsdWorker:
 
     def _make_cb(self, reader: ChannelReader) -> Callable[[Any], None]:
         def on_readable(_fd: object) -> None:
-            self._receive(reader.read(), time.time())
+            self._receive(reader.read(), self._clock())
 
         return on_readable
 
@@ -389,7 +390,7 @@ class StatsdWorker:
                 return False
             ready, _, _ = select.select(list(fds), [], [], min(remaining, 0.05))
             for fd in ready:
-                self._receive(fds[fd].read(), time.time())
+                self._receive(fds[fd].read(), self._clock())
         return True
 
     def _exchange_eof(self, now: float) -> None:
@@ -403,7 +404,7 @@ class StatsdWorker:
 
     def _report(self, ts: int, values: dict[str, float]) -> None:
         if self._merger is not None:
-            self._merger.add(self.index, ts, values, time.time())
+            self._merger.add(self.index, ts, values, self._clock())
         else:
             self._ctl(0, ("stats", self.index, ts, values))
 
