@@ -80,25 +80,32 @@ def gauge_file(cfg: Any, index: int, workers: int) -> str:
     return base if workers <= 1 else f"{base}.w{index + 1}"
 
 
-def own_stat_names(cfg: Any) -> set[str]:
-    """The names of the reference's own statistics under this configuration, read from the
-    output of an empty aggregator (so they follow the aggregator's naming, whatever it is)."""
-    settings = StatsdSettings.from_config(cfg)
+def own_stat_names(cfg: Any) -> tuple[set[str], dict[str, str]]:
+    """The names of the reference's own statistics under this configuration, and which rate
+    belongs to which count, read from the output of a probe aggregator that saw one bad line
+    (so they follow the aggregator's naming, whatever it is)."""
+    settings = dataclasses.replace(StatsdSettings.from_config(cfg), flush_time=4.0)
     agg = StatsdAggregator(settings)
-    ft = settings.flush_time
-    agg.tick(ft * 10)
-    agg.tick(ft * 11)
-    names = {s[1] for s in agg.tick(ft * 12)}
+    agg.tick(40.0)
+    agg.tick(44.0)
+    agg.ingest(b"x", 45.0)  # one packet, one line, one bad line
+    flush = agg.tick(48.0)
+    names = {s[1] for s in flush}
     names.add(agg.self_sample("processing_time", 0.0, 0)[1])
-    return names
+    rates = [s[1] for s in flush if s[2] == 0.25]
+    counts = [s[1] for s in flush if s[2] == 1 and "numStats" not in s[1]]
+    return names, dict(zip(rates, counts, strict=False))
 
 
 class _StatsMerger:
     """Worker 0's merge of the own statistics of every worker, per flush timestamp."""
 
-    def __init__(self, names: set[str], workers: int, wait: float,
-                 emit: Callable[[list[tuple]], None], counters: Counter[str]) -> None:
+    def __init__(self, names: set[str], rates: dict[str, str], flush_time: float, workers: int,
+                 wait: float, emit: Callable[[list[tuple]], None], counters: Counter[str]
+                 ) -> None:
         self.workers = workers
+        self._rates = rates  # rate name -> its count's name: rate = merged count / flush_time
+        self._flush_time = flush_time
         self.wait = wait
         self._emit = emit
         self.counters = counters
@@ -143,6 +150,9 @@ class _StatsMerger:
             lag = lag or lag_here
             for name in self._num & values.keys():
                 users += values[name] - counted / 2 - (1 if lag_here else 0)
+        for rate, count in self._rates.items():
+            if rate in merged and count in merged:
+                merged[rate] = merged[count] / self._flush_time
         samples = [(None, name, value, ts) for name, value in merged.items()]
         for name in sorted(self._num & {n for v in parts for n in v}):
             total = users + len(own_counters) / 2 + (1 if lag else 0)
@@ -203,7 +213,7 @@ class StatsdWorker:
             statsd_max_keys=math.ceil(max_keys / n) if max_keys else 0,
             statsd_gauges_savefile=gauge_file(cfg, i, n),
         )
-        self._names = own_stat_names(cfg) if n > 1 else set()
+        self._names, rates = own_stat_names(cfg) if n > 1 else (set(), {})
         target = _SplitSink(sink, self._names, self._report) if n > 1 else sink
         states = _states(state)
         self.inner = StatsdInput(inner_cfg, target, None)
@@ -228,7 +238,8 @@ class StatsdWorker:
         self._merger = None
         if n > 1 and i == 0:
             wait = min(float(cfg.statsd_flush_time) / 2, 2.0)
-            self._merger = _StatsMerger(self._names, n, wait, sink.extend, self.counters)
+            self._merger = _StatsMerger(self._names, rates, float(cfg.statsd_flush_time), n,
+                                        wait, sink.extend, self.counters)
         self._started = clock()
         self._last_msg = self._started
         self._health = "up"

@@ -1,0 +1,232 @@
+"""StatsD at scale through the real daemon: N workers, the management port, a Bucky proxy in front
+of three Bucky aggregators, the npm package's proxy.js choosing the same nodes, and a node lost
+and found again while the proxy runs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from buckyproc import Bucky, free_port
+from fakecarbon import FakeCarbon
+from peers import npm_package
+
+from bucky.config import make_config
+from bucky.inputs.statsd import StatsdInput
+
+pytestmark = pytest.mark.integration
+
+INPUT = Path(__file__).resolve().parent.parent / "data" / "statsd" / "reference_input.json"
+OWN = ("statsd.", "processing_time", "timestamp_lag", "numStats")
+
+
+def datagrams() -> list[bytes]:
+    return [d.encode("ascii") for d in json.loads(INPUT.read_text())["datagrams"]]
+
+
+class _Sink:
+    def __init__(self) -> None:
+        self.samples: list[tuple] = []
+
+    def extend(self, samples: list[tuple]) -> None:
+        self.samples.extend(samples)
+
+    def append(self, sample: tuple) -> None:
+        self.samples.append(sample)
+
+
+def one_process(tmp_path: Path, data: list[bytes]) -> dict[str, float]:
+    """What a single StatsdInput makes of `data` in one interval, closed by SIGTERM."""
+    sink = _Sink()
+    inp = StatsdInput(make_config(directory=str(tmp_path), statsd_flush_time=3600.0), sink)
+    now = 1_000_000.0
+    inp.tick(now)
+    for d in data:
+        inp.handle(d, None, now + 1)
+    inp.close(now + 2)
+    return {s[1]: s[2] for s in sink.samples}
+
+
+def admin(port: int, command: str, timeout: float = 5.0) -> str:
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as conn:
+        conn.sendall(command.encode() + b"\n")
+        data = b""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            chunk = conn.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if data.endswith(b"END\n\n") or (command.startswith("health") and data.endswith(b"\n")):
+                break
+        return data.decode()
+
+
+def send_all(port: int, data: list[bytes]) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for d in data:
+            s.sendto(d, ("127.0.0.1", port))
+            time.sleep(0.001)  # loopback UDP drops bursts beyond the receive buffer
+
+
+def user_series(points: list[tuple]) -> dict[str, float]:
+    return {p[0]: p[1] for p in points if not any(x in p[0] for x in OWN)}
+
+
+@pytest.mark.parametrize("workers", [2, 4])
+def test_workers_in_the_daemon_give_one_process_results(tmp_path: Path, workers: int) -> None:
+    data = datagrams()
+    want = one_process(tmp_path, data)
+    admin_port = free_port(socket.SOCK_STREAM)
+    with FakeCarbon() as carbon:
+        bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 3600.0,
+                                 "statsd_workers": workers, "statsd_admin_port": admin_port,
+                                 "statsd_tcp_port": free_port(socket.SOCK_STREAM)}).start()
+        try:
+            titles = " ".join(bucky.child_pids())
+            assert all(f"statsd.{i + 1}" in titles for i in range(workers))
+            send_all(bucky.ports["statsd_port"], data)
+            deadline = time.monotonic() + 10
+            lines = int(want["stats_counts.statsd.metrics_received"])
+            while time.monotonic() < deadline:  # every line arrived (asked over the mesh)
+                counters = admin(admin_port, "counters")
+                if f"'statsd.metrics_received': {lines}" in counters:
+                    break
+                time.sleep(0.1)
+            assert "'statsd.bad_lines_seen': 6" in counters
+            assert "'app.requests': 13" in counters or "'app.requests': 13," in counters
+            assert admin(admin_port, "health") == "health: up\n"
+            assert admin(admin_port, "health down") == "health: down\n"
+            assert "messages.bad_lines_seen: 6\n" in admin(admin_port, "stats")
+        finally:
+            assert bucky.stop() == 0
+        assert carbon.wait_for(lambda pts: any("numStats" in p[0] for p in pts), 10)
+    points = carbon.points
+    got = {p[0]: p[1] for p in points}
+    assert Counter(p[0] for p in points).most_common(1)[0][1] == 1  # every series once
+    assert len({p[2] for p in points}) == 1  # one flush, one timestamp (the grid's)
+    assert {k for k in got if "processing_time" not in k} == {
+        k for k in want if "processing_time" not in k}
+    assert {k: v for k, v in got.items() if "processing_time" not in k} == {
+        k: v for k, v in want.items() if "processing_time" not in k}
+
+
+# --- forwarding ----------------------------------------------------------------------------------
+
+
+class FakeNode:
+    """A UDP StatsD node that records lines, with a TCP admin port answering `health: up`."""
+
+    def __init__(self) -> None:
+        self.udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.udp.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)
+        self.udp.bind(("127.0.0.1", 0))
+        self.udp.settimeout(0.2)
+        self.port = self.udp.getsockname()[1]
+        self.admin = socket.socket()
+        self.admin.bind(("127.0.0.1", 0))
+        self.admin.listen(16)
+        self.admin.settimeout(0.2)
+        self.adminport = self.admin.getsockname()[1]
+        self.lines: list[bytes] = []
+        self._stop = False
+        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._recv, self._serve)]
+        for t in self._threads:
+            t.start()
+
+    def _recv(self) -> None:
+        while not self._stop:
+            try:
+                data = self.udp.recv(65536)
+            except (TimeoutError, OSError):
+                continue
+            self.lines.extend(line for line in data.split(b"\n") if line)
+
+    def _serve(self) -> None:
+        while not self._stop:
+            try:
+                conn, _ = self.admin.accept()
+            except (TimeoutError, OSError):
+                continue
+            with conn:
+                try:
+                    conn.settimeout(1)
+                    conn.recv(100)
+                    conn.sendall(b"health: up\n")
+                except OSError:
+                    pass
+
+    def close(self) -> None:
+        self._stop = True
+        for t in self._threads:
+            t.join(2)
+        self.udp.close()
+        self.admin.close()
+
+
+def wait_lines(nodes: list[FakeNode], count: int, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while sum(len(n.lines) for n in nodes) < count and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
+def test_bucky_proxy_chooses_the_nodes_proxy_js_chooses(tmp_path: Path) -> None:
+    package = npm_package("statsd")
+    keys = [f"scale.key{i}.{'é' if i % 7 == 0 else 'x'}" for i in range(5000)]
+    lines = [f"{k}:1|c".encode() for k in keys]
+    packets = [b"\n".join(lines[i:i + 20]) for i in range(0, len(lines), 20)]
+
+    def placement(nodes: list[FakeNode]) -> dict[bytes, int]:
+        where = {}
+        for i, node in enumerate(nodes):
+            for line in node.lines:
+                where[line.partition(b":")[0]] = i
+        return where
+
+    nodes = [FakeNode() for _ in range(3)]
+    try:
+        # proxy.js in front of the three nodes
+        port = free_port()
+        config = {"nodes": [{"host": "127.0.0.1", "port": n.port, "adminport": n.adminport}
+                            for n in nodes],
+                  "server": "./servers/udp", "address": "127.0.0.1", "port": port,
+                  "mgmt_address": "127.0.0.1", "mgmt_port": free_port(socket.SOCK_STREAM),
+                  "checkInterval": 1000}
+        (tmp_path / "proxy.json").write_text(json.dumps(config))
+        with (tmp_path / "proxy.log").open("wb") as log:
+            proc = subprocess.Popen([shutil.which("node") or "node", "proxy.js",
+                                     str(tmp_path / "proxy.json")],
+                                    cwd=package, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                time.sleep(1.5)  # up, first health checks answered
+                send_all(port, packets)
+                wait_lines(nodes, len(lines))
+                theirs = placement(nodes)
+            finally:
+                proc.kill()
+                proc.wait(10)
+        assert len(theirs) == len(keys), f"proxy.js delivered {len(theirs)} of {len(keys)} keys"
+        for n in nodes:
+            n.lines.clear()
+        # Bucky as the proxy, in front of the same three nodes
+        forward = [f"127.0.0.1:{n.port}:{n.adminport}" for n in nodes]
+        bucky = Bucky(tmp_path, {"statsd_forward": forward, "graphite_enabled": False}).start()
+        try:
+            send_all(bucky.ports["statsd_port"], packets)
+            wait_lines(nodes, len(lines))
+            ours = placement(nodes)
+        finally:
+            assert bucky.stop() == 0
+    finally:
+        for n in nodes:
+            n.close()
+    assert len(ours) == len(keys)
+    assert ours == theirs
+    assert sorted(Counter(ours.values()).values())[0] > 1000  # all three nodes have keys
