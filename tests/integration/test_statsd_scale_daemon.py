@@ -12,6 +12,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 from buckyproc import Bucky, free_port
@@ -230,3 +231,121 @@ def test_bucky_proxy_chooses_the_nodes_proxy_js_chooses(tmp_path: Path) -> None:
     assert len(ours) == len(keys)
     assert ours == theirs
     assert sorted(Counter(ours.values()).values())[0] > 1000  # all three nodes have keys
+
+
+def aggregator(tmp_path: Path, name: str, carbon: FakeCarbon, **extra: Any) -> Bucky:
+    home = tmp_path / name
+    home.mkdir(exist_ok=True)
+    options = {"graphite_port": carbon.port, "statsd_flush_time": 3600.0,
+               "statsd_admin_port": free_port(socket.SOCK_STREAM), **extra}
+    return Bucky(home, options)
+
+
+def metrics_received(admin_port: int) -> int:
+    text = admin(admin_port, "counters")
+    for part in text.replace("\n", ",").split(","):
+        if "'statsd.metrics_received'" in part:
+            return int(part.split(":")[1].strip(" }"))
+    return -1
+
+
+def test_proxy_in_front_of_three_aggregators_gives_one_process_results(tmp_path: Path) -> None:
+    data = datagrams()
+    want = one_process(tmp_path, data)
+    total = sum(1 for d in data for line in d.split(b"\n") if line)
+    carbons = [FakeCarbon().start() for _ in range(3)]
+    aggs = [aggregator(tmp_path, f"agg{i}", c) for i, c in enumerate(carbons)]
+    proxy = None
+    try:
+        for a in aggs:
+            a.start()
+        forward = [f"127.0.0.1:{a.ports['statsd_port']}:{a.options['statsd_admin_port']}"
+                   for a in aggs]
+        (tmp_path / "proxy").mkdir()
+        proxy = Bucky(tmp_path / "proxy", {"statsd_forward": forward,
+                                           "graphite_enabled": False}).start()
+        send_all(proxy.ports["statsd_port"], data)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            got = [metrics_received(a.options["statsd_admin_port"]) for a in aggs]
+            if sum(got) >= total:
+                break
+            time.sleep(0.1)
+        assert sum(got) == total and all(g > 0 for g in got), got
+    finally:
+        if proxy is not None:
+            assert proxy.stop() == 0
+        for a in aggs:
+            assert a.stop() == 0
+    per_node = []
+    for c in carbons:
+        assert c.wait_for(lambda pts: any("numStats" in p[0] for p in pts), 10)
+        per_node.append(user_series(c.points))
+        c.stop()
+    union: dict[str, float] = {}
+    for series in per_node:
+        assert not set(series) & set(union)  # each key on exactly one aggregator
+        union.update(series)
+    assert union == user_series([(k, v) for k, v in want.items()])
+
+
+def test_a_lost_aggregator_leaves_the_ring_and_rejoins(tmp_path: Path) -> None:
+    from bucky.protocol.statsd_ring import HashRing
+
+    carbons = [FakeCarbon().start() for _ in range(4)]
+    aggs = [aggregator(tmp_path, f"agg{i}", c) for i, c in enumerate(carbons[:3])]
+    proxy = None
+    try:
+        for a in aggs:
+            a.start()
+        nodes = [f"127.0.0.1:{a.ports['statsd_port']}" for a in aggs]
+        forward = [f"{n}:{a.options['statsd_admin_port']}" for n, a in zip(nodes, aggs,
+                                                                              strict=True)]
+        (tmp_path / "proxy").mkdir()
+        proxy = Bucky(tmp_path / "proxy", {
+            "statsd_forward": forward, "statsd_forward_check_interval": 0.3,
+            "graphite_port": carbons[3].port, "self_metrics_interval": 0.5,
+        }).start()
+        ring = HashRing(nodes)
+        victim = aggs[1]
+        label = nodes[1].replace(".", "_").replace(":", "_")
+        keys = [k for k in (f"lost.k{i}" for i in range(400)) if ring.get(k) == nodes[1]][:40]
+        assert len(keys) == 40
+
+        def self_metric(name: str) -> float:
+            path = f"bucky.statsd.forward.{label}.{name}"
+            return sum(p[1] for p in carbons[3].points if p[0] == path)
+
+        victim.kill()  # SIGKILL: no goodbye
+        assert carbons[3].wait_for(lambda pts: self_metric("removed") >= 1, 15)
+        send_all(proxy.ports["statsd_port"], [f"{k}:1|c".encode() for k in keys])
+        found: set[str] = set()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and len(found) < len(keys):
+            for a in (aggs[0], aggs[2]):
+                text = admin(a.options["statsd_admin_port"], "counters")
+                found |= {k for k in keys if f"'{k}': 1" in text}
+            time.sleep(0.1)
+        assert found == set(keys)  # the lost node's keys moved to the others
+
+        again = Bucky(victim.tmp_path, victim.options).start()  # same ports, same config
+        aggs[1] = again
+        assert carbons[3].wait_for(lambda pts: self_metric("rejoined") >= 1, 15)
+        send_all(proxy.ports["statsd_port"], [f"{k}:2|c".encode() for k in keys])
+        deadline = time.monotonic() + 10
+        text = ""
+        while time.monotonic() < deadline:
+            text = admin(again.options["statsd_admin_port"], "counters")
+            if all(f"'{k}': 2" in text for k in keys):
+                break
+            time.sleep(0.1)
+        assert all(f"'{k}': 2" in text for k in keys)  # back home
+        assert self_metric("failed_checks") >= 1
+    finally:
+        if proxy is not None:
+            assert proxy.stop() == 0  # nothing crashed
+        for a in aggs:
+            if a.proc is not None and a.proc.poll() is None:
+                a.stop()
+        for c in carbons:
+            c.stop()
