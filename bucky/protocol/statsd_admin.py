@@ -4,9 +4,9 @@ A command is a line, trimmed and split on single spaces as lib/mgmt_server.js sp
 are the reference's, byte for byte where the reference's text is fixed (`health: up`, `END`,
 `ERROR`, `deleted: NAME`, `metric NAME not found`, the help line). `counters`, `timers` and
 `gauges` print the current interval's values as Node's util.inspect prints an object (quoted keys,
-JavaScript numbers, one line when it fits 80 columns else one entry per line; arrays longer than 6
-numbers are listed one per line rather than in Node's aligned columns, and arrays are cut after
-100 items with "... N more items" as Node does).
+JavaScript numbers, one line when it fits 80 columns else one entry per line, arrays of more than
+6 entries in Node's aligned columns, cut after 100 items with "... N more items"), checked
+against node's own util.inspect by the tests.
 """
 
 from __future__ import annotations
@@ -42,11 +42,11 @@ def js_number(x: float) -> str:
         return "Infinity" if x > 0 else "-Infinity"
     if x == 0:
         return "-0" if math.copysign(1.0, x) < 0 else "0"
-    if x.is_integer() and abs(x) < 1e21:
+    if x.is_integer() and abs(x) < 2**53:
         return str(int(x))
-    text = repr(x)
+    text = repr(x)  # the shortest digits that round-trip, as JavaScript picks them
     if "e" not in text:
-        return text
+        return text[:-2] if text.endswith(".0") else text
     mantissa, exp_text = text.split("e")
     exp = int(exp_text)
     if -7 < exp < 21:
@@ -54,10 +54,20 @@ def js_number(x: float) -> str:
     return f"{mantissa}e{'+' if exp > 0 else '-'}{abs(exp)}"
 
 
+def _js_string(text: str) -> str:
+    """util.inspect's quoting: single quotes, else double, else backticks, else escaped."""
+    text = text.replace("\\", "\\\\").replace("\n", "\\n")
+    if "'" not in text:
+        return f"'{text}'"
+    if '"' not in text:
+        return f'"{text}"'
+    if "`" not in text and "${" not in text:
+        return f"`{text}`"
+    return "'" + text.replace("'", "\\'") + "'"
+
+
 def _js_key(key: str) -> str:
-    if _IDENTIFIER.match(key):
-        return key
-    return "'" + key.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return key if _IDENTIFIER.match(key) else _js_string(key)
 
 
 def _below_break(output: list[str], start: int) -> bool:
@@ -69,6 +79,41 @@ def _below_break(output: list[str], start: int) -> bool:
         if total > _BREAK_LENGTH:
             return False
     return True
+
+
+def _group(output: list[str], indent: int, numbers: bool, more: bool) -> list[str]:
+    """Node's groupArrayElements: arrays of more than 6 entries printed in aligned columns."""
+    n = len(output) - (1 if more else 0)
+    lengths = [len(o) for o in output[:n]]
+    total = sum(lengths) + 2 * n
+    longest = max(lengths)
+    actual = longest + 2
+    if not (actual * 3 + indent < _BREAK_LENGTH and (total / actual > 5 or longest <= 6)):
+        return output
+    bias = math.sqrt(actual - total / len(output))
+    biased = max(actual - 3 - bias, 1)
+    columns = min(_js_round(math.sqrt(2.5 * biased * n) / biased),
+                  (_BREAK_LENGTH - indent) // actual, 3 * 4, 15)
+    if columns <= 1:
+        return output
+    widths = [max(lengths[j] for j in range(i, n, columns)) + 2 for i in range(columns)]
+    rows = []
+    for i in range(0, n, columns):
+        last = min(i + columns, n)
+        row = ""
+        for j in range(i, last - 1):
+            cell = output[j] + ", "
+            row += cell.rjust(widths[j - i]) if numbers else cell.ljust(widths[j - i])
+        j = last - 1
+        row += output[j].rjust(widths[j - i] - 2) if numbers else output[j]
+        rows.append(row)
+    if more:
+        rows.append(output[-1])
+    return rows
+
+
+def _js_round(x: float) -> int:
+    return math.floor(x + 0.5)
 
 
 def _reduce(output: list[str], braces: tuple[str, str], indent: int, single: bool) -> str:
@@ -95,9 +140,13 @@ def _inspect(value: object, indent: int) -> str:
         more = len(value) - _MAX_ARRAY
         if more > 0:
             output.append(f"... {more} more item{'s' if more > 1 else ''}")
-        return _reduce(output, ("[", "]"), indent, len(output) <= 6)
+        entries = len(output)
+        if entries > 6:
+            numbers = all(isinstance(v, (int, float)) for v in value[:_MAX_ARRAY])
+            output = _group(output, indent, numbers, more > 0)
+        return _reduce(output, ("[", "]"), indent, entries == len(output))
     if isinstance(value, str):
-        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+        return _js_string(value)
     if isinstance(value, (int, float)):
         return js_number(value)
     return str(value)
