@@ -52,7 +52,7 @@ from bucky.protocol.statsd_route import ForwardRouter, WorkerRouter, pack_lines
 
 log = logging.getLogger(__name__)
 
-_MESH_FLUSH_BYTES = 256 * 1024
+_MAX_PENDING_LINES = 20_000  # routed lines held before they go on at once
 _MESH_QUEUE_BYTES = 64 * 1024 * 1024
 _ADMIN_TIMEOUT = 1.0  # seconds worker 0 waits for the other workers' part of an answer
 _MAX_GAUGE_FILES = 64
@@ -224,9 +224,11 @@ class StatsdWorker:
         elif cfg.statsd_persistent_gauges:
             self._restore_all_gauges()
         self._agg = self.inner._agg
+        # Lines routed per worker (this worker's own too, until the burst ends), control messages.
         self._out: list[list[bytes]] = [[] for _ in range(n)]
         self._out_ctl: list[list[tuple]] = [[] for _ in range(n)]
-        self._out_bytes = [0] * n
+        self._pending_now = 0.0
+        self._pending_packets = 0
         self._writers: list[ChannelWriter | None] = [None] * n
         self._readers: list[ChannelReader] = []
         if mesh is not None and n > 1:
@@ -254,17 +256,32 @@ class StatsdWorker:
     # --- the handler contract ------------------------------------------------------------------
 
     def handle(self, data: bytes, addr: object, now: float) -> None:
-        self._last_msg = now
-        parts = self.router.split(data)
-        me = self.index
-        self.inner.handle(b"\n".join(parts[me]), addr, now)  # the datagram's one packet
-        for j, lines in enumerate(parts):
-            if lines and j != me:
-                chunk = b"\n".join(lines)
-                self._out[j].append(chunk)
-                self._out_bytes[j] += len(chunk)
-                if self._out_bytes[j] >= _MESH_FLUSH_BYTES:
-                    self._send(j)
+        """Route only: this worker's lines wait in _out[index] until the end of the burst (the
+        next tick, or a datagram read at another time), then go to the aggregator in one call."""
+        if now != self._pending_now:
+            self._ingest_pending()
+            self._pending_now = now
+            self._last_msg = now
+        self._pending_packets += 1
+        out = self._out
+        for j, lines in enumerate(self.router.split(data)):
+            if lines:
+                out[j].extend(lines)
+        if len(out[self.index]) >= _MAX_PENDING_LINES:
+            self._ingest_pending()
+
+    def _ingest_pending(self) -> None:
+        packets = self._pending_packets
+        own = self._out[self.index]
+        if not packets and not own:
+            return
+        self._out[self.index] = []
+        self._pending_packets = 0
+        self.inner.handle(b"\n".join(own), None, self._pending_now)  # counts one packet
+        self._agg._packets += packets - 1  # a packet is counted once, where it was read
+        for j in range(self.workers):
+            if j != self.index and len(self._out[j]) >= _MAX_PENDING_LINES:
+                self._send(j)
 
     def _handle_one(self, data: bytes, addr: object, now: float) -> None:
         self._last_msg = now
@@ -275,16 +292,16 @@ class StatsdWorker:
         if self.workers == 1:
             self.inner.handle_lines(lines, now)
             return
+        self._ingest_pending()
         parts = self.router.split_lines(lines)
         me = self.index
         self.inner.handle_lines(parts[me], now)
         for j, part in enumerate(parts):
             if part and j != me:
-                chunk = b"\n".join(part)
-                self._out[j].append(chunk)
-                self._out_bytes[j] += len(chunk)
+                self._out[j].extend(part)
 
     def tick(self, now: float) -> None:
+        self._ingest_pending()
         self.inner.tick(now)
         if self.workers > 1:
             self._send_all()
@@ -299,6 +316,7 @@ class StatsdWorker:
         return [(r.fileno(), self._make_cb(r)) for r in self._readers]
 
     def close(self, now: float) -> None:
+        self._ingest_pending()
         self._exchange_eof(now)
         self.inner.close(now)
         if self.workers > 1:
@@ -317,6 +335,7 @@ class StatsdWorker:
                 w.flush(time.monotonic() + self._budget())
 
     def carry_state(self) -> object:
+        self._ingest_pending()
         self._exchange_eof(self._clock())
         if self.admin is not None:
             self.admin.close()
@@ -331,18 +350,24 @@ class StatsdWorker:
         return on_readable
 
     def _receive(self, objs: list[object], now: float) -> None:
-        agg = self._agg
+        self._ingest_pending()
+        chunks: list[bytes] = []
+        controls: list[tuple] = []
         for obj in objs:
             if type(obj) is not list:
                 self.counters["mesh.bad_frames"] += 1
                 continue
             for item in obj:
                 if type(item) is bytes:
-                    self.inner.handle(item, None, now)
-                    agg._packets -= 1  # a packet is counted where it was read, not here
-                    self.counters["mesh.chunks_in"] += 1
+                    chunks.append(item)
                 elif type(item) is tuple and item:
-                    self._control(item, now)
+                    controls.append(item)
+        if chunks:  # one aggregator call for everything that arrived
+            self.inner.handle(b"\n".join(chunks), None, now)
+            self._agg._packets -= 1  # a packet is counted where it was read, not here
+            self.counters["mesh.chunks_in"] += len(chunks)
+        for item in controls:
+            self._control(item, now)
 
     def _control(self, item: tuple, now: float) -> None:
         kind = item[0]
@@ -365,20 +390,23 @@ class StatsdWorker:
 
     def _send(self, j: int) -> None:
         writer = self._writers[j]
-        items: list[Any] = self._out[j]
-        if self._out_ctl[j]:
-            items = items + self._out_ctl[j]
-        if not items or writer is None:
+        if writer is None or j == self.index:
             return
-        self._out[j], self._out_ctl[j], self._out_bytes[j] = [], [], 0
+        lines, controls = self._out[j], self._out_ctl[j]
+        if not lines and not controls:
+            return
+        items: list[Any] = [b"\n".join(lines)] if lines else []
+        items.extend(controls)
+        self._out[j], self._out_ctl[j] = [], []
         if not writer.put(items):
             self.counters["mesh.dropped_batches"] += 1
+            self.counters["mesh.dropped_lines"] += len(lines)
         else:
             self.counters["mesh.batches_out"] += 1
 
     def _send_all(self) -> None:
         for j in range(self.workers):
-            if self._out[j] or self._out_ctl[j]:
+            if j != self.index and (self._out[j] or self._out_ctl[j]):
                 self._send(j)
             w = self._writers[j]
             if w is not None:

@@ -109,8 +109,10 @@ def test_router_keeps_every_key_of_a_name_together() -> None:
     assert where[b"a.b:1|c"] == where[b"a.b;x=1:2|c"] == where[b"a.b:3|ms|#k:v"]
     assert where[b"a b:1|c"] == where[b"a_b:1|c"]  # sanitised alike, aggregated alike
     assert where[b"bare"] == where[b"_e{1,1}:t|x"] == 0
-    assert b"" not in where and sum(map(len, parts)) == len(lines) - 1
+    assert where[b""] == 0 and sum(map(len, parts)) == len(lines)
     assert router.split_lines(lines) == parts  # memoised answers are the same
+    assert router.split(b"\n".join(lines)) == parts  # the regex pass finds the same names
+    assert router.split(b"a.b:1|c\n") == router.split_lines([b"a.b:1|c", b""])
 
 
 def test_key_cap_stays_a_total(tmp_path: Path) -> None:
