@@ -53,6 +53,8 @@ from bucky.protocol.statsd_route import ForwardRouter, WorkerRouter, pack_lines
 log = logging.getLogger(__name__)
 
 _MAX_PENDING_LINES = 20_000  # routed lines held before they go on at once
+_MESH_MAX_AGE = 0.05  # seconds routed lines may wait for more before going to their worker
+_MESH_NEAR_FLUSH = 0.25  # this close to a flush, they go at once
 _MESH_QUEUE_BYTES = 64 * 1024 * 1024
 _ADMIN_TIMEOUT = 1.0  # seconds worker 0 waits for the other workers' part of an answer
 _MAX_GAUGE_FILES = 64
@@ -229,6 +231,7 @@ class StatsdWorker:
         self._out_ctl: list[list[tuple]] = [[] for _ in range(n)]
         self._pending_now = 0.0
         self._pending_packets = 0
+        self._last_send = 0.0
         self._writers: list[ChannelWriter | None] = [None] * n
         self._readers: list[ChannelReader] = []
         if mesh is not None and n > 1:
@@ -270,6 +273,9 @@ class StatsdWorker:
         if len(out[self.index]) >= _MAX_PENDING_LINES:
             self._ingest_pending()
 
+    def _flush_near(self) -> bool:
+        return self._pending_now >= self._agg.next_flush - _MESH_NEAR_FLUSH
+
     def _ingest_pending(self) -> None:
         packets = self._pending_packets
         own = self._out[self.index]
@@ -282,6 +288,8 @@ class StatsdWorker:
         for j in range(self.workers):
             if j != self.index and len(self._out[j]) >= _MAX_PENDING_LINES:
                 self._send(j)
+        if self._flush_near():
+            self._send_all()
 
     def _handle_one(self, data: bytes, addr: object, now: float) -> None:
         self._last_msg = now
@@ -304,7 +312,17 @@ class StatsdWorker:
         self._ingest_pending()
         self.inner.tick(now)
         if self.workers > 1:
-            self._send_all()
+            # Routed lines travel in batches (one pipe write and one wake-up of the peer per
+            # batch, not per datagram), at once when a flush is near so they land in it.
+            mono = time.monotonic()
+            if (mono - self._last_send >= _MESH_MAX_AGE
+                    or now >= self._agg.next_flush - _MESH_NEAR_FLUSH):
+                self._last_send = mono
+                self._send_all()
+            else:
+                for w in self._writers:
+                    if w is not None:
+                        w.pump()
             if self._merger is not None:
                 self._merger.poll(now)
         if self.admin is not None:
