@@ -17,11 +17,15 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.11",
     packages=find_packages(include=["bucky", "bucky.*"]),
+    include_package_data=True,  # static files of the status page (MANIFEST.in)
     install_requires=["pycryptodome>=3.10", "setproctitle>=1.2"],
     extras_require={
         # collectd-connect-time: an unmodified third-party collectd Python plugin the tests run
         "test": ["pytest>=7", "hypothesis>=6", "statsd>=4", "datadog>=0.49", "ruff",
-                 "collectd-connect-time==0.3.0"],
+                 "collectd-connect-time==0.3.0", "prometheus_client>=0.17", "selenium>=4.10",
+                 "mmh3>=4"],
+        # carbon's fast-hashing router (graphite_relay_method = "fast-hashing") needs mmh3
+        "fast-hashing": ["mmh3>=4"],
     },
     entry_points={
         "console_scripts": [
@@ -30,8 +34,17 @@ setup(
         ],
     },
     classifiers=[
+        "Development Status :: 5 - Production/Stable",
+        "Environment :: No Input/Output (Daemon)",
+        "Intended Audience :: System Administrators",
         "License :: OSI Approved :: Apache Software License",
+        "Operating System :: POSIX :: Linux",
         "Programming Language :: Python :: 3",
+        "Programming Language :: Python :: 3 :: Only",
+        "Programming Language :: Python :: 3.11",
+        "Programming Language :: Python :: 3.12",
+        "Programming Language :: Python :: 3.13",
         "Topic :: System :: Monitoring",
+        "Topic :: System :: Networking :: Monitoring",
     ],
 )

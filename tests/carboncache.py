@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from types import ModuleType
 
-import pytest
+from peers import missing
 
 CARBON_CACHE = "/usr/bin/carbon-cache"
 DEBIAN_WHISPER = "/usr/lib/python3/dist-packages/whisper.py"
@@ -83,7 +83,7 @@ def load_whisper() -> ModuleType:
     except ImportError:
         pass
     if not os.path.exists(DEBIAN_WHISPER):
-        pytest.skip("whisper is not available (apt-get install python3-whisper)")
+        missing("whisper is not available (apt-get install python3-whisper)")
     spec = importlib.util.spec_from_file_location("whisper", DEBIAN_WHISPER)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -115,7 +115,7 @@ def _listening(port: int) -> bool:
 class CarbonCache:
     def __init__(self, directory: Path) -> None:
         if not os.access(CARBON_CACHE, os.X_OK):
-            pytest.skip(f"{CARBON_CACHE} is missing (apt-get install graphite-carbon)")
+            missing(f"{CARBON_CACHE} is missing (apt-get install graphite-carbon)")
         self.whisper = load_whisper()
         self.dir = Path(directory)
         self.line_port, self.pickle_port, self.query_port = _free_ports(3)

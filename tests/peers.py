@@ -8,9 +8,11 @@ every peer first) it fails, so CI cannot pass on evidence that silently did not 
 
 from __future__ import annotations
 
+import importlib
 import os
 import shutil
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import pytest
@@ -27,7 +29,7 @@ def missing(reason: str) -> NoReturn:
     """Skip (locally) or fail (CI) because a real peer is not available."""
     if required():
         pytest.fail(f"required peer missing (BUCKY_REQUIRE_PEERS=1): {reason}", pytrace=False)
-    pytest.skip(reason)
+    pytest.skip(reason, allow_module_level=True)
 
 
 def executable(name: str, package: str, *candidates: str) -> str:
@@ -39,6 +41,14 @@ def executable(name: str, package: str, *candidates: str) -> str:
     if not found:
         missing(f"{name} is not installed (Debian package {package})")
     return found
+
+
+def client_library(module: str) -> ModuleType:
+    """A third-party client library from PyPI (the test extras install it)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        missing(f"the {module} package is not installed (pip install -e '.[test]')")
 
 
 def npm_package(name: str) -> Path:

@@ -68,3 +68,27 @@ def test_port_in_use_exits_1(tmp_path, reuseaddr):
     assert out.stderr.strip().endswith(
         f"cannot bind UDP 127.0.0.1:{port} for statsd: Address already in use")
     assert "Traceback" not in out.stderr
+
+
+def test_sentry_options_reach_sentry_sdk(monkeypatch) -> None:
+    """sentry_auto_log_stacks is Bucky 2's option: it becomes sentry-sdk's attach_stacktrace."""
+    import types
+
+    from bucky.cli import _init_sentry
+    from bucky.config import make_config
+
+    calls: list[dict] = []
+    sdk = types.ModuleType("sentry_sdk")
+    sdk.init = lambda **kw: calls.append(kw)  # type: ignore[attr-defined]
+    integrations = types.ModuleType("sentry_sdk.integrations")
+    logging_mod = types.ModuleType("sentry_sdk.integrations.logging")
+    logging_mod.LoggingIntegration = lambda event_level: ("logging", event_level)  # type: ignore
+    for name, module in (("sentry_sdk", sdk), ("sentry_sdk.integrations", integrations),
+                         ("sentry_sdk.integrations.logging", logging_mod)):
+        monkeypatch.setitem(sys.modules, name, module)
+    cfg = make_config(sentry_enabled=True, sentry_dsn="https://k@sentry.invalid/1",
+                      sentry_auto_log_stacks=True, sentry_log_level="ERROR")
+    _init_sentry(cfg)
+    (call,) = calls
+    assert call["dsn"] == "https://k@sentry.invalid/1" and call["attach_stacktrace"] is True
+    assert call["integrations"] == [("logging", 40)]

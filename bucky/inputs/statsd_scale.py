@@ -70,10 +70,23 @@ class StatsdMesh:
     inp: list[Channel]  # from every other worker
 
 
-def make_statsd_input(cfg: Any, sink: Any, state: object = None, mesh: StatsdMesh | None = None
-                      ) -> Any:
+def mesh_from_spec(cfg: Any, mesh: dict) -> StatsdMesh:
+    """The supervisor's {"title": t, "out": {title: Channel}, "in": {title: Channel}} (see
+    bucky.daemon.plan.statsd_mesh) -> this worker's StatsdMesh."""
+    n = int(cfg.statsd_workers)
+    titles = [f"statsd.{i + 1}" for i in range(n)]
+    index = titles.index(mesh["title"])
+    out = [mesh["out"].get(t) if i != index else None for i, t in enumerate(titles)]
+    inp = [mesh["in"][t] for i, t in enumerate(titles) if i != index]
+    return StatsdMesh(index, n, out, inp)
+
+
+def make_statsd_input(cfg: Any, sink: Any, state: object = None,
+                      mesh: StatsdMesh | dict | None = None) -> Any:
     if cfg.statsd_forward:
         return StatsdProxyInput(cfg, sink, state)
+    if isinstance(mesh, dict):
+        mesh = mesh_from_spec(cfg, mesh)
     return StatsdWorker(cfg, sink, state, mesh)
 
 
@@ -240,6 +253,7 @@ class StatsdWorker:
             self._readers = [ch.reader() for ch in mesh.inp]
         self._eof: set[int] = set()
         self._final: set[int] = set()
+        self._handed_over = False
         self._merger = None
         if n > 1 and i == 0:
             wait = min(float(cfg.statsd_flush_time) / 2, 2.0)
@@ -334,6 +348,11 @@ class StatsdWorker:
         return [(r.fileno(), self._make_cb(r)) for r in self._readers]
 
     def close(self, now: float) -> None:
+        if self._handed_over:  # a reload: the successor has everything
+            if self.admin is not None:
+                self.admin.close()
+                self.admin = None
+            return
         self._ingest_pending()
         self._exchange_eof(now)
         self.inner.close(now)
@@ -348,6 +367,7 @@ class StatsdWorker:
                 self._merger.poll(self._clock(), force=True)
         if self.admin is not None:
             self.admin.close()
+            self.admin = None
         for w in self._writers:
             if w is not None:
                 w.flush(time.monotonic() + self._budget())
@@ -357,6 +377,8 @@ class StatsdWorker:
         self._exchange_eof(self._clock())
         if self.admin is not None:
             self.admin.close()
+            self.admin = None
+        self._handed_over = True
         return self.inner.carry_state()
 
     # --- mesh ----------------------------------------------------------------------------------
@@ -670,6 +692,7 @@ class StatsdProxyInput:
         self.health = HealthChecker(admin_nodes, float(cfg.statsd_forward_check_interval),
                                     self._health_result) if admin_nodes else None
         self._health_status = "up"
+        self._closed = False
         self._started = time.time()
         self.admin: AdminServer | None = None
         if cfg.statsd_admin_port:
@@ -703,6 +726,9 @@ class StatsdProxyInput:
             self.admin.poll(now)
 
     def close(self, now: float) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self.tick(now)
         if self.health is not None:
             self.health.close()

@@ -27,6 +27,7 @@ from bucky.daemon.outputs import (
     _ChunkBuffer,
     build_outputs,
     influx_prefix,
+    output_factories,
     pack_lines,
     parse_host_port,
 )
@@ -578,6 +579,28 @@ def test_build_outputs_order_names_and_no_io() -> None:
     assert build_outputs(cfg(graphite_enabled=False)) == []
 
 
+def test_output_factories_name_outputs_without_building_them() -> None:
+    built = []
+
+    class Counted(Recorder):
+        def __init__(self, *args: Any) -> None:
+            built.append(self)
+            super().__init__(*args)
+
+    options = cfg(debug=True, influxdb_enabled=True, custom_clients=(Counted, Counted))
+    factories = output_factories(options)
+    assert [f.name for f in factories] == ["debug", "influxdb", "custom_Counted",
+                                           "custom_Counted_2"]
+    assert built == []
+    client = factories[3].build()
+    assert client.name == "custom_Counted_2"
+
+
+def test_bad_influxdb_host_fails_while_planning() -> None:
+    with pytest.raises(ConfigError, match="influxdb_hosts"):
+        output_factories(cfg(influxdb_enabled=True, influxdb_hosts=("[::1",)))
+
+
 # --- throughput (a measurement, with a floor far below the target so CI stays stable) ------------
 
 
@@ -622,3 +645,24 @@ def test_plaintext_throughput_send_to_socket_sink() -> None:
     rate = rounds * 1000 / elapsed
     print(f"\nplaintext output: {rate:,.0f} samples/s (send() to bytes received by a sink)")
     assert rate > 100_000
+
+
+def test_path_cache_forgets_names_gone_quiet_and_keeps_names_in_use() -> None:
+    from bucky.daemon.outputs.base import _PathCache
+
+    now = [0.0]
+    computed = []
+
+    class Rules:
+        def statname(self, host: str | None, name: str) -> str:
+            computed.append(name)
+            return name
+
+    cache = _PathCache(Rules(), " ", clock=lambda: now[0], generation=60.0)  # type: ignore
+    assert cache.for_batch([(None, "a", 1, 1), (None, "b", 1, 1)]) == ["a ", "b "]
+    now[0] = 61.0  # a new generation: both still found in the previous one, computed once
+    assert cache.for_batch([(None, "a", 1, 1)]) == ["a "]
+    now[0] = 122.0  # another: "b" was not used for a whole generation and is forgotten
+    assert cache.for_batch([(None, "a", 1, 1), (None, "b", 1, 1)]) == ["a ", "b "]
+    assert computed == ["a", "b", "b"]
+    assert "b" not in cache._previous.get(None, {})

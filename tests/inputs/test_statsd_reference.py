@@ -7,15 +7,14 @@ in the next one; Bucky gets the same datagrams with an injected clock. Names and
 (within float rounding) for counters, timers (every statistic, percentiles 90, 99.9 and -10, and
 histogram bins), gauges, sets and the reference's own counters, in both namespaces.
 
-Skipped with the reason when node/npm are missing or the package cannot be installed. The package
-is installed once into $BUCKY_STATSD_REF_DIR if set, else under pytest's base temp directory.
+The package comes from tests/peers.py (`npm_package`): .ci/run installs statsd 0.9.0 into
+$BUCKY_PEERS_DIR (default /opt/bucky-peers); missing, the test skips locally and fails in CI.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
 import socket
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from peers import npm_package
 
 from bucky.config import make_config
 from bucky.inputs.statsd import StatsdInput
@@ -34,7 +34,6 @@ pytestmark = pytest.mark.integration
 INPUT = Path(__file__).resolve().parent.parent / "data" / "statsd" / "reference_input.json"
 PERCENTILES = [90, 99.9, -10]
 HISTOGRAM = [{"metric": "hist", "bins": [10, 50, 100, "inf"]}]
-INSTALL_TIMEOUT = 300.0
 START_TIMEOUT = 30.0  # node start-up plus its first flush
 FLUSH_TIMEOUT = 10.0
 T0 = 1_000_000.0
@@ -46,26 +45,9 @@ VALUE_NOT_COMPARED = ("processing_time", "timestamp_lag", "packets_received")
 
 
 @pytest.fixture(scope="session")
-def reference_package(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    node, npm = shutil.which("node"), shutil.which("npm")
-    if not node or not npm:
-        pytest.skip("node and npm are needed to run the reference statsd")
-    base = Path(
-        os.environ.get("BUCKY_STATSD_REF_DIR") or tmp_path_factory.getbasetemp() / "statsd-ref"
-    )
-    package = base / "node_modules" / "statsd"
-    if not (package / "stats.js").exists():
-        base.mkdir(parents=True, exist_ok=True)
-        command = [npm, "install", "--prefix", str(base), "--no-audit", "--no-fund"]
-        command += ["--ignore-scripts", "--no-save", "statsd"]
-        try:
-            done = subprocess.run(command, capture_output=True, timeout=INSTALL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            pytest.skip("npm install statsd took too long")
-        if done.returncode != 0 or not (package / "stats.js").exists():
-            tail = done.stderr.decode(errors="replace").strip().splitlines()[-3:]
-            pytest.skip(f"npm install statsd failed: {' | '.join(tail)}")
-    return package
+def reference_package() -> Path:
+    """The npm statsd package (0.9.0, pinned), installed by .ci/run; never fetched by a test."""
+    return npm_package("statsd")
 
 
 def free_port() -> int:

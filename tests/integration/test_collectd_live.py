@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 from buckyproc import Bucky
 from fakecarbon import FakeCarbon
+from peers import missing
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +28,9 @@ TYPES_DB = Path("/usr/share/collectd/types.db")
 _missing = [str(p) for p in (COLLECTD, PLUGIN_DIR / "network.so", PLUGIN_DIR / "exec.so", TYPES_DB)
             if not p.exists()]
 if _missing:
-    pytest.skip("Debian's collectd (collectd-core) is not installed: missing "
-                + ", ".join(_missing), allow_module_level=True)
+    missing("Debian's collectd (collectd-core) is not installed: missing " + ", ".join(_missing))
 if os.geteuid() != 0:
-    pytest.skip("collectd's exec plugin must switch to user nobody: run as root",
-                allow_module_level=True)
+    missing("collectd's exec plugin must switch to user nobody: run as root")
 
 EXEC_SCRIPT = """#!/bin/sh
 i=0

@@ -9,11 +9,11 @@ import tempfile
 import time
 from pathlib import Path
 
-import pytest
 from buckyproc import ROOT, free_port
+from peers import missing
 
-pytestmark = pytest.mark.skipif(shutil.which("runsv") is None or shutil.which("sv") is None,
-                                reason="runit (runsv, sv) is not installed: apt-get install runit")
+if shutil.which("runsv") is None or shutil.which("sv") is None:
+    missing("runit (runsv, sv) is not installed: apt-get install runit")
 
 
 def wait_for(pred, timeout, what):

@@ -6,6 +6,7 @@ import time
 import pytest
 from buckyproc import Bucky, free_port
 from fakecarbon import FakeCarbon
+from peers import client_library
 
 pytestmark = pytest.mark.integration
 
@@ -18,7 +19,7 @@ def by_path(carbon):
 
 
 def test_pypi_statsd_client(tmp_path):
-    statsd = pytest.importorskip("statsd", reason="the PyPI statsd client is not installed")
+    statsd = client_library("statsd")
     with FakeCarbon() as carbon:
         bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
                                  "statsd_percentile_thresholds": [90, 99.9]}).start()
@@ -56,7 +57,7 @@ def test_pypi_statsd_client(tmp_path):
 
 
 def test_dogstatsd_client_tags(tmp_path):
-    datadog = pytest.importorskip("datadog", reason="the datadog package is not installed")
+    datadog = client_library("datadog")
     with FakeCarbon() as carbon:
         bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
                                  "statsd_legacy_namespace": False}).start()

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from peers import missing
 
 from bucky.config import make_config
 from bucky.errors import ConfigError
@@ -193,7 +194,7 @@ def test_an_unmodified_third_party_plugin_from_pypi(start, tmp_path, listener, c
     """collectd-connect-time (PyPI, pure Python): times TCP connects to its targets; here a
     listening socket on this machine."""
     if importlib.util.find_spec("collectd_connect_time") is None:
-        pytest.skip(f"the third-party plugin is not installed: pip install {THIRD_PARTY}")
+        missing(f"the third-party plugin is not installed: pip install {THIRD_PARTY}")
     target = f"127.0.0.1:{listener}"
     conf = write_conf(tmp_path, f'''  Import "collectd_connect_time"
   <Module collectd_connect_time>

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 from buckyproc import free_port  # tests/ helper
+from peers import missing
 
 from bucky.sender import collectd
 
@@ -35,10 +36,8 @@ MISSING = [
     if not path.exists()
 ]
 if MISSING:
-    pytest.skip(
-        f"Debian's collectd (package collectd-core) is not installed: missing {', '.join(MISSING)}",
-        allow_module_level=True,
-    )
+    missing(f"Debian's collectd (package collectd-core) is not installed: missing "
+            f"{', '.join(MISSING)}")
 
 USERNAME = "appsender"
 PASSWORD = "S3cret: with spaces"  # a colon and spaces: the AuthFile keeps all after ": "

@@ -1,0 +1,30 @@
+"""The sdist carries what an operator needs beside the package, and says where it runs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import tarfile
+import tomllib
+
+from buckyproc import ROOT
+
+
+def test_pyproject_declares_a_build_system() -> None:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert data["build-system"]["build-backend"] == "setuptools.build_meta"
+
+
+def test_sdist_carries_docs_examples_contrib_and_changes(tmp_path) -> None:
+    subprocess.run([sys.executable, "setup.py", "-q", "sdist", "--dist-dir", str(tmp_path)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    (archive,) = tmp_path.glob("bucky-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
+    for wanted in ("CHANGES", "README.rst", "LICENSE", "contrib/runit/run", "examples/config.py",
+                   "docs/metricsd.rst", "bucky/cli.py"):
+        assert wanted in names, wanted
+    metadata = subprocess.run([sys.executable, "setup.py", "--classifiers"], cwd=ROOT,
+                              check=True, capture_output=True, text=True, timeout=60).stdout
+    assert "Operating System :: POSIX :: Linux" in metadata
+    assert "Programming Language :: Python :: 3.11" in metadata
