@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import socket
 import subprocess
 import threading
@@ -412,3 +413,33 @@ def test_management_answers_as_the_reference(tmp_path: Path, workers: int) -> No
             assert words(mine) == words(ref), command
         else:
             assert mine == ref, command
+
+
+def test_reload_to_another_worker_count_keeps_pending_aggregates(tmp_path: Path) -> None:
+    with FakeCarbon() as carbon:
+        bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 3600.0,
+                                 "statsd_workers": 2, "statsd_persistent_gauges": True})
+        bucky.start()
+        try:
+            send_all(bucky.ports["statsd_port"],
+                     [f"r.c{i}:1|c\nr.g{i}:{i}|g\nr.t{i}:{i}|ms".encode() for i in range(30)])
+            time.sleep(0.5)
+            text = bucky.config_path.read_text().replace("statsd_workers = 2",
+                                                         "statsd_workers = 3")
+            bucky.config_path.write_text(text)
+            bucky.send_signal(signal.SIGHUP)
+            bucky.wait_stderr(lambda line: "configuration reloaded" in line, 30)
+            assert "statsd.3" in " ".join(bucky.child_pids())
+            send_all(bucky.ports["statsd_port"], [f"r.c{i}:2|c".encode() for i in range(30)])
+            time.sleep(0.5)
+        finally:
+            assert bucky.stop() == 0
+        assert carbon.wait_for(lambda pts: any("numStats" in p[0] for p in pts), 10)
+    got = {p[0]: p[1] for p in carbon.points}
+    assert Counter(p[0] for p in carbon.points).most_common(1)[0][1] == 1
+    assert all(got[f"stats_counts.r.c{i}"] == 3 for i in range(30))
+    assert all(got[f"stats.gauges.r.g{i}"] == i for i in range(30))
+    assert all(got[f"stats.timers.r.t{i}.upper"] == i for i in range(30))
+    assert got["stats_counts.statsd.metrics_received"] == 120
+    saved = sorted(p.name for p in (tmp_path / "state").iterdir() if p.name.startswith("gauges"))
+    assert saved == ["gauges.save.w1", "gauges.save.w2", "gauges.save.w3"]
