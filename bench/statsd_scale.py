@@ -52,6 +52,13 @@ def start(config: str) -> subprocess.Popen:
     return proc
 
 
+def udp_drops() -> int:
+    """The kernel's count of datagrams dropped for a full receive buffer (all sockets)."""
+    with open("/proc/net/snmp") as fh:
+        rows = [line.split() for line in fh if line.startswith("Udp:")]
+    return int(rows[1][rows[0].index("RcvbufErrors")])
+
+
 def run_workers(n: int, rate: float, seconds: float) -> dict[str, float]:
     sink = LineSink(keep_prefixes=("stats_counts.bench.",))
     port = free_udp_port()
@@ -63,7 +70,9 @@ def run_workers(n: int, rate: float, seconds: float) -> dict[str, float]:
                  f"statsd_flush_time = 1.0\nstatsd_workers = {n}\nprocess_join_timeout = 20\n")
     proc = start(cfg)
     cpu0 = cpu_seconds(descendants(proc.pid))
+    drops0 = udp_drops()
     sent, took = send(port, datagrams(), PER, rate, seconds, sockets=8)
+    drops = udp_drops() - drops0
     time.sleep(2.5)
     sink.wait_idle(idle=1.5, timeout=120)
     cpu = cpu_seconds(descendants(proc.pid)) - cpu0
@@ -72,7 +81,8 @@ def run_workers(n: int, rate: float, seconds: float) -> dict[str, float]:
     sink.wait_idle(idle=0.5, timeout=10)
     delivered = int(sum(float(line.split()[1]) for line in sink.kept))
     sink.close()
-    return {"sent": sent, "took": took, "delivered": delivered, "cpu": cpu}
+    return {"sent": sent, "took": took, "delivered": delivered, "cpu": cpu,
+            "kernel_drops": drops * PER}
 
 
 class UdpCounter:
@@ -133,7 +143,9 @@ def report(label: str, r: dict[str, float]) -> float:
     per_line = r["cpu"] / r["delivered"] * 1e6 if r["delivered"] else float("nan")
     print(f"{label}: offered {r['sent'] / r['took']:,.0f} lines/s; delivered {rate:,.0f} lines/s;"
           f" loss {loss:.2%}; CPU {r['cpu']:.1f} s ({r['cpu'] / r['took']:.2f} cores), "
-          f"{per_line:.2f} us/line")
+          f"{per_line:.2f} us/line"
+          + (f"; dropped by the kernel (receive buffer full): {r['kernel_drops']:,} lines"
+             if "kernel_drops" in r else ""))
     return rate
 
 
