@@ -554,8 +554,7 @@ class StatsdWorker:
             self._health = admin.health_command(self._health, params)
             return admin.health_answer(self._health)
         if cmd == "config":
-            return admin.config_answer({o: getattr(self.cfg, o) for o in sorted(
-                n for n in dataclasses.asdict(self.cfg) if n.startswith("statsd_"))})
+            return admin.config_answer(_statsd_options(self.cfg))
         if cmd not in ("stats", "counters", "timers", "gauges",
                        "delcounters", "deltimers", "delgauges"):
             return "ERROR\n"
@@ -646,6 +645,12 @@ class StatsdWorker:
             for bucket, names in p.items():
                 deleted.setdefault(bucket, []).extend(names)
         return admin.delete_answer(deleted, params)
+
+
+def _statsd_options(cfg: Any) -> dict[str, Any]:
+    """What `config` prints: the StatsD options in effect."""
+    names = sorted(f.name for f in dataclasses.fields(cfg) if f.name.startswith("statsd_"))
+    return {name: getattr(cfg, name) for name in names}
 
 
 # --- forwarding ---------------------------------------------------------------------------------
@@ -791,6 +796,5 @@ class StatsdProxyInput:
             uptime = round(now) - round(self._started)
             return f"uptime: {uptime}\nnodes: " + "".join(f"{s} " for s in self.ring.servers) + "\n"
         if cmd == "config":
-            return admin.config_answer({o: getattr(self.cfg, o) for o in sorted(
-                n for n in dataclasses.asdict(self.cfg) if n.startswith("statsd_"))})
+            return admin.config_answer(_statsd_options(self.cfg))
         return "ERROR\n"

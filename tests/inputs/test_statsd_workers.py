@@ -167,3 +167,12 @@ def test_reload_hands_state_to_another_worker_count(tmp_path: Path) -> None:
     assert all(got[f"stats.timers.t{i}.upper"] == i for i in range(30))
     assert got["stats_counts.statsd.metrics_received"] == 60
     new.close()
+
+
+def test_management_config_and_unknown_commands(tmp_path: Path) -> None:
+    ws = Workers(config(tmp_path, statsd_workers=2), 1)
+    worker = ws.workers[0]
+    text = worker._admin(1, "config", 0.0)
+    assert text is not None and text.startswith("\n") and "statsd_workers: 2\n" in text
+    assert worker._admin(1, "nonsense", 0.0) == "ERROR\n"
+    ws.close()
