@@ -1,7 +1,7 @@
 """N StatsD workers in one test process, wired by real channels as the supervisor wires them.
 
-Datagrams are dealt to the workers in turn (as readers of one shared socket would get them);
-`pump()` moves what the workers route to each other until nothing is left in flight.
+Datagrams go to the first worker (it owns the UDP socket); TCP lines to any worker; `pump()`
+moves what the workers route to each other until nothing is left in flight.
 """
 
 from __future__ import annotations
@@ -43,12 +43,18 @@ class Workers:
                 inp = [self.channels[j][i] for j in range(n) if j != i]
                 mesh = StatsdMesh(i, n, self.channels[i], inp)  # type: ignore[arg-type]
             self.workers.append(StatsdWorker(cfg, self.sinks[i], state, mesh,
-                                             clock=lambda: self.now))
+                                             clock=lambda: self.now, mono_clock=lambda: self.now))
         self._turn = 0
 
     def handle(self, datagram: bytes, now: float) -> None:
+        """A datagram, read by the first worker (the one that owns the UDP socket)."""
         self.now = now
-        self.workers[self._turn % self.n].handle(datagram, ("127.0.0.1", 40000), now)
+        self.workers[0].handle(datagram, ("127.0.0.1", 40000), now)
+
+    def handle_tcp(self, lines: list[bytes], now: float) -> None:
+        """Lines of a TCP connection, dealt to the workers in turn (each accepts clients)."""
+        self.now = now
+        self.workers[self._turn % self.n].handle_lines(lines, now)
         self._turn += 1
 
     def pump(self, now: float, rounds: int = 20) -> None:

@@ -280,12 +280,13 @@ def statsd_workers(cfg: Any) -> int:
 
 
 def statsd_children(cfg: Any, tcp: str | None) -> list[ChildPlan]:
-    """`statsd_workers` processes reading the one StatsD socket and the TCP listener; with one,
-    the title stays "statsd"."""
+    """`statsd_workers` processes; with one, the title stays "statsd". The first reads the UDP
+    socket and routes every line to its owner (one reader keeps each sender's order, which a
+    gauge's deltas need); all accept TCP clients (a connection's lines stay in order)."""
     n = statsd_workers(cfg)
     titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
-    return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),), tcp=tcp)
-            for t in titles]
+    return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),) if i == 0 else (),
+                      tcp=tcp) for i, t in enumerate(titles)]
 
 
 def statsd_mesh(children: list[ChildPlan]) -> list[ChannelPlan]:

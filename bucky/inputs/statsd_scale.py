@@ -6,9 +6,11 @@
   proxy.js's ring (bucky.protocol.statsd_ring) gives its key, packed into datagrams of at most
   `statsd_forward_packet_size` bytes. Nodes with an adminport are health checked as proxy.js
   does and leave / rejoin the ring.
-- otherwise StatsdWorker, worker `index` of `statsd_workers` (1 = one process, as before). Every
-  worker reads the same UDP socket (and TCP listener), routes each line to the worker owning its
-  metric name (bucky.protocol.statsd_route) and aggregates its own share with a StatsdInput.
+- otherwise StatsdWorker, worker `index` of `statsd_workers` (1 = one process, as before). The
+  first worker reads the UDP socket, every worker accepts TCP clients; each routes the lines it
+  reads to the worker owning their metric name (bucky.protocol.statsd_route) and aggregates its
+  own share with a StatsdInput. One reader per sender (and FIFO pipes) keeps the order of a
+  sender's lines for a key, which gauge deltas need.
   Lines for other workers travel in batches over the mesh channels the supervisor creates
   (worker i -> j), flushed every loop turn. Every worker flushes on the same grid.
 
@@ -215,9 +217,12 @@ class StatsdWorker:
     name = "statsd"
 
     def __init__(self, cfg: Any, sink: Any, state: object = None, mesh: StatsdMesh | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time,
+                 mono_clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
-        self._clock = clock  # wall clock for what arrives over the mesh (tests inject one)
+        # The clocks read for what arrives over the mesh (tests inject their own).
+        self._clock = clock
+        self._mono = mono_clock
         self.workers = n = mesh.workers if mesh is not None else 1
         self.index = i = mesh.index if mesh is not None else 0
         self.router = WorkerRouter(n)
@@ -243,6 +248,7 @@ class StatsdWorker:
         self._out: list[list[bytes]] = [[] for _ in range(n)]
         self._out_ctl: list[list[tuple]] = [[] for _ in range(n)]
         self._pending_now = 0.0
+        self._pending_mono = 0.0
         self._pending_packets = 0
         self._last_send = 0.0
         self._writers: list[ChannelWriter | None] = [None] * n
@@ -272,12 +278,13 @@ class StatsdWorker:
 
     # --- the handler contract ------------------------------------------------------------------
 
-    def handle(self, data: bytes, addr: object, now: float) -> None:
+    def handle(self, data: bytes, addr: object, now: float, mono: float | None = None) -> None:
         """Route only: this worker's lines wait in _out[index] until the end of the burst (the
         next tick, or a datagram read at another time), then go to the aggregator in one call."""
         if now != self._pending_now:
             self._ingest_pending()
             self._pending_now = now
+            self._pending_mono = now if mono is None else mono
             self._last_msg = now
         self._pending_packets += 1
         out = self._out
@@ -288,7 +295,7 @@ class StatsdWorker:
             self._ingest_pending()
 
     def _flush_near(self) -> bool:
-        return self._pending_now >= self._agg.next_flush - _MESH_NEAR_FLUSH
+        return self._pending_mono >= self._agg.next_flush - _MESH_NEAR_FLUSH
 
     def _ingest_pending(self) -> None:
         packets = self._pending_packets
@@ -297,7 +304,8 @@ class StatsdWorker:
             return
         self._out[self.index] = []
         self._pending_packets = 0
-        self.inner.handle(b"\n".join(own), None, self._pending_now)  # counts one packet
+        # counts one packet
+        self.inner.handle(b"\n".join(own), None, self._pending_now, self._pending_mono)
         self._agg._packets += packets - 1  # a packet is counted once, where it was read
         for j in range(self.workers):
             if j != self.index and len(self._out[j]) >= _MAX_PENDING_LINES:
@@ -305,32 +313,34 @@ class StatsdWorker:
         if self._flush_near():
             self._send_all()
 
-    def _handle_one(self, data: bytes, addr: object, now: float) -> None:
+    def _handle_one(self, data: bytes, addr: object, now: float, mono: float | None = None
+                    ) -> None:
         self._last_msg = now
-        self.inner.handle(data, addr, now)
+        self.inner.handle(data, addr, now, mono)
 
-    def handle_lines(self, lines: list[bytes], now: float) -> None:
+    def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         self._last_msg = now
         if self.workers == 1:
-            self.inner.handle_lines(lines, now)
+            self.inner.handle_lines(lines, now, mono)
             return
         self._ingest_pending()
         parts = self.router.split_lines(lines)
         me = self.index
-        self.inner.handle_lines(parts[me], now)
+        self.inner.handle_lines(parts[me], now, mono)
         for j, part in enumerate(parts):
             if part and j != me:
                 self._out[j].extend(part)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
+        if mono is None:
+            mono = now
         self._ingest_pending()
-        self.inner.tick(now)
+        self.inner.tick(now, mono)
         if self.workers > 1:
             # Routed lines travel in batches (one pipe write and one wake-up of the peer per
             # batch, not per datagram), at once when a flush is near so they land in it.
-            mono = time.monotonic()
             if (mono - self._last_send >= _MESH_MAX_AGE
-                    or now >= self._agg.next_flush - _MESH_NEAR_FLUSH):
+                    or mono >= self._agg.next_flush - _MESH_NEAR_FLUSH):
                 self._last_send = mono
                 self._send_all()
             else:
@@ -347,7 +357,7 @@ class StatsdWorker:
         """Descriptors the process loop should watch, with what to call when readable."""
         return [(r.fileno(), self._make_cb(r)) for r in self._readers]
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         if self._handed_over:  # a reload: the successor has everything
             if self.admin is not None:
                 self.admin.close()
@@ -355,7 +365,7 @@ class StatsdWorker:
             return
         self._ingest_pending()
         self._exchange_eof(now)
-        self.inner.close(now)
+        self.inner.close(now, self._mono() if mono is None else mono)
         if self.workers > 1:
             self._send_all()
             if self.index != 0:
@@ -385,11 +395,11 @@ class StatsdWorker:
 
     def _make_cb(self, reader: ChannelReader) -> Callable[[Any], None]:
         def on_readable(_fd: object) -> None:
-            self._receive(reader.read(), self._clock())
+            self._receive(reader.read(), self._clock(), self._mono())
 
         return on_readable
 
-    def _receive(self, objs: list[object], now: float) -> None:
+    def _receive(self, objs: list[object], now: float, mono: float) -> None:
         self._ingest_pending()
         chunks: list[bytes] = []
         controls: list[tuple] = []
@@ -403,7 +413,7 @@ class StatsdWorker:
                 elif type(item) is tuple and item:
                     controls.append(item)
         if chunks:  # one aggregator call for everything that arrived
-            self.inner.handle(b"\n".join(chunks), None, now)
+            self.inner.handle(b"\n".join(chunks), None, now, mono)
             self._agg._packets -= 1  # a packet is counted where it was read, not here
             self.counters["mesh.chunks_in"] += len(chunks)
         for item in controls:
@@ -469,7 +479,7 @@ class StatsdWorker:
                 return False
             ready, _, _ = select.select(list(fds), [], [], min(remaining, 0.05))
             for fd in ready:
-                self._receive(fds[fd].read(), self._clock())
+                self._receive(fds[fd].read(), self._clock(), self._mono())
         return True
 
     def _exchange_eof(self, now: float) -> None:
@@ -703,7 +713,7 @@ class StatsdProxyInput:
         if cfg.statsd_admin_port:
             self.admin = AdminServer(cfg.statsd_admin_ip, cfg.statsd_admin_port, self._admin)
 
-    def handle(self, data: bytes, addr: object, now: float) -> None:
+    def handle(self, data: bytes, addr: object, now: float, mono: float | None = None) -> None:
         self.counters["datagrams"] += 1
         groups, unrouted = self.router.split(data)
         if unrouted:
@@ -719,10 +729,10 @@ class StatsdProxyInput:
             if sizes[node] >= 16 * self.packet_size:
                 self._flush(node)
 
-    def handle_lines(self, lines: list[bytes], now: float) -> None:
+    def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         self.handle(b"\n".join(lines), None, now)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
         for node in list(self._pending):
             self._flush(node)
         if self.health is not None:
@@ -730,7 +740,7 @@ class StatsdProxyInput:
         if self.admin is not None:
             self.admin.poll(now)
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         if self._closed:
             return
         self._closed = True

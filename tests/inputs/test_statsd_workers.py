@@ -37,6 +37,7 @@ reference_package = ref.reference_package
 
 
 def config(directory: Path, legacy: bool = True, **extra: Any) -> Any:
+    extra.setdefault("statsd_tags", "graphite")  # as the reference comparison
     return make_config(
         directory=str(directory),
         statsd_flush_time=1.0,
@@ -47,8 +48,9 @@ def config(directory: Path, legacy: bool = True, **extra: Any) -> Any:
     )
 
 
-def workers_flush(n: int, legacy: bool, directory: Path) -> tuple[dict[str, float], Workers]:
-    ws = Workers(config(directory, legacy), n)
+def workers_flush(n: int, legacy: bool, directory: Path, tags: str = "graphite"
+                  ) -> tuple[dict[str, float], Workers]:
+    ws = Workers(config(directory, legacy, statsd_tags=tags), n)
     ws.tick(T0)
     ws.tick(T0 + 1)  # an empty flush first, as the reference had
     for datagram in recorded_datagrams():
@@ -98,6 +100,18 @@ def test_n_workers_same_as_the_reference(
         and not math.isclose(ours[name], theirs[name], rel_tol=1e-9, abs_tol=1e-9)
     }
     assert differ == {}
+
+
+@pytest.mark.parametrize("n", [2, 4])
+def test_n_workers_same_as_one_process_with_tags_dropped(n: int, tmp_path: Path) -> None:
+    """statsd_tags = "drop" (the default): tagged series merge by name, in one worker."""
+    one, ws1 = workers_flush(1, True, tmp_path, tags="drop")
+    ours, ws = workers_flush(n, True, tmp_path, tags="drop")
+    ws1.close()
+    ws.close()
+    assert "stats_counts.app.tagged" in ours and not any(";" in k for k in ours)
+    assert {k: v for k, v in ours.items() if "processing_time" not in k} == {
+        k: v for k, v in one.items() if "processing_time" not in k}
 
 
 def test_router_keeps_every_key_of_a_name_together() -> None:
@@ -153,7 +167,7 @@ def test_reload_hands_state_to_another_worker_count(tmp_path: Path) -> None:
     ws.tick(T0)
     for i in range(30):
         ws.handle(f"c{i}:{i}|c\nt{i}:{i}|ms".encode(), T0 + 0.5)
-    ws.pump(T0 + 0.5)
+    ws.tick(T0 + 0.5)  # the burst ends: ingested here, routed there
     states = []
     for w in ws.workers:  # carry_state exchanges end markers: pump what is in flight first
         ws.pump(T0 + 0.5)

@@ -317,8 +317,8 @@ def test_a_lost_aggregator_leaves_the_ring_and_rejoins(tmp_path: Path) -> None:
         assert len(keys) == 40
 
         def self_metric(name: str) -> float:
-            path = f"bucky.statsd.forward.{label}.{name}"
-            return sum(p[1] for p in carbons[3].points if p[0] == path)
+            path = f".statsd.forward.{label}.{name}"  # after self_metrics_prefix
+            return sum(p[1] for p in carbons[3].points if p[0].endswith(path))
 
         victim.kill()  # SIGKILL: no goodbye
         assert carbons[3].wait_for(lambda pts: self_metric("removed") >= 1, 15)
