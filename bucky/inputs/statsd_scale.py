@@ -518,7 +518,7 @@ class StatsdWorker:
                                                 if self._owned(key)}
             except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 log.error("StatsD: cannot adopt a previous state (%s); going on without it", exc)
-                self.counters["state_errors"] += 1
+                self.counters["errors.state"] += 1
 
     def _filter_state(self, old: dict, take_own: bool) -> dict:
         owned = self._owned
@@ -546,7 +546,7 @@ class StatsdWorker:
                     gauges, _ = decode_gauges(f.read())
             except (OSError, DecodeError) as exc:
                 log.warning("StatsD: cannot read saved gauges %s: %s", path, exc)
-                self.counters["gauges_load_errors"] += 1
+                self.counters["errors.gauges_load"] += 1
                 continue
             for key, (value, updated) in gauges.items():
                 old = merged.get(key)
