@@ -378,6 +378,29 @@ def anything(v: Any) -> Any:
     return v
 
 
+def statsd_nodes(v: Any) -> tuple[tuple[str, int, int | None], ...]:
+    """statsd_forward: ["host:port[:adminport]", ...] -> ((host, port, adminport or None), ...)."""
+    expected = 'expected a list of "host:port[:adminport]" strings'
+    if isinstance(v, str) or not isinstance(v, Iterable) or isinstance(v, Mapping):
+        raise Invalid(expected)
+    nodes: list[tuple[str, int, int | None]] = []
+    for item in v:
+        parts = item.split(":") if isinstance(item, str) else []
+        if len(parts) not in (2, 3) or not parts[0].strip() or any(c.isspace() for c in item):
+            raise Invalid(expected)
+        try:
+            numbers = [int(p) for p in parts[1:]]
+        except ValueError:
+            raise Invalid(expected) from None
+        if not all(0 < n < 65536 for n in numbers):
+            raise Invalid(expected + " (ports 1-65535)")
+        node = (parts[0], numbers[0], numbers[1] if len(numbers) == 2 else None)
+        if any(n[:2] == node[:2] for n in nodes):
+            raise Invalid(expected + f" (each host:port once; {parts[0]}:{numbers[0]} twice)")
+        nodes.append(node)
+    return tuple(nodes)
+
+
 # --- the options table ----------------------------------------------------------------------------
 
 
@@ -495,6 +518,14 @@ OPTIONS: tuple[Option, ...] = (
     _O("statsd_tcp_port", None, optional(port), "StatsD TCP port (off when None)"),
     _O("statsd_tcp_max_connections", 250, int_range(1, 100000), "concurrent TCP clients"),
     _O("statsd_max_line_length", 65536, int_range(64, 16 * 1024 * 1024), "longest TCP line"),
+    _O("statsd_workers", 1, int_range(1, 64), "StatsD aggregator processes"),
+    _O("statsd_forward", (), statsd_nodes,
+       'proxy mode: forward lines to these "host:port[:adminport]" nodes, not aggregate'),
+    _O("statsd_forward_packet_size", 1432, int_range(64, 65507), "largest forwarded datagram"),
+    _O("statsd_forward_check_interval", 10.0, float_min(0, False),
+       "seconds between health checks of forward nodes with an adminport"),
+    _O("statsd_admin_port", None, optional(port), "StatsD management TCP port (off when None)"),
+    _O("statsd_admin_ip", "127.0.0.1", address, "StatsD management listen address"),
     # graphite
     _O("graphite_enabled", True, boolean, "send to Graphite"),
     _O("graphite_ip", "127.0.0.1", address, "carbon host (name, IPv4 or IPv6)"),

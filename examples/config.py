@@ -196,6 +196,18 @@ statsd_tcp_port = None
 statsd_tcp_max_connections = 250
 # longest TCP line
 statsd_max_line_length = 65536
+# StatsD aggregator processes; each owns a share of the keys (README: StatsD at scale)
+statsd_workers = 1
+# proxy mode: forward lines to these "host:port[:adminport]" nodes (proxy.js's ring), not aggregate
+statsd_forward = []
+# largest forwarded datagram
+statsd_forward_packet_size = 1432
+# seconds between health checks of forward nodes with an adminport
+statsd_forward_check_interval = 10.0
+# the reference StatsD's management TCP port (health, stats, counters...); off when None
+statsd_admin_port = None
+# management interface listen address
+statsd_admin_ip = '127.0.0.1'
 
 # --- Graphite output ---------------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ log = logging.getLogger("bucky")
 
 INPUT_HANDLERS = {
     "collectd": "bucky.inputs.collectd:CollectdInput",
-    "statsd": "bucky.inputs.statsd:StatsdInput",
+    "statsd": "bucky.inputs.statsd_scale:make_statsd_input",
     "metricsd": "bucky.inputs.metricsd:MetricsdInput",
     "python_plugins": "bucky.inputs.python_plugins:PluginHostInput",
 }
@@ -63,6 +63,7 @@ class ChildSpec:
     out_channels: list[Channel] = dataclasses.field(default_factory=list)  # outputs: to http
     record_channels: list[Channel] = dataclasses.field(default_factory=list)
     state: Any = None
+    mesh: Any = None  # StatsD workers: channels to and from the other workers (statsd_scale)
     ctrl: Connection | None = None
     parent_pid: int = 0
 
@@ -147,7 +148,8 @@ class InputRunner:
             batch_size=BATCH_SIZE,
             max_age=BATCH_MAX_AGE,
         )
-        self.handler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state)
+        extra = {"mesh": spec.mesh} if spec.mesh is not None else {}
+        self.handler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state, **extra)
         self.readers = [ch.reader() for ch in spec.in_channels]
         self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time,
                                        prefix_from_config(cfg))
@@ -164,6 +166,8 @@ class InputRunner:
             sel.register(self.spec.tcp, selectors.EVENT_READ, self._accept)
         for reader in self.readers:
             sel.register(reader.fileno(), selectors.EVENT_READ, self._make_reader_cb(reader))
+        for fd, callback in getattr(self.handler, "extra_fds", list)():
+            sel.register(fd, selectors.EVENT_READ, callback)
         self.sel = sel
         flags = self.flags
         last_parent_check = 0.0

@@ -67,6 +67,7 @@ class ChannelPlan:
     producer: str  # child title
     consumer: str  # child title
     records: bool = False  # decoded collectd records (to the plugin host), not samples
+    mesh: bool = False  # between StatsD workers: routed lines (bucky.inputs.statsd_scale)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -261,6 +262,9 @@ def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
     for sock in sockets:
         if sock.proto != "udp":
             continue
+        if sock.name == "statsd":
+            children += statsd_children(cfg, "statsd_tcp" if "statsd_tcp" in by_name else None)
+            continue
         for i in range(sock.count):
             title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
             tcp = "statsd_tcp" if sock.name == "statsd" and "statsd_tcp" in by_name else None
@@ -269,6 +273,38 @@ def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
     if cfg.collectd_python_config:
         children.append(ChildPlan("input", "python_plugins", "python_plugins", STAGE_INPUT))
     return children
+
+
+def statsd_workers(cfg: Any) -> int:
+    return 1 if cfg.statsd_forward else int(cfg.statsd_workers)
+
+
+def statsd_children(cfg: Any, tcp: str | None) -> list[ChildPlan]:
+    """`statsd_workers` processes; with one, the title stays "statsd". The first reads the UDP
+    socket and routes every line to its owner (one reader keeps each sender's order, which a
+    gauge's deltas need); all accept TCP clients (a connection's lines stay in order)."""
+    n = statsd_workers(cfg)
+    titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
+    return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),) if i == 0 else (),
+                      tcp=tcp) for i, t in enumerate(titles)]
+
+
+def statsd_mesh(children: list[ChildPlan]) -> list[ChannelPlan]:
+    """A channel from every StatsD worker to every other: the lines each routes to its owner."""
+    workers = [c.title for c in children if c.kind == "statsd"]
+    if len(workers) < 2:
+        return []
+    return [ChannelPlan(f"{a}->{b}", a, b, mesh=True) for a in workers for b in workers if a != b]
+
+
+def handover_state(kind: str, title: str, states: dict[str, Any]) -> Any:
+    """What a new input takes over on a reload: its predecessor's state; a StatsD worker gets
+    every old worker's (in worker order), so a change of statsd_workers loses nothing."""
+    if kind != "statsd":
+        return states.get(title)
+    old = sorted((k for k in states if k == "statsd" or k.startswith("statsd.")),
+                 key=lambda k: int(k.partition(".")[2] or 0))
+    return {"statsd-workers": [states[k] for k in old]} if old else None
 
 
 def extra_children(cfg: Any) -> list[ChildPlan]:
@@ -307,6 +343,7 @@ def build_plan(cfg: Any) -> Plan:
         for child in inputs:
             for out in out_children:
                 connect(child.title, out.title)
+    channels += statsd_mesh(inputs)
     extra = extra_children(cfg)
     if any(c.role == "http" for c in extra):
         # Each output sends the status server copies (status, a sampled tap, self-metrics).

@@ -50,6 +50,7 @@ from bucky.daemon.plan import (
     STAGE_PROCESSOR,
     Plan,
     build_plan,
+    handover_state,
 )
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
@@ -213,6 +214,12 @@ class Supervisor:
             ch = reuse.pop(cp.name, None) or Channel(cp.name)
             channels.append(ch)
             producer, consumer = slots[cp.producer].spec, slots[cp.consumer].spec
+            if cp.mesh:  # StatsD workers: {"out": {consumer: ch}, "in": {producer: ch}}
+                producer.mesh = producer.mesh or {"title": producer.title, "out": {}, "in": {}}
+                consumer.mesh = consumer.mesh or {"title": consumer.title, "out": {}, "in": {}}
+                producer.mesh["out"][cp.consumer] = ch
+                consumer.mesh["in"][cp.producer] = ch
+                continue
             (producer.record_channels if cp.records else producer.out_channels).append(ch)
             consumer.in_channels.append(ch)
         return list(slots.values()), channels, list(reuse.values())
@@ -547,7 +554,7 @@ class Supervisor:
         self.sockets = reload.sockets
         for slot in reload.slots:
             if slot.process is None and (slot.stage == STAGE_INPUT or stop_processor):
-                slot.spec.state = states.get(slot.spec.title)
+                slot.spec.state = handover_state(slot.spec.kind, slot.spec.title, states)
                 self._spawn(slot)
         reload.phase = "inputs"
 
