@@ -471,7 +471,7 @@ class OutputRunner:
         corrupt = sum(r.corrupt_frames for r in self.readers)
         return self.selfmetrics.collect(
             now, [self.client.counters, self.counters, {"corrupt_frames": corrupt}],
-            {"pending": self.client.pending()},
+            self.client.gauges(),
         )
 
 

@@ -166,9 +166,10 @@ def test_chunk_cut_by_a_disconnect_is_resent_whole(carbon: FakeCarbon) -> None:
     assert run_until(client, lambda: len(carbon.points) == 1)
     # simulate a break half-way through a chunk: as if the socket failed mid-write
     client.send(batch("y", 0, 3), time.monotonic())
-    assert client._next_chunk()
-    client._offset = 5
-    client._lost(time.monotonic(), "test break")
+    (conn,) = client.connections
+    assert conn._next_chunk()
+    conn._offset = 5
+    conn._lost(time.monotonic(), "test break")
     assert client.pending() == 3 and client.counters["requeued"] == 3
     assert run_until(client, lambda: len(carbon.points) >= 4)
     assert carbon.paths()[1:] == ["y.m0", "y.m1", "y.m2"]
@@ -285,7 +286,7 @@ def test_next_address_is_tried_when_the_first_refuses(carbon: FakeCarbon) -> Non
     dead = ("127.0.0.1", free_port())
     infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", dead),
              (socket.AF_INET, socket.SOCK_STREAM, 6, "", carbon.address)]
-    client._resolver.lookup = lambda: list(infos)  # type: ignore[method-assign]
+    client.connections[0]._resolver.lookup = lambda: list(infos)  # type: ignore[method-assign]
     client.send(batch("fallback", 0, 1), time.monotonic())
     assert run_until(client, lambda: len(carbon.points) == 1)
     assert client.counters["connect_failures"] == 0  # one attempt, second address
@@ -293,7 +294,7 @@ def test_next_address_is_tried_when_the_first_refuses(carbon: FakeCarbon) -> Non
 
 def test_unresolvable_host_counts_as_failed_attempt() -> None:
     client = graphite(2003, graphite_ip="no-such-host.invalid")
-    client._connect_timeout = 1.0  # whatever the resolver does here, the attempt ends
+    client.connections[0]._connect_timeout = 1.0  # whatever the resolver does, the attempt ends
     assert run_until(client, lambda: client.counters["connect_failures"] >= 1, 10)
     assert client.counters["connects"] == 0
 
@@ -574,7 +575,7 @@ def test_build_outputs_order_names_and_no_io() -> None:
     assert [o.name for o in outputs] == ["graphite", "influxdb", "custom_Recorder"]
     graphite_client = outputs[0]
     assert isinstance(graphite_client, GraphiteClient)
-    assert graphite_client._sock is None and threading.active_count() == before
+    assert graphite_client.connections[0]._sock is None and threading.active_count() == before
     assert build_outputs(cfg(graphite_pickle_enabled=True))[0].name == "graphite_pickle"
     assert build_outputs(cfg(graphite_enabled=False)) == []
 
