@@ -457,6 +457,12 @@ OPTIONS: tuple[Option, ...] = (
     _O("graphite_pickle_buffer_size", 500, int_range(1, 100000), "points per pickle message"),
     _O("graphite_buffer_size", 1000000, int_range(1, None),
        "datapoints kept while carbon is unreachable; oldest dropped beyond"),
+    _O("graphite_spool_dir", None, optional(nonempty_text),
+       "disk spool root, one subdirectory per destination (None: <directory>/spool)"),
+    _O("graphite_spool_max_bytes", 1 << 30, int_range(0, None),
+       "disk spool bound per destination in bytes; 0 = no spool (memory only)"),
+    _O("graphite_spool_sync_interval", 1.0, float_min(0.01),
+       "seconds between fsyncs of the spool (the most a crash can lose)"),
     # influxdb (Bucky 2)
     _O("influxdb_enabled", False, boolean, "send InfluxDB line protocol over UDP"),
     _O("influxdb_hosts", ("127.0.0.1:8089",), text_list, "host:port destinations"),

@@ -114,6 +114,7 @@ class GraphiteConnection:
         self._offset = 0
         self._blocked = False  # the socket refused more bytes on the latest try
         self._given_up = False  # graphite_max_reconnects exhausted and not connected since
+        self._buffer.attach(self.counters, name)
 
     # -- what the output client calls
 
@@ -138,15 +139,21 @@ class GraphiteConnection:
         self.counters["dropped.reconnects_exhausted"] += points
 
     def poll(self, now: float) -> float:
+        housekeeping = self._buffer.tick(now, self.state is UP)
         if self.state is DOWN and self._backoff.ready(now):
             self._begin_attempt(now)
         if self.state is CONNECTING:
             self._continue_attempt(now)
         if self.state is UP:
             self._pump(now)
-        return self._next_poll(now)
+        return min(self._next_poll(now), housekeeping)
 
     def pending(self) -> int:
+        """Datapoints not yet written: memory, the chunk being written, and the disk spool."""
+        return self._buffer.points + self._inflight_points + self._buffer.spooled
+
+    def volatile(self) -> int:
+        """Datapoints a stop of the process would lose: in memory, not in the spool."""
         return self._buffer.points + self._inflight_points
 
     def writable_fd(self) -> int | None:
@@ -157,13 +164,20 @@ class GraphiteConnection:
             return None
         return self._sock.fileno()
 
+    def stopping(self) -> None:
+        """The process stops soon: a spool takes what memory holds instead of waiting for carbon."""
+        self._buffer.stopping()
+
     def close(self) -> None:
-        """Drop the socket; what is still held is counted in `dropped.shutdown`."""
-        left = self.pending()
+        """Drop the socket; what is still held (not spooled) is counted in `dropped.shutdown`."""
+        if self._inflight is not None:
+            self._buffer.push_head(self._inflight_data, self._inflight_points)
+            self._clear_inflight()
+        self._buffer.persist()
+        left = self.volatile()
         if left:
             self.counters["dropped.shutdown"] += left
         self._buffer.clear()
-        self._clear_inflight()
         self._close_socket()
         self.state = DOWN
 
@@ -269,7 +283,11 @@ class GraphiteConnection:
     def _report_down(self, reason: str, exhausted: bool) -> None:
         attempts = self._backoff.attempts
         wait = self._backoff.current_delay()
-        if exhausted:
+        if exhausted and self._buffer.durable:
+            self._ratelog.warning("down", "%s: %s unreachable after %d attempts (%s); the disk "
+                                  "spool keeps the data; retrying in %.1f s", self.name,
+                                  format_address(self.host, self.port), attempts, reason, wait)
+        elif exhausted:
             dropped = self._buffer.clear()
             self.counters["dropped.reconnects_exhausted"] += dropped
             self._given_up = True
@@ -329,6 +347,7 @@ class GraphiteConnection:
             if self._offset >= len(view):
                 self.counters["sent"] += self._inflight_points
                 self._clear_inflight()
+                self._buffer.written()
 
     def _next_chunk(self) -> bool:
         chunk = self._buffer.take()

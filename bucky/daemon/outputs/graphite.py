@@ -21,6 +21,7 @@ label is `host_port_instance` with dots written as "_".
 from __future__ import annotations
 
 import logging
+import os
 import select
 import time
 from collections import Counter
@@ -29,9 +30,19 @@ from itertools import compress
 from typing import Any
 
 from bucky.addresses import format_address
+from bucky.daemon.outputs import spooled
 from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
 from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
 from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT, PathCache
+from bucky.daemon.outputs.spooled import (
+    PICKLE,
+    PLAINTEXT,
+    SpooledBuffer,
+    decode_record,
+    spool_directory,
+)
+from bucky.daemon.spool import Spool, SpoolUnavailable
+from bucky.errors import DecodeError
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
 from bucky.ratelog import RateLimitedLog
@@ -39,6 +50,19 @@ from bucky.ratelog import RateLimitedLog
 log = logging.getLogger("bucky.daemon.outputs")
 
 PICKLE_MAX_AGE = 1.0  # a partial pickle message waits at most this long for more points
+ORPHAN_RECORDS_PER_POLL = 8
+
+
+def _remove_spool_dir(path: str) -> None:
+    for name in ("cursor", "lock"):
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
 
 
 class GraphiteClient(OutputClient):
@@ -64,17 +88,33 @@ class GraphiteClient(OutputClient):
         self._ratelog = RateLimitedLog(log, 60.0, clock)
         targets, labelled = _destinations(cfg)
         self._labelled = labelled
+        self._spool_on = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0) > 0
         self.connections = [
             GraphiteConnection(cfg, host, port, label=label, clock=clock,
                                connect_timeout=connect_timeout,
-                               name=f"{self.name} {display}" if labelled else self.name)
+                               name=f"{self.name} {display}" if labelled else self.name,
+                               buffer=self._buffer_for(cfg, label, clock))
             for host, port, label, display in targets
         ]
+        self._orphans: list[Spool] | None = None if self._spool_on else []
+        self._spool_root = spooled.spool_root(cfg) if self._spool_on else ""
+        self._spool_max = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0)
         self._router = None  # placement: set when paths must be placed on several destinations
         self._groups: list[list[GraphiteConnection]] = [self.connections]
         self._masks = _Masks(self._router, len(self.path_suffix))
         self._bits: list[int] = [1]
         self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix)
+
+    def _buffer_for(self, cfg: Any, label: str, clock: Callable[[], float]) -> Any:
+        """The destination's buffer: memory only, or memory backed by its disk spool."""
+        if not self._spool_on:
+            return None
+        return SpooledBuffer(
+            cfg.graphite_buffer_size, spool_directory(cfg, label),
+            max_bytes=int(cfg.graphite_spool_max_bytes),
+            sync_interval=float(cfg.graphite_spool_sync_interval),
+            fmt=PICKLE if self.path_suffix == "" else PLAINTEXT,
+            per_frame=int(cfg.graphite_pickle_buffer_size), clock=clock)
 
     # -- the OutputClient contract
 
@@ -85,6 +125,9 @@ class GraphiteClient(OutputClient):
             paths = self._paths.for_batch(samples)
         except Exception:  # a sample whose host or name is not text: isolate it
             samples, paths = self._paths_one_by_one(samples)
+        self._route(samples, paths, now, front)
+
+    def _route(self, samples: list[tuple], paths: list[str], now: float, front: bool) -> None:
         if self._router is None:
             self._deliver(0, samples, paths, now, front)
             return
@@ -97,6 +140,8 @@ class GraphiteClient(OutputClient):
 
     def poll(self, now: float) -> float:
         wait = self._frame_due(now)
+        if self._orphans != []:
+            wait = min(wait, self._reroute_orphans(now))
         for conn in self.connections:
             wait = min(wait, conn.poll(now))
         return wait
@@ -121,7 +166,17 @@ class GraphiteClient(OutputClient):
         self._own = value
 
     def gauges(self) -> Mapping[str, float]:
-        gauges = {"pending": self.pending()}
+        gauges: dict[str, float] = {"pending": self.pending()}
+        spools = [(conn.label, conn._buffer.gauges()) for conn in self.connections
+                  if isinstance(conn._buffer, SpooledBuffer)]
+        for label, values in spools:
+            for key, value in values.items():
+                if key == "spool_oldest_age":
+                    gauges[key] = max(gauges.get(key, 0.0), value)
+                else:
+                    gauges[key] = gauges.get(key, 0) + value
+                if self._labelled:
+                    gauges[f"{label}.{key}"] = value
         if self._labelled:
             for group, conns in enumerate(self._groups):
                 unframed = self._unframed_points(group)
@@ -141,9 +196,11 @@ class GraphiteClient(OutputClient):
 
     def flush(self, deadline: float) -> bool:
         self._frame_all()
+        for conn in self.connections:  # with a spool: memory goes to disk now, not at the deadline
+            conn.stopping()
         while True:
             self.poll(self._clock())
-            if self.pending() == 0:
+            if sum(conn.volatile() for conn in self.connections) + self._unframed_points() == 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -154,6 +211,74 @@ class GraphiteClient(OutputClient):
         self._frame_all()
         for conn in self.connections:
             conn.close()
+        for spool in self._orphans or []:
+            spool.close()
+
+    # -- spools of destinations that are no longer configured
+
+    def _reroute_orphans(self, now: float) -> float:
+        """Send what a removed destination's spool holds through the current placement.
+
+        Found on the first poll: every directory under the spool root that is not a current
+        destination's and holds segments. A few records per poll, so the live path keeps going;
+        a drained directory is removed."""
+        if self._orphans is None:
+            self._orphans = self._find_orphans()
+        budget = ORPHAN_RECORDS_PER_POLL
+        while self._orphans and budget > 0:
+            spool = self._orphans[0]
+            record = spool.peek()
+            if record is None:
+                spool.close()
+                self._orphans.pop(0)
+                _remove_spool_dir(spool.directory)
+                log.info("%s: re-routed the spool of removed destination %s", self.name,
+                         os.path.basename(spool.directory))
+                continue
+            budget -= 1
+            data, points = record
+            try:
+                decoded = decode_record(data)
+            except (DecodeError, ValueError) as exc:
+                self._own["dropped.spool_corrupt"] += points
+                log.error("%s: a record in %s cannot be decoded (%s); dropped %d datapoints",
+                          self.name, spool.directory, exc, points)
+                spool.ack()
+                continue
+            suffix = self.path_suffix
+            samples = [(None, path, value, ts) for path, value, ts in decoded]
+            self._route(samples, [path + suffix for path, _, _ in decoded], now, False)
+            self._own["rerouted"] += len(decoded)
+            spool.ack()
+        return 0.0 if self._orphans else IDLE_POLL
+
+    def _find_orphans(self) -> list[Spool]:
+        current = {conn.label for conn in self.connections}
+        try:
+            entries = sorted(os.listdir(self._spool_root))
+        except OSError:
+            return []
+        found = []
+        for entry in entries:
+            path = os.path.join(self._spool_root, entry)
+            if entry in current or not os.path.isdir(path):
+                continue
+            if not any(name.endswith(".seg") for name in os.listdir(path)):
+                continue
+            spool = Spool(path, max(self._spool_max, 1 << 20), clock=self._clock,
+                          name=f"{self.name} (removed destination {entry})")
+            spool.counters = self._own
+            try:
+                if not spool.open():
+                    continue
+            except SpoolUnavailable as exc:
+                log.error("%s: cannot re-route the spool in %s: %s", self.name, path, exc)
+                continue
+            log.warning("%s: %s is the spool of a destination no longer configured: re-routing "
+                        "its %d datapoints through the current destinations", self.name, path,
+                        spool.points)
+            found.append(spool)
+        return found
 
     # -- samples to paths
 
