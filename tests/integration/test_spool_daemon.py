@@ -85,7 +85,7 @@ class Load:
         per_round = self.names / self.rate
         start = time.monotonic()
         k = 0
-        while not self._stop.is_set() and k < 1500:  # timestamps stay inside whisper's hour
+        while not self._stop.is_set() and k < 2300:  # timestamps stay in the past hour
             due = start + k * per_round
             now = time.monotonic()
             if now < due:
