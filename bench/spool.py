@@ -121,6 +121,12 @@ def udp_drops(port: int) -> int:
     return total
 
 
+def wait_idle(sink: SwitchableSink, idle: float, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and time.monotonic() - sink.last_at < idle:
+        time.sleep(0.05)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rate", type=float, default=100000, help="collectd values per s offered")
@@ -179,14 +185,16 @@ def main() -> None:
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
     sent3, took3 = send(port, *loads[2], args.rate, args.seconds, sockets=4)
+    drops3 = udp_drops(port) - drops0 - drops1 - drops2
     watcher.join(120)
     done.set()
-    time.sleep(3)
+    wait_idle(sink, 1.5, 120)
     pids = descendants(proc.pid)
     cpu = cpu_seconds(pids) - cpu0
     rss = rss_mb(pids, peak=True)
     proc.terminate()
     proc.wait(60)
+    wait_idle(sink, 0.5, 10)
     c = sink.counts
     up_rate = c[PHASES[0]] / took1
     down_rate = c[PHASES[1]] / took2
@@ -199,7 +207,8 @@ def main() -> None:
         f"2 carbon down: sent {sent2:,}, delivered later {c[PHASES[1]]:,} = {down_rate:,.0f}/s "
         f"(kernel drops {drops2 * loads[1][1]:,}); {down_rate / up_rate:.0%} of the carbon-up "
         f"rate; spool {spool_size / 1e6:.0f} MB after the phase",
-        f"3 carbon up again: live {c[PHASES[2]]:,} of {sent3:,}; the spool's "
+        f"3 carbon up again: live {c[PHASES[2]]:,} of {sent3:,} (kernel drops "
+        f"{drops3 * loads[2][1]:,}); the spool's "
         f"{c[PHASES[1]]:,} values drained in {replay_time:.1f} s = "
         f"{c[PHASES[1]] / replay_time:,.0f}/s while the live load ran "
         f"({c[PHASES[1]] / replay_time / (sent3 / took3):.1f}x the live rate)",

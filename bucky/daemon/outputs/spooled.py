@@ -127,6 +127,10 @@ class SpooledBuffer(_ChunkBuffer):
                 self._from_spool = True
                 return converted, points
         self._from_spool = False
+        if self._urgent and self.spool.is_open and self.spool:
+            data, points = self._urgent.popleft()  # alone: newer memory stays behind the spool
+            self.points -= points
+            return data, points
         return super().take(max_bytes)
 
     def push_head(self, data: bytes, points: int) -> None:
