@@ -11,6 +11,8 @@ Command-line options override values set here. Unknown names draw a warning.
 debug = False
 # DEBUG, INFO, WARNING, ERROR or CRITICAL
 log_level = 'INFO'
+# log lines carry their own time; 'auto' = not when JOURNAL_STREAM is set (journald)
+log_timestamps = 'auto'
 # adjust the process priority by this
 nice = None
 # user (name or number) to run as after binding sockets
@@ -211,6 +213,20 @@ graphite_spool_dir = None
 graphite_spool_max_bytes = 1073741824
 # seconds between fsyncs of the spool (the most a crash can lose)
 graphite_spool_sync_interval = 1.0
+
+# --- Graphite clusters (README "Graphite clusters") ---------------------------------------------
+
+# carbons as 'host:port[:instance]' ([::1]:2004:a); empty = graphite_ip:graphite_port, e.g.
+# ['127.0.0.1:2004:a', '127.0.0.1:2104:b', '127.0.0.1:2204:c'] (carbon's DESTINATIONS)
+graphite_destinations = []
+# which destination(s) get a metric: consistent-hashing, fast-hashing, jump-hashing, broadcast
+graphite_relay_method = 'consistent-hashing'
+# carbon_ch, fnv1a_ch or mmh3_ch (jump_fnv1a_ch for jump-hashing); None = the method's default
+graphite_hash_type = None
+# destinations per metric (carbon's REPLICATION_FACTOR)
+graphite_replication_factor = 1
+# replicas on different hosts only (carbon's DIVERSE_REPLICAS; carbon-relay's default is True)
+graphite_diverse_replicas = False
 
 # --- InfluxDB output (UDP line protocol) -------------------------------------------------------
 

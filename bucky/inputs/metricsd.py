@@ -19,8 +19,6 @@ from typing import Any, NamedTuple, Protocol
 
 from bucky.addresses import format_peer
 from bucky.aggregate.metricsd import (
-    DEFAULT_EXPIRE_INTERVALS,
-    DEFAULT_MAX_METRICS,
     CarriedMetric,
     MetricTable,
 )
@@ -58,6 +56,7 @@ class MetricsdInput:
     ) -> None:
         self.counters: Counter[str] = Counter(state.counters) if state else Counter()
         self._sink = sink
+        self._handed_over = False
         self._rng = rng or (state.rng if state else random.Random())
         self._ratelog = RateLimitedLog(log, LOG_PERIOD)
         self._table = MetricTable(
@@ -66,8 +65,8 @@ class MetricsdInput:
             default_interval=cfg.metricsd_default_interval,
             handlers=cfg.metricsd_handlers,
             # Not (yet) in bucky.config: the defaults apply until the lead adds the options.
-            max_metrics=getattr(cfg, "metricsd_max_metrics", DEFAULT_MAX_METRICS),
-            expire_intervals=getattr(cfg, "metricsd_expire_intervals", DEFAULT_EXPIRE_INTERVALS),
+            max_metrics=cfg.metricsd_max_metrics,
+            expire_intervals=cfg.metricsd_expire_intervals,
         )
         if state is not None:
             self._table.adopt(state.metrics)
@@ -100,9 +99,14 @@ class MetricsdInput:
         self._emit(self._table.due(now))
 
     def close(self, now: float) -> None:
+        """Final flush of every live metric, unless carry_state() handed them to a successor
+        (a reload): then the successor emits them and close() emits nothing."""
+        if self._handed_over:
+            return
         self._emit(self._table.flush_all(now))
 
     def carry_state(self) -> MetricsdState:
+        self._handed_over = True
         return MetricsdState(self._table.export(), Counter(self.counters), self._rng)
 
     def _emit(self, samples: list[tuple]) -> None:
