@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fakecarbon import FakeCarbon, free_port
+from outputdrive import FAST_BACKOFF, batch, run_until
 
 from bucky.client import Client
 from bucky.config import make_config
@@ -23,7 +24,6 @@ from bucky.daemon.outputs import (
     GraphiteClient,
     GraphitePickleClient,
     InfluxDBClient,
-    OutputClient,
     _ChunkBuffer,
     build_outputs,
     influx_prefix,
@@ -33,11 +33,6 @@ from bucky.daemon.outputs import (
 )
 from bucky.errors import ConfigError
 from bucky.names import NameRules
-
-FAST_BACKOFF = dict(
-    graphite_reconnect_delay=0.02, graphite_backoff_factor=1.5, graphite_backoff_max=0.1,
-    graphite_max_reconnects=-1,
-)
 
 
 def cfg(**overrides: Any) -> Any:
@@ -50,23 +45,6 @@ def graphite(port: int, pickle: bool = False, **overrides: Any) -> GraphiteClien
     (client,) = build_outputs(cfg(**options))
     assert isinstance(client, GraphiteClient)
     return client
-
-
-def run_until(client: OutputClient, done: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Drive the client as the output process does, until `done()` or the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = time.monotonic()
-        wait = client.poll(now)
-        if done():
-            return True
-        if now >= deadline:
-            return False
-        time.sleep(min(max(wait, 0.0005), 0.01))
-
-
-def batch(prefix: str, start: int, count: int, ts: int = 1_700_000_000) -> list[tuple]:
-    return [(None, f"{prefix}.m{i}", i, ts) for i in range(start, start + count)]
 
 
 @pytest.fixture

@@ -2,13 +2,17 @@
 
 One output process feeds every carbon destination. For each batch the client
 
-1. computes each sample's Graphite path once per distinct (host, name) (PathCache; a Graphite 1.1
-   tagged name is normalized as carbon-relay does, and sent in that form);
-2. routes it (with several destinations: the placement router, cached per path as a bit mask of
-   destinations; with one destination, or `broadcast`, there is nothing to route);
-3. encodes each destination's share once (plaintext lines, or pickle frames of at most
-   graphite_pickle_buffer_size points) and hands the bytes to that destination's
-   GraphiteConnection (connection.py), which buffers, connects, backs off and writes on its own.
+1. computes each sample's Graphite path once per distinct (host, name) (PathCache; when a hash
+   places paths, a Graphite 1.1 tagged name is normalized as carbon-relay's TAG_RELAY_NORMALIZED
+   does, and sent in that form);
+2. routes it (with several destinations: the placement router of bucky/protocol/placement.py,
+   cached per path as a bit mask of destinations; with one destination, or `broadcast`, there is
+   nothing to route and nothing is rewritten: the names go out exactly as before clusters);
+3. splits the batch by the set of destinations each sample goes to, encodes each part once
+   (plaintext lines, or pickle frames of at most graphite_pickle_buffer_size points) and hands
+   the same bytes to each of those destinations' GraphiteConnection (connection.py), which
+   buffers, connects, backs off and writes on its own. With replication, the copies share one
+   encoding; with broadcast, the whole batch is encoded once for everyone.
 
 Self-metrics of the output process are routed like any other metric (carbon-relay does the same
 with its own metrics), so they land on the instance graphite-web's CARBONLINK_HOSTS ring looks at.
@@ -23,17 +27,17 @@ from __future__ import annotations
 import logging
 import select
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
-from itertools import compress
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
-from bucky.addresses import format_address
 from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
 from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
 from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT, PathCache
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
+from bucky.protocol.placement import Router, destinations_from_config, normalize_path
 from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger("bucky.daemon.outputs")
@@ -44,9 +48,8 @@ PICKLE_MAX_AGE = 1.0  # a partial pickle message waits at most this long for mor
 class GraphiteClient(OutputClient):
     """Plaintext TCP to every carbon destination; GraphitePickleClient changes only the encoding.
 
-    Destinations are grouped by what they receive: one group per destination when a router
-    places paths, a single group holding every destination otherwise (one destination, or
-    broadcast), so identical data is encoded once.
+    A part of a batch is addressed by a bit mask of destinations (bit i: `connections[i]`);
+    `_groups[mask]` is the list of connections it names.
     """
 
     name = "graphite"
@@ -62,19 +65,24 @@ class GraphiteClient(OutputClient):
         super().__init__()
         self._clock = clock
         self._ratelog = RateLimitedLog(log, 60.0, clock)
-        targets, labelled = _destinations(cfg)
-        self._labelled = labelled
+        destinations, router = destinations_from_config(cfg)
+        self._labelled = bool(cfg.graphite_destinations)
         self.connections = [
-            GraphiteConnection(cfg, host, port, label=label, clock=clock,
+            GraphiteConnection(cfg, dest.host, dest.port, label=dest.label, clock=clock,
                                connect_timeout=connect_timeout,
-                               name=f"{self.name} {display}" if labelled else self.name)
-            for host, port, label, display in targets
+                               name=f"{self.name} {dest}" if self._labelled else self.name)
+            for dest in destinations
         ]
-        self._router = None  # placement: set when paths must be placed on several destinations
-        self._groups: list[list[GraphiteConnection]] = [self.connections]
-        self._masks = _Masks(self._router, len(self.path_suffix))
-        self._bits: list[int] = [1]
-        self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix)
+        self._groups = _Groups(self.connections)
+        self._everyone = (1 << len(self.connections)) - 1
+        normalize: Callable[[str], str] | None = None
+        self._router: Router | None = None
+        if router.constant is None:  # placed by a hash
+            self._router = router
+            normalize = normalize_path  # the routing key is the name carbon-relay would send
+        # else one destination, or broadcast: everyone gets everything, names as they are
+        self._masks = _Masks(router, len(self.path_suffix))
+        self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix, normalize)
 
     # -- the OutputClient contract
 
@@ -86,14 +94,20 @@ class GraphiteClient(OutputClient):
         except Exception:  # a sample whose host or name is not text: isolate it
             samples, paths = self._paths_one_by_one(samples)
         if self._router is None:
-            self._deliver(0, samples, paths, now, front)
+            self._deliver(self._everyone, samples, paths, now, front)
             return
-        masks = list(map(self._masks.__getitem__, paths))
-        for group, bit in enumerate(self._bits):
-            selected = list(map(bit.__and__, masks))
-            if any(selected):
-                self._deliver(group, list(compress(samples, selected)),
-                              list(compress(paths, selected)), now, front)
+        parts: defaultdict[int, list[int]] = defaultdict(list)
+        for index, mask in enumerate(map(self._masks.__getitem__, paths)):
+            parts[mask].append(index)
+        if len(parts) == 1:
+            self._deliver(next(iter(parts)), samples, paths, now, front)
+            return
+        for mask, indexes in parts.items():
+            if len(indexes) == 1:
+                self._deliver(mask, [samples[indexes[0]]], [paths[indexes[0]]], now, front)
+            else:
+                take = itemgetter(*indexes)
+                self._deliver(mask, take(samples), take(paths), now, front)
 
     def poll(self, now: float) -> float:
         wait = self._frame_due(now)
@@ -123,20 +137,16 @@ class GraphiteClient(OutputClient):
     def gauges(self) -> Mapping[str, float]:
         gauges = {"pending": self.pending()}
         if self._labelled:
-            for group, conns in enumerate(self._groups):
-                unframed = self._unframed_points(group)
-                for conn in conns:
-                    gauges[f"{conn.label}.pending"] = conn.pending() + unframed
+            for index, conn in enumerate(self.connections):
+                gauges[f"{conn.label}.pending"] = conn.pending() + self._unframed_points(index)
         return gauges
 
     def status(self) -> list[dict[str, Any]]:
         out = []
-        for group, conns in enumerate(self._groups):
-            unframed = self._unframed_points(group)
-            for conn in conns:
-                entry = conn.status()
-                entry["pending"] += unframed
-                out.append(entry)
+        for index, conn in enumerate(self.connections):
+            entry = conn.status()
+            entry["pending"] += self._unframed_points(index)
+            out.append(entry)
         return out
 
     def flush(self, deadline: float) -> bool:
@@ -174,15 +184,22 @@ class GraphiteClient(OutputClient):
             self._ratelog.warning("invalid", "%s: dropped %d samples with a name, value or "
                                   "timestamp that cannot be written", self.name, count)
 
+    def _refused(self, conns: list[GraphiteConnection], count: int) -> bool:
+        """True (and counted) when none of `conns` takes data: no point encoding it."""
+        for conn in conns:
+            if conn.accepting:
+                return False
+        for conn in conns:
+            conn.refuse(count)
+        return True
+
     # -- encoding (the pickle client overrides these)
 
-    def _deliver(self, group: int, samples: list[tuple], paths: list[str], now: float,
+    def _deliver(self, mask: int, samples: Sequence[tuple], paths: Sequence[str], now: float,
                  front: bool) -> None:
-        """Encode one group's share of a batch and queue it on each of the group's connections."""
-        conns = self._groups[group]
-        if not any(conn.accepting for conn in conns):
-            for conn in conns:
-                conn.refuse(len(samples))
+        """Encode one part of a batch once and queue it on each connection `mask` names."""
+        conns = self._groups[mask]
+        if self._refused(conns, len(samples)):
             return
         try:
             text, skipped = format_plaintext_batch(samples, paths)
@@ -195,7 +212,8 @@ class GraphiteClient(OutputClient):
             for conn in conns:
                 conn.add(data, count, front)
 
-    def _format_one_by_one(self, samples: list[tuple], paths: list[str]) -> tuple[str, int]:
+    def _format_one_by_one(self, samples: Sequence[tuple], paths: Sequence[str]
+                           ) -> tuple[str, int]:
         parts, skipped = [], 0
         for sample, path in zip(samples, paths, strict=True):
             try:
@@ -213,7 +231,8 @@ class GraphiteClient(OutputClient):
     def _frame_all(self) -> None:
         """Pickle: frame the partial messages now (shutdown)."""
 
-    def _unframed_points(self, group: int | None = None) -> int:
+    def _unframed_points(self, index: int | None = None) -> int:
+        """Pickle: points not yet framed (for connection `index`, or all)."""
         return 0
 
     def _wait(self, timeout: float) -> None:
@@ -231,8 +250,8 @@ class GraphiteClient(OutputClient):
 class GraphitePickleClient(GraphiteClient):
     """Carbon's pickle protocol: frames of at most graphite_pickle_buffer_size points.
 
-    Points wait in a partial message per group until it is full or PICKLE_MAX_AGE old;
-    self-metrics are framed at once so they are not held behind user data.
+    Points wait in a partial message (one per destination mask) until it is full or
+    PICKLE_MAX_AGE old; self-metrics are framed at once so they are not held behind user data.
     """
 
     name = "graphite_pickle"
@@ -244,33 +263,33 @@ class GraphitePickleClient(GraphiteClient):
         super().__init__(cfg, clock=clock, connect_timeout=connect_timeout)
         self._per_message = max(1, int(cfg.graphite_pickle_buffer_size))
         self._max_age = max_age
-        self._partial: list[list[tuple]] = [[] for _ in self._groups]
-        self._partial_since = [0.0] * len(self._groups)
+        self._partial: dict[int, list[tuple]] = {}  # mask -> points waiting for a frame
+        self._partial_since: dict[int, float] = {}
 
-    def _deliver(self, group: int, samples: list[tuple], paths: list[str], now: float,
+    def _deliver(self, mask: int, samples: Sequence[tuple], paths: Sequence[str], now: float,
                  front: bool) -> None:
-        conns = self._groups[group]
-        if not any(conn.accepting for conn in conns):
-            for conn in conns:
-                conn.refuse(len(samples))
+        if self._refused(self._groups[mask], len(samples)):
             return
         points, skipped = self._points(samples, paths)
         self._invalid(skipped)
         if front:
-            self._frame(group, points, front=True)
+            self._frame(mask, points, front=True)
             return
-        partial = self._partial[group]
-        if not partial:
-            self._partial_since[group] = now
+        partial = self._partial.get(mask)
+        if partial is None:
+            partial = self._partial[mask] = []
+            self._partial_since[mask] = now
         partial.extend(points)
         size = self._per_message
         if len(partial) >= size:
             whole = len(partial) - len(partial) % size
-            self._frame(group, partial[:whole])
+            self._frame(mask, partial[:whole])
             del partial[:whole]
-            self._partial_since[group] = now
+            self._partial_since[mask] = now
+            if not partial:
+                del self._partial[mask]
 
-    def _points(self, samples: list[tuple], paths: list[str]) -> tuple[list[tuple], int]:
+    def _points(self, samples: Sequence[tuple], paths: Sequence[str]) -> tuple[list[tuple], int]:
         try:
             if set(map(type, [s[2] for s in samples])) <= {int, float}:
                 return [(path, (int(s[3]), s[2]))
@@ -285,9 +304,9 @@ class GraphitePickleClient(GraphiteClient):
                 skipped += 1
         return points, skipped
 
-    def _frame(self, group: int, points: list[tuple], front: bool = False) -> None:
+    def _frame(self, mask: int, points: list[tuple], front: bool = False) -> None:
         size = self._per_message
-        conns = self._groups[group]
+        conns = self._groups[mask]
         for start in range(0, len(points), size):
             part = points[start : start + size]
             data = encode_pickle_trusted(part)
@@ -296,32 +315,41 @@ class GraphitePickleClient(GraphiteClient):
 
     def _frame_due(self, now: float) -> float:
         wait = IDLE_POLL
-        for group, partial in enumerate(self._partial):
-            if partial:
-                due = self._partial_since[group] + self._max_age
-                if now >= due:
-                    self._frame(group, partial)
-                    self._partial[group] = []
-                else:
-                    wait = min(wait, due - now)
+        for mask in list(self._partial):
+            due = self._partial_since[mask] + self._max_age
+            if now >= due:
+                self._frame(mask, self._partial.pop(mask))
+            else:
+                wait = min(wait, due - now)
         return wait
 
     def _frame_all(self) -> None:
-        for group, partial in enumerate(self._partial):
-            if partial:
-                self._frame(group, partial)
-                self._partial[group] = []
+        for mask in list(self._partial):
+            self._frame(mask, self._partial.pop(mask))
 
-    def _unframed_points(self, group: int | None = None) -> int:
-        if group is None:
-            return sum(map(len, self._partial))
-        return len(self._partial[group])
+    def _unframed_points(self, index: int | None = None) -> int:
+        if index is None:
+            return sum(map(len, self._partial.values()))
+        bit = 1 << index
+        return sum(len(points) for mask, points in self._partial.items() if mask & bit)
+
+
+class _Groups(dict):
+    """Destination mask -> the connections it names, built on first use."""
+
+    def __init__(self, connections: list[GraphiteConnection]) -> None:
+        super().__init__()
+        self._connections = connections
+
+    def __missing__(self, mask: int) -> list[GraphiteConnection]:
+        conns = self[mask] = [c for i, c in enumerate(self._connections) if mask >> i & 1]
+        return conns
 
 
 class _Masks(dict):
-    """Path (with the encoder's suffix) -> bit mask of the groups the router places it on."""
+    """Path (with the encoder's suffix) -> bit mask of the destinations the router places it on."""
 
-    def __init__(self, router: Any, suffix_len: int) -> None:
+    def __init__(self, router: Router, suffix_len: int) -> None:
         super().__init__()
         self._router = router
         self._cut = -suffix_len if suffix_len else None
@@ -334,10 +362,3 @@ class _Masks(dict):
             mask |= 1 << index
         self[path] = mask
         return mask
-
-
-def _destinations(cfg: Any) -> tuple[list[tuple[str, int, str, str]], bool]:
-    """(host, port, label, display) per destination, and whether metrics name each one."""
-    host, port = str(cfg.graphite_ip).strip("[]"), int(cfg.graphite_port)
-    label = f"{host}_{port}".replace(".", "_")
-    return [(host, port, label, format_address(host, port))], False
