@@ -20,10 +20,13 @@ import re
 import sys
 import traceback
 import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bucky.errors import ConfigError
+from bucky.protocol import placement
+from bucky.protocol.collectd_security import parse_security_level
 
 
 class Invalid(Exception):
@@ -46,6 +49,11 @@ class FrozenDict(dict):
 
 
 # --- checkers: raw value -> normalised value, or Invalid("expected ...") -------------------------
+
+
+def field_type(check: Callable[[Any], Any]) -> Any:
+    """A checker's return annotation: the type of the Config field it fills."""
+    return typing.get_type_hints(check).get("return", Any)
 
 
 def boolean(v: Any) -> bool:
@@ -110,6 +118,7 @@ def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def opt(v: Any) -> Any:
         return None if v is None else check(v)
 
+    opt.__annotations__ = {"v": Any, "return": field_type(check) | None}  # the Config field type
     return opt
 
 
@@ -198,7 +207,7 @@ def class_list(v: Any) -> tuple[type, ...]:
     return tuple(out)
 
 
-def converters(v: Any) -> Any:
+def converters(v: Any) -> FrozenDict | tuple[Callable, ...]:
     if v is None:
         return FrozenDict()
     if isinstance(v, Mapping):
@@ -218,12 +227,10 @@ def converters(v: Any) -> Any:
 
 
 def security_level(v: Any) -> int:
-    names = {"none": 0, "sign": 1, "encrypt": 2}
-    if isinstance(v, str) and v.strip().lower() in names:
-        return names[v.strip().lower()]
-    if isinstance(v, int) and not isinstance(v, bool) and v in (0, 1, 2):
-        return v
-    raise Invalid('expected 0, 1, 2 or "None", "Sign", "Encrypt"')
+    try:
+        return parse_security_level(v)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def readable_file(v: Any) -> str:
@@ -332,6 +339,18 @@ def one_of(*choices: str) -> Callable[[Any], str]:
         raise Invalid("expected one of " + ", ".join(repr(c) for c in choices))
 
     return check
+
+
+def destinations(v: Any) -> tuple[placement.Destination, ...]:
+    """carbon's DESTINATIONS: a list of "host:port[:instance]" (or one comma-separated string)."""
+    if v is None:
+        return ()
+    if not isinstance(v, str) and (not isinstance(v, Iterable) or isinstance(v, Mapping)):
+        raise Invalid(f"expected a list of {placement.DESTINATION_FORM}")
+    try:
+        return placement.parse_destinations(v)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def anything(v: Any) -> Any:
@@ -457,6 +476,17 @@ OPTIONS: tuple[Option, ...] = (
     _O("graphite_pickle_buffer_size", 500, int_range(1, 100000), "points per pickle message"),
     _O("graphite_buffer_size", 1000000, int_range(1, None),
        "datapoints kept while carbon is unreachable; oldest dropped beyond"),
+    _O("graphite_destinations", (), destinations,
+       "carbons as 'host:port[:instance]' ([::1]:2004:a); empty = graphite_ip:graphite_port"),
+    _O("graphite_relay_method", "consistent-hashing", one_of(*placement.METHODS),
+       "which destination(s) get a metric: consistent-hashing, fast-hashing, jump-hashing, "
+       "broadcast"),
+    _O("graphite_hash_type", None, optional(one_of(*placement.ALL_HASH_TYPES)),
+       "carbon_ch, fnv1a_ch, mmh3_ch or jump_fnv1a_ch; None = the method's default"),
+    _O("graphite_replication_factor", 1, int_range(1, None),
+       "destinations per metric (carbon's REPLICATION_FACTOR)"),
+    _O("graphite_diverse_replicas", False, boolean,
+       "replicas on different hosts only (carbon's DIVERSE_REPLICAS)"),
     # influxdb (Bucky 2)
     _O("influxdb_enabled", False, boolean, "send InfluxDB line protocol over UDP"),
     _O("influxdb_hosts", ("127.0.0.1:8089",), text_list, "host:port destinations"),
@@ -465,7 +495,7 @@ OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 Config = dataclasses.make_dataclass(
     "Config",
-    [(o.name, Any, dataclasses.field(default=o.default)) for o in OPTIONS]
+    [(o.name, field_type(o.check), dataclasses.field(default=o.default)) for o in OPTIONS]
     + [("source", str, dataclasses.field(default="<defaults>"))],
     frozen=True,
 )
@@ -484,6 +514,13 @@ def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
     if values["graphite_backoff_max"] < values["graphite_reconnect_delay"]:
         problems.append(("graphite_backoff_max",
                          "expected a number >= graphite_reconnect_delay"))
+    if values["graphite_enabled"]:
+        # graphite_destinations' own checker already refused bad strings and duplicates
+        effective = values["graphite_destinations"] or (
+            placement.Destination(values["graphite_ip"], values["graphite_port"]),)
+        problems += placement.check_plan(
+            effective, values["graphite_relay_method"], values["graphite_hash_type"],
+            values["graphite_replication_factor"], values["graphite_diverse_replicas"])
     if values["sentry_enabled"]:
         try:
             importlib.import_module("sentry_sdk")

@@ -19,11 +19,12 @@ import socket
 import sys
 import time
 from collections import Counter
-from itertools import starmap
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bucky.daemon.channels import Channel, ChannelReader
+from bucky.daemon.memory import Trimmer
+from bucky.daemon.processor import Processor
 from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
@@ -39,9 +40,11 @@ INPUT_HANDLERS = {
     "python_plugins": "bucky.inputs.python_plugins:PluginHostInput",
 }
 _DEFAULT_QUEUE_SAMPLES = 1_000_000
-_BYTES_PER_SAMPLE = 40  # pickled (None, name, value, ts) tuples average well under this
+_BYTES_PER_SAMPLE = 40  # encoded (None, name, value, ts) tuples average well under this
 BATCH_SIZE = 5000
 BATCH_MAX_AGE = 0.2
+IDLE_GRACE = 0.001  # an input waits this long for more datagrams before sending a partial batch
+IDLE_MAX_AGE = 0.005  # ... but never holds a partial batch longer than this while traffic trickles
 _LOOP_TIMEOUT = 0.05
 _UDP_BURST = 512  # datagrams read before the loop looks at timers again
 
@@ -134,6 +137,7 @@ class InputRunner:
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
         self.spec = spec
         self.flags = flags
+        self.trimmer = Trimmer()
         cfg = spec.cfg
         qbytes = queue_bytes(cfg)
         self.sink = BatchSink(
@@ -148,6 +152,7 @@ class InputRunner:
         self.counters: Counter[str] = Counter()
         self.ratelog = RateLimitedLog(log)
         self.tcp_conns: dict[socket.socket, Any] = {}
+        self.more_waiting = False  # a socket still had datagrams when its burst ended
 
     def run(self) -> Any:
         sel = selectors.DefaultSelector()
@@ -160,14 +165,28 @@ class InputRunner:
         self.sel = sel
         flags = self.flags
         last_parent_check = 0.0
+        timeout = _LOOP_TIMEOUT
         while not flags.stop:
-            for key, _ in sel.select(_LOOP_TIMEOUT):
+            self.more_waiting = False
+            events = sel.select(timeout)
+            for key, _ in events:
                 key.data(key.fileobj)
             mono = time.monotonic()
+            # Latency at low load, batches under load: a batch goes downstream as soon as the
+            # sockets are empty and stay so for IDLE_GRACE (or it is IDLE_MAX_AGE old); while the
+            # kernel still holds datagrams it keeps filling up to BATCH_SIZE.
+            if self.more_waiting:
+                timeout = 0.0
+            elif events and self.sink.pending_samples() and self.sink.age(mono) < IDLE_MAX_AGE:
+                timeout = IDLE_GRACE
+            else:
+                self.sink.flush()
+                timeout = _LOOP_TIMEOUT
             self._tick(time.time(), mono)
             if mono - last_parent_check > 1.0:
                 last_parent_check = mono
-                if _parent_gone(self.spec):
+                self.trimmer.maybe_trim(time.monotonic())
+            if _parent_gone(self.spec):
                     flags.stop = True
         return self._stop()
 
@@ -209,6 +228,8 @@ class InputRunner:
                 self.counters["errors.handler"] += 1
                 self.ratelog.error("handle", "%s: datagram from %s could not be handled",
                                    self.spec.title, addr, exc_info=True)
+        else:
+            self.more_waiting = True
         return n
 
     def _accept(self, listener: socket.socket) -> None:
@@ -308,72 +329,20 @@ class ProcessorRunner:
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
         self.spec = spec
         self.flags = flags
+        self.trimmer = Trimmer()
         cfg = spec.cfg
-        self.fn = cfg.processor
-        self.drop_on_error = cfg.processor_drop_on_error
+        self.processor = Processor(cfg.processor, cfg.processor_drop_on_error,
+                                   RateLimitedLog(log))
         self.readers = [ch.reader() for ch in spec.in_channels]
         qbytes = queue_bytes(cfg)
         self.writers = [ch.writer(qbytes) for ch in spec.out_channels]
         self.sink = BatchSink(self.writers, batch_size=BATCH_SIZE, max_age=BATCH_MAX_AGE)
-        self.counters: Counter[str] = Counter()
-        self.ratelog = RateLimitedLog(log)
         self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
-
-    def process(self, batch: list[tuple]) -> list[tuple]:
-        """Run the user's function over a batch; each sample is seen exactly once.
-
-        `list.extend(starmap(...))` runs the loop in C. When the function raises, extend stops
-        with the results so far kept, so the failing sample is at index len(results); it gets a
-        placeholder (itself, or None when errors drop) and extend resumes after it."""
-        results: list = []
-        calls = starmap(self.fn, batch)
-        errors = 0
-        while True:
-            try:
-                results.extend(calls)
-                break
-            except Exception as exc:
-                failed = batch[len(results)]
-                errors += 1
-                self._error(failed, exc)
-                results.append(None if self.drop_on_error else failed)
-        out = [r for r in results if r is not None]
-        n = len(batch)
-        filtered = n - len(out) - (errors if self.drop_on_error else 0)
-        if errors and self.drop_on_error:
-            self.counters["dropped.error"] += errors
-        if out and (set(map(type, out)) != {tuple} or set(map(len, out)) != {4}):
-            out, bad = self._checked(out)
-            errors += bad
-            self.counters["dropped.bad_result"] += bad
-        counters = self.counters
-        counters["received"] += n
-        counters["errors"] += errors
-        counters["filtered"] += filtered
-        return out
-
-    def _checked(self, results: list) -> tuple[list[tuple], int]:
-        good, bad = [], 0
-        for result in results:
-            try:
-                sample = tuple(result)
-                if len(sample) != 4:
-                    raise TypeError(f"processor returned {len(sample)} items, expected 4")
-            except Exception as exc:
-                bad += 1
-                self._error(result, exc)
-                continue
-            good.append(sample)
-        return good, bad
-
-    def _error(self, sample: object, exc: Exception) -> None:
-        self.ratelog.error("processor", "processor failed on %r: %s: %s", sample,
-                           exc.__class__.__name__, exc)
 
     def _handle(self, objs: list[object]) -> None:
         for obj in objs:
             if type(obj) is list:
-                self.sink.extend(self.process(obj))
+                self.sink.extend(self.processor.process(obj))
             elif type(obj) is tuple and obj and obj[0] == SELF_METRICS:
                 self.sink.flush()  # keep order: what came before goes first
                 self.sink.send_self_metrics(obj[1])
@@ -384,13 +353,18 @@ class ProcessorRunner:
     def run(self) -> Any:
         readers = self.readers
         while not self.flags.stop:
-            for reader in wait(readers, _LOOP_TIMEOUT):
+            ready = wait(readers, _LOOP_TIMEOUT)
+            for reader in ready:
                 self._handle(reader.read())  # type: ignore[union-attr]
+            if ready:
+                # Pass on at once what arrived; batches stay as large as what came in.
+                self.sink.flush()
             mono = time.monotonic()
             self.sink.flush_if_due(mono)
             self.sink.pump()
             if self.selfmetrics.due(mono):
                 self.sink.send_self_metrics(self._self_samples(mono))
+            self.trimmer.maybe_trim(time.monotonic())
             if _parent_gone(self.spec):
                 break
         # Upstream has stopped: everything it wrote is in the pipes.
@@ -409,7 +383,7 @@ class ProcessorRunner:
         corrupt = sum(r.corrupt_frames for r in self.readers)
         return self.selfmetrics.collect(
             mono,
-            [self.counters, self.sink.counters, {"corrupt_frames": corrupt}],
+            [self.processor.counters, self.sink.counters, {"corrupt_frames": corrupt}],
             {"queue_bytes": self.sink.pending_bytes()},
         )
 
@@ -420,6 +394,7 @@ class OutputRunner:
 
         self.spec = spec
         self.flags = flags
+        self.trimmer = Trimmer()
         self.client = output_factories(spec.cfg)[spec.index].build()
         self.readers = [ch.reader() for ch in spec.in_channels]
         self.selfmetrics = SelfMetrics(spec.title, spec.cfg.self_metrics_interval, time.time)
@@ -448,6 +423,7 @@ class OutputRunner:
             if self.selfmetrics.due(now):
                 client.send(self._self_samples(now), now, front=True)
             client.poll(now)
+            self.trimmer.maybe_trim(time.monotonic())
             if _parent_gone(self.spec):
                 break
         for _ in range(1000):

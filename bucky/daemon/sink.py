@@ -1,7 +1,7 @@
 """The batching sink an input (or the processor) writes samples into.
 
 Samples collect in a list that is sent as one frame when it reaches `batch_size` or is older than
-`max_age` seconds (checked by `flush_if_due` from the process loop). One pickle per batch, the same
+`max_age` seconds (checked by `flush_if_due` from the process loop). One frame per batch, the same
 bytes written to every downstream channel. A full channel refuses the frame: the batch is dropped
 for that destination and counted; an input never blocks.
 """
@@ -76,6 +76,13 @@ class BatchSink:
             return
         self._buf = []
         self._send(encode_frame(batch), len(batch), self._writers)
+
+    def pending_samples(self) -> int:
+        return len(self._buf)
+
+    def age(self, now: float) -> float:
+        """Seconds since the first sample of the current batch arrived (0 when empty)."""
+        return now - self._started if self._buf else 0.0
 
     def flush_if_due(self, now: float) -> None:
         if self._buf and now - self._started >= self._max_age:

@@ -19,8 +19,6 @@ from typing import Any, NamedTuple, Protocol
 
 from bucky.addresses import format_peer
 from bucky.aggregate.metricsd import (
-    DEFAULT_EXPIRE_INTERVALS,
-    DEFAULT_MAX_METRICS,
     CarriedMetric,
     MetricTable,
 )
@@ -66,8 +64,8 @@ class MetricsdInput:
             default_interval=cfg.metricsd_default_interval,
             handlers=cfg.metricsd_handlers,
             # Not (yet) in bucky.config: the defaults apply until the lead adds the options.
-            max_metrics=getattr(cfg, "metricsd_max_metrics", DEFAULT_MAX_METRICS),
-            expire_intervals=getattr(cfg, "metricsd_expire_intervals", DEFAULT_EXPIRE_INTERVALS),
+            max_metrics=cfg.metricsd_max_metrics,
+            expire_intervals=cfg.metricsd_expire_intervals,
         )
         if state is not None:
             self._table.adopt(state.metrics)

@@ -34,7 +34,7 @@ from typing import Any
 
 from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
 from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
-from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT, PathCache
+from bucky.daemon.outputs.paths import PATH_CACHE_GENERATION, PATH_CACHE_LIMIT, PathCache
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
 from bucky.protocol.placement import Router, destinations_from_config, normalize_path
@@ -81,8 +81,10 @@ class GraphiteClient(OutputClient):
             self._router = router
             normalize = normalize_path  # the routing key is the name carbon-relay would send
         # else one destination, or broadcast: everyone gets everything, names as they are
-        self._masks = _Masks(router, len(self.path_suffix))
-        self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix, normalize)
+        # PathCache has normalized the name already: placement needs no cache of its own here
+        self._masks = _Masks(router.select, len(self.path_suffix), clock())
+        self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix, normalize,
+                                clock=clock)
 
     # -- the OutputClient contract
 
@@ -96,6 +98,8 @@ class GraphiteClient(OutputClient):
         if self._router is None:
             self._deliver(self._everyone, samples, paths, now, front)
             return
+        if now >= self._masks.rotate_at:
+            self._masks.rotate(now)
         parts: defaultdict[int, list[int]] = defaultdict(list)
         for index, mask in enumerate(map(self._masks.__getitem__, paths)):
             parts[mask].append(index)
@@ -347,18 +351,32 @@ class _Groups(dict):
 
 
 class _Masks(dict):
-    """Path (with the encoder's suffix) -> bit mask of the destinations the router places it on."""
+    """Path (with the encoder's suffix) -> bit mask of the destinations `select` places it on.
 
-    def __init__(self, router: Router, suffix_len: int) -> None:
+    Kept like PathCache: two generations, rotated every PATH_CACHE_GENERATION seconds or after
+    PATH_CACHE_LIMIT new paths, so names gone quiet are forgotten and memory comes back.
+    """
+
+    def __init__(self, select: Callable[[str], tuple[int, ...]], suffix_len: int,
+                 now: float) -> None:
         super().__init__()
-        self._router = router
+        self._select = select
         self._cut = -suffix_len if suffix_len else None
+        self._previous: dict[str, int] = {}
+        self.rotate_at = now + PATH_CACHE_GENERATION
+
+    def rotate(self, now: float) -> None:
+        self._previous = self.copy()
+        self.clear()
+        self.rotate_at = now + PATH_CACHE_GENERATION
 
     def __missing__(self, path: str) -> int:
+        mask = self._previous.get(path)
+        if mask is None:
+            mask = 0
+            for index in self._select(path[: self._cut]):
+                mask |= 1 << index
         if len(self) >= PATH_CACHE_LIMIT:
-            self.clear()
-        mask = 0
-        for index in self._router.route(path[: self._cut]):
-            mask |= 1 << index
+            self.rotate(self.rotate_at - PATH_CACHE_GENERATION)
         self[path] = mask
         return mask
