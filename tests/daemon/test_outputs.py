@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fakecarbon import FakeCarbon, free_port
+from outputdrive import FAST_BACKOFF, batch, run_until
 
 from bucky.client import Client
 from bucky.config import make_config
@@ -23,7 +24,6 @@ from bucky.daemon.outputs import (
     GraphiteClient,
     GraphitePickleClient,
     InfluxDBClient,
-    OutputClient,
     _ChunkBuffer,
     build_outputs,
     influx_prefix,
@@ -33,11 +33,6 @@ from bucky.daemon.outputs import (
 )
 from bucky.errors import ConfigError
 from bucky.names import NameRules
-
-FAST_BACKOFF = dict(
-    graphite_reconnect_delay=0.02, graphite_backoff_factor=1.5, graphite_backoff_max=0.1,
-    graphite_max_reconnects=-1,
-)
 
 
 def cfg(**overrides: Any) -> Any:
@@ -52,23 +47,6 @@ def graphite(port: int, pickle: bool = False, **overrides: Any) -> GraphiteClien
     (client,) = build_outputs(cfg(**options))
     assert isinstance(client, GraphiteClient)
     return client
-
-
-def run_until(client: OutputClient, done: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Drive the client as the output process does, until `done()` or the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = time.monotonic()
-        wait = client.poll(now)
-        if done():
-            return True
-        if now >= deadline:
-            return False
-        time.sleep(min(max(wait, 0.0005), 0.01))
-
-
-def batch(prefix: str, start: int, count: int, ts: int = 1_700_000_000) -> list[tuple]:
-    return [(None, f"{prefix}.m{i}", i, ts) for i in range(start, start + count)]
 
 
 @pytest.fixture
@@ -651,7 +629,7 @@ def test_plaintext_throughput_send_to_socket_sink() -> None:
 
 
 def test_path_cache_forgets_names_gone_quiet_and_keeps_names_in_use() -> None:
-    from bucky.daemon.outputs.base import _PathCache
+    from bucky.daemon.outputs.paths import PathCache
 
     now = [0.0]
     computed = []
@@ -661,7 +639,7 @@ def test_path_cache_forgets_names_gone_quiet_and_keeps_names_in_use() -> None:
             computed.append(name)
             return name
 
-    cache = _PathCache(Rules(), " ", clock=lambda: now[0], generation=60.0)  # type: ignore
+    cache = PathCache(Rules(), " ", clock=lambda: now[0], generation=60.0)  # type: ignore
     assert cache.for_batch([(None, "a", 1, 1), (None, "b", 1, 1)]) == ["a ", "b "]
     now[0] = 61.0  # a new generation: both still found in the previous one, computed once
     assert cache.for_batch([(None, "a", 1, 1)]) == ["a "]

@@ -223,3 +223,31 @@ def test_cli_exits_2_with_one_line_for_a_missing_spool_dir(tmp_path):
     assert out.returncode == 2, out.stderr
     lines = [line for line in out.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "graphite_spool_dir" in lines[0] and "missing" in lines[0]
+
+
+def test_successor_waits_for_the_spool_without_dropping(tmp_path):
+    """A reload starts the new output next to the old one: the new one holds its data (bounded)
+    until the old one has stopped and let go of the spool, then spools it."""
+    port = free_port()
+    old = client_for(port, str(tmp_path), graphite_buffer_size=200)
+    old.send(batches("old", 5)[0], time.monotonic())
+    old.poll(time.monotonic())
+    assert spool_of(old).spool.is_open
+    new = client_for(port, str(tmp_path), graphite_buffer_size=200)
+    sent = batches("new", 10)
+    for batch in sent:
+        new.send(batch, time.monotonic())
+        new.poll(time.monotonic())
+    assert new.counters["dropped.buffer_full"] == 0
+    assert spool_of(new).points == 1000  # beyond its bound, for the moment
+    old.flush(time.monotonic() + 2)
+    old.close()
+    assert run_until(new, lambda: spool_of(new).spool.is_open, 2)
+    for batch in batches("later", 3):
+        new.send(batch, time.monotonic())
+    assert spool_of(new).points <= 300
+    with FakeCarbon(port=port) as carbon:
+        assert run_until(new, lambda: len(carbon.points) >= 1400)
+        assert received(carbon) == expected(sent) | expected(batches("old", 5)[:1]) | expected(
+            batches("later", 3))
+    assert new.counters["dropped.buffer_full"] == 0

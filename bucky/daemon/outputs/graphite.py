@@ -2,13 +2,17 @@
 
 One output process feeds every carbon destination. For each batch the client
 
-1. computes each sample's Graphite path once per distinct (host, name) (PathCache; a Graphite 1.1
-   tagged name is normalized as carbon-relay does, and sent in that form);
-2. routes it (with several destinations: the placement router, cached per path as a bit mask of
-   destinations; with one destination, or `broadcast`, there is nothing to route);
-3. encodes each destination's share once (plaintext lines, or pickle frames of at most
-   graphite_pickle_buffer_size points) and hands the bytes to that destination's
-   GraphiteConnection (connection.py), which buffers, connects, backs off and writes on its own.
+1. computes each sample's Graphite path once per distinct (host, name) (PathCache; when a hash
+   places paths, a Graphite 1.1 tagged name is normalized as carbon-relay's TAG_RELAY_NORMALIZED
+   does, and sent in that form);
+2. routes it (with several destinations: the placement router of bucky/protocol/placement.py,
+   cached per path as a bit mask of destinations; with one destination, or `broadcast`, there is
+   nothing to route and nothing is rewritten: the names go out exactly as before clusters);
+3. splits the batch by the set of destinations each sample goes to, encodes each part once
+   (plaintext lines, or pickle frames of at most graphite_pickle_buffer_size points) and hands
+   the same bytes to each of those destinations' GraphiteConnection (connection.py), which
+   buffers, connects, backs off and writes on its own. With replication, the copies share one
+   encoding; with broadcast, the whole batch is encoded once for everyone.
 
 Self-metrics of the output process are routed like any other metric (carbon-relay does the same
 with its own metrics), so they land on the instance graphite-web's CARBONLINK_HOSTS ring looks at.
@@ -24,16 +28,15 @@ import logging
 import os
 import select
 import time
-from collections import Counter
-from collections.abc import Callable, Mapping
-from itertools import compress
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
-from bucky.addresses import format_address
 from bucky.daemon.outputs import spooled
 from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
 from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
-from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT, PathCache
+from bucky.daemon.outputs.paths import PATH_CACHE_GENERATION, PATH_CACHE_LIMIT, PathCache
 from bucky.daemon.outputs.spooled import (
     PICKLE,
     PLAINTEXT,
@@ -45,6 +48,7 @@ from bucky.daemon.spool import Spool, SpoolUnavailable
 from bucky.errors import DecodeError
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
+from bucky.protocol.placement import Router, destinations_from_config, normalize_path
 from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger("bucky.daemon.outputs")
@@ -65,12 +69,12 @@ def _remove_spool_dir(path: str) -> None:
         pass
 
 
+
 class GraphiteClient(OutputClient):
     """Plaintext TCP to every carbon destination; GraphitePickleClient changes only the encoding.
 
-    Destinations are grouped by what they receive: one group per destination when a router
-    places paths, a single group holding every destination otherwise (one destination, or
-    broadcast), so identical data is encoded once.
+    A part of a batch is addressed by a bit mask of destinations (bit i: `connections[i]`);
+    `_groups[mask]` is the list of connections it names.
     """
 
     name = "graphite"
@@ -86,24 +90,31 @@ class GraphiteClient(OutputClient):
         super().__init__()
         self._clock = clock
         self._ratelog = RateLimitedLog(log, 60.0, clock)
-        targets, labelled = _destinations(cfg)
-        self._labelled = labelled
+        destinations, router = destinations_from_config(cfg)
+        self._labelled = bool(cfg.graphite_destinations)
         self._spool_on = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0) > 0
         self.connections = [
-            GraphiteConnection(cfg, host, port, label=label, clock=clock,
+            GraphiteConnection(cfg, dest.host, dest.port, label=dest.label, clock=clock,
                                connect_timeout=connect_timeout,
-                               name=f"{self.name} {display}" if labelled else self.name,
-                               buffer=self._buffer_for(cfg, label, clock))
-            for host, port, label, display in targets
+                               name=f"{self.name} {dest}" if self._labelled else self.name,
+                               buffer=self._buffer_for(cfg, dest.label, clock))
+            for dest in destinations
         ]
         self._orphans: list[Spool] | None = None if self._spool_on else []
         self._spool_root = spooled.spool_root(cfg) if self._spool_on else ""
         self._spool_max = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0)
-        self._router = None  # placement: set when paths must be placed on several destinations
-        self._groups: list[list[GraphiteConnection]] = [self.connections]
-        self._masks = _Masks(self._router, len(self.path_suffix))
-        self._bits: list[int] = [1]
-        self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix)
+        self._groups = _Groups(self.connections)
+        self._everyone = (1 << len(self.connections)) - 1
+        normalize: Callable[[str], str] | None = None
+        self._router: Router | None = None
+        if router.constant is None:  # placed by a hash
+            self._router = router
+            normalize = normalize_path  # the routing key is the name carbon-relay would send
+        # else one destination, or broadcast: everyone gets everything, names as they are
+        # PathCache has normalized the name already: placement needs no cache of its own here
+        self._masks = _Masks(router.select, len(self.path_suffix), clock())
+        self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix, normalize,
+                                clock=clock)
 
     def _buffer_for(self, cfg: Any, label: str, clock: Callable[[], float]) -> Any:
         """The destination's buffer: memory only, or memory backed by its disk spool."""
@@ -129,14 +140,22 @@ class GraphiteClient(OutputClient):
 
     def _route(self, samples: list[tuple], paths: list[str], now: float, front: bool) -> None:
         if self._router is None:
-            self._deliver(0, samples, paths, now, front)
+            self._deliver(self._everyone, samples, paths, now, front)
             return
-        masks = list(map(self._masks.__getitem__, paths))
-        for group, bit in enumerate(self._bits):
-            selected = list(map(bit.__and__, masks))
-            if any(selected):
-                self._deliver(group, list(compress(samples, selected)),
-                              list(compress(paths, selected)), now, front)
+        if now >= self._masks.rotate_at:
+            self._masks.rotate(now)
+        parts: defaultdict[int, list[int]] = defaultdict(list)
+        for index, mask in enumerate(map(self._masks.__getitem__, paths)):
+            parts[mask].append(index)
+        if len(parts) == 1:
+            self._deliver(next(iter(parts)), samples, paths, now, front)
+            return
+        for mask, indexes in parts.items():
+            if len(indexes) == 1:
+                self._deliver(mask, [samples[indexes[0]]], [paths[indexes[0]]], now, front)
+            else:
+                take = itemgetter(*indexes)
+                self._deliver(mask, take(samples), take(paths), now, front)
 
     def poll(self, now: float) -> float:
         wait = self._frame_due(now)
@@ -167,31 +186,28 @@ class GraphiteClient(OutputClient):
 
     def gauges(self) -> Mapping[str, float]:
         gauges: dict[str, float] = {"pending": self.pending()}
-        spools = [(conn.label, conn._buffer.gauges()) for conn in self.connections
-                  if isinstance(conn._buffer, SpooledBuffer)]
-        for label, values in spools:
-            for key, value in values.items():
+        for conn in self.connections:
+            buffer = conn._buffer
+            if not isinstance(buffer, SpooledBuffer):
+                continue
+            for key, value in buffer.gauges().items():
                 if key == "spool_oldest_age":
                     gauges[key] = max(gauges.get(key, 0.0), value)
                 else:
                     gauges[key] = gauges.get(key, 0) + value
                 if self._labelled:
-                    gauges[f"{label}.{key}"] = value
+                    gauges[f"{conn.label}.{key}"] = value
         if self._labelled:
-            for group, conns in enumerate(self._groups):
-                unframed = self._unframed_points(group)
-                for conn in conns:
-                    gauges[f"{conn.label}.pending"] = conn.pending() + unframed
+            for index, conn in enumerate(self.connections):
+                gauges[f"{conn.label}.pending"] = conn.pending() + self._unframed_points(index)
         return gauges
 
     def status(self) -> list[dict[str, Any]]:
         out = []
-        for group, conns in enumerate(self._groups):
-            unframed = self._unframed_points(group)
-            for conn in conns:
-                entry = conn.status()
-                entry["pending"] += unframed
-                out.append(entry)
+        for index, conn in enumerate(self.connections):
+            entry = conn.status()
+            entry["pending"] += self._unframed_points(index)
+            out.append(entry)
         return out
 
     def flush(self, deadline: float) -> bool:
@@ -299,15 +315,22 @@ class GraphiteClient(OutputClient):
             self._ratelog.warning("invalid", "%s: dropped %d samples with a name, value or "
                                   "timestamp that cannot be written", self.name, count)
 
+    def _refused(self, conns: list[GraphiteConnection], count: int) -> bool:
+        """True (and counted) when none of `conns` takes data: no point encoding it."""
+        for conn in conns:
+            if conn.accepting:
+                return False
+        for conn in conns:
+            conn.refuse(count)
+        return True
+
     # -- encoding (the pickle client overrides these)
 
-    def _deliver(self, group: int, samples: list[tuple], paths: list[str], now: float,
+    def _deliver(self, mask: int, samples: Sequence[tuple], paths: Sequence[str], now: float,
                  front: bool) -> None:
-        """Encode one group's share of a batch and queue it on each of the group's connections."""
-        conns = self._groups[group]
-        if not any(conn.accepting for conn in conns):
-            for conn in conns:
-                conn.refuse(len(samples))
+        """Encode one part of a batch once and queue it on each connection `mask` names."""
+        conns = self._groups[mask]
+        if self._refused(conns, len(samples)):
             return
         try:
             text, skipped = format_plaintext_batch(samples, paths)
@@ -320,7 +343,8 @@ class GraphiteClient(OutputClient):
             for conn in conns:
                 conn.add(data, count, front)
 
-    def _format_one_by_one(self, samples: list[tuple], paths: list[str]) -> tuple[str, int]:
+    def _format_one_by_one(self, samples: Sequence[tuple], paths: Sequence[str]
+                           ) -> tuple[str, int]:
         parts, skipped = [], 0
         for sample, path in zip(samples, paths, strict=True):
             try:
@@ -338,7 +362,8 @@ class GraphiteClient(OutputClient):
     def _frame_all(self) -> None:
         """Pickle: frame the partial messages now (shutdown)."""
 
-    def _unframed_points(self, group: int | None = None) -> int:
+    def _unframed_points(self, index: int | None = None) -> int:
+        """Pickle: points not yet framed (for connection `index`, or all)."""
         return 0
 
     def _wait(self, timeout: float) -> None:
@@ -356,8 +381,8 @@ class GraphiteClient(OutputClient):
 class GraphitePickleClient(GraphiteClient):
     """Carbon's pickle protocol: frames of at most graphite_pickle_buffer_size points.
 
-    Points wait in a partial message per group until it is full or PICKLE_MAX_AGE old;
-    self-metrics are framed at once so they are not held behind user data.
+    Points wait in a partial message (one per destination mask) until it is full or
+    PICKLE_MAX_AGE old; self-metrics are framed at once so they are not held behind user data.
     """
 
     name = "graphite_pickle"
@@ -369,33 +394,33 @@ class GraphitePickleClient(GraphiteClient):
         super().__init__(cfg, clock=clock, connect_timeout=connect_timeout)
         self._per_message = max(1, int(cfg.graphite_pickle_buffer_size))
         self._max_age = max_age
-        self._partial: list[list[tuple]] = [[] for _ in self._groups]
-        self._partial_since = [0.0] * len(self._groups)
+        self._partial: dict[int, list[tuple]] = {}  # mask -> points waiting for a frame
+        self._partial_since: dict[int, float] = {}
 
-    def _deliver(self, group: int, samples: list[tuple], paths: list[str], now: float,
+    def _deliver(self, mask: int, samples: Sequence[tuple], paths: Sequence[str], now: float,
                  front: bool) -> None:
-        conns = self._groups[group]
-        if not any(conn.accepting for conn in conns):
-            for conn in conns:
-                conn.refuse(len(samples))
+        if self._refused(self._groups[mask], len(samples)):
             return
         points, skipped = self._points(samples, paths)
         self._invalid(skipped)
         if front:
-            self._frame(group, points, front=True)
+            self._frame(mask, points, front=True)
             return
-        partial = self._partial[group]
-        if not partial:
-            self._partial_since[group] = now
+        partial = self._partial.get(mask)
+        if partial is None:
+            partial = self._partial[mask] = []
+            self._partial_since[mask] = now
         partial.extend(points)
         size = self._per_message
         if len(partial) >= size:
             whole = len(partial) - len(partial) % size
-            self._frame(group, partial[:whole])
+            self._frame(mask, partial[:whole])
             del partial[:whole]
-            self._partial_since[group] = now
+            self._partial_since[mask] = now
+            if not partial:
+                del self._partial[mask]
 
-    def _points(self, samples: list[tuple], paths: list[str]) -> tuple[list[tuple], int]:
+    def _points(self, samples: Sequence[tuple], paths: Sequence[str]) -> tuple[list[tuple], int]:
         try:
             if set(map(type, [s[2] for s in samples])) <= {int, float}:
                 return [(path, (int(s[3]), s[2]))
@@ -410,9 +435,9 @@ class GraphitePickleClient(GraphiteClient):
                 skipped += 1
         return points, skipped
 
-    def _frame(self, group: int, points: list[tuple], front: bool = False) -> None:
+    def _frame(self, mask: int, points: list[tuple], front: bool = False) -> None:
         size = self._per_message
-        conns = self._groups[group]
+        conns = self._groups[mask]
         for start in range(0, len(points), size):
             part = points[start : start + size]
             data = encode_pickle_trusted(part)
@@ -421,48 +446,64 @@ class GraphitePickleClient(GraphiteClient):
 
     def _frame_due(self, now: float) -> float:
         wait = IDLE_POLL
-        for group, partial in enumerate(self._partial):
-            if partial:
-                due = self._partial_since[group] + self._max_age
-                if now >= due:
-                    self._frame(group, partial)
-                    self._partial[group] = []
-                else:
-                    wait = min(wait, due - now)
+        for mask in list(self._partial):
+            due = self._partial_since[mask] + self._max_age
+            if now >= due:
+                self._frame(mask, self._partial.pop(mask))
+            else:
+                wait = min(wait, due - now)
         return wait
 
     def _frame_all(self) -> None:
-        for group, partial in enumerate(self._partial):
-            if partial:
-                self._frame(group, partial)
-                self._partial[group] = []
+        for mask in list(self._partial):
+            self._frame(mask, self._partial.pop(mask))
 
-    def _unframed_points(self, group: int | None = None) -> int:
-        if group is None:
-            return sum(map(len, self._partial))
-        return len(self._partial[group])
+    def _unframed_points(self, index: int | None = None) -> int:
+        if index is None:
+            return sum(map(len, self._partial.values()))
+        bit = 1 << index
+        return sum(len(points) for mask, points in self._partial.items() if mask & bit)
+
+
+class _Groups(dict):
+    """Destination mask -> the connections it names, built on first use."""
+
+    def __init__(self, connections: list[GraphiteConnection]) -> None:
+        super().__init__()
+        self._connections = connections
+
+    def __missing__(self, mask: int) -> list[GraphiteConnection]:
+        conns = self[mask] = [c for i, c in enumerate(self._connections) if mask >> i & 1]
+        return conns
 
 
 class _Masks(dict):
-    """Path (with the encoder's suffix) -> bit mask of the groups the router places it on."""
+    """Path (with the encoder's suffix) -> bit mask of the destinations `select` places it on.
 
-    def __init__(self, router: Any, suffix_len: int) -> None:
+    Kept like PathCache: two generations, rotated every PATH_CACHE_GENERATION seconds or after
+    PATH_CACHE_LIMIT new paths, so names gone quiet are forgotten and memory comes back.
+    """
+
+    def __init__(self, select: Callable[[str], tuple[int, ...]], suffix_len: int,
+                 now: float) -> None:
         super().__init__()
-        self._router = router
+        self._select = select
         self._cut = -suffix_len if suffix_len else None
+        self._previous: dict[str, int] = {}
+        self.rotate_at = now + PATH_CACHE_GENERATION
+
+    def rotate(self, now: float) -> None:
+        self._previous = self.copy()
+        self.clear()
+        self.rotate_at = now + PATH_CACHE_GENERATION
 
     def __missing__(self, path: str) -> int:
+        mask = self._previous.get(path)
+        if mask is None:
+            mask = 0
+            for index in self._select(path[: self._cut]):
+                mask |= 1 << index
         if len(self) >= PATH_CACHE_LIMIT:
-            self.clear()
-        mask = 0
-        for index in self._router.route(path[: self._cut]):
-            mask |= 1 << index
+            self.rotate(self.rotate_at - PATH_CACHE_GENERATION)
         self[path] = mask
         return mask
-
-
-def _destinations(cfg: Any) -> tuple[list[tuple[str, int, str, str]], bool]:
-    """(host, port, label, display) per destination, and whether metrics name each one."""
-    host, port = str(cfg.graphite_ip).strip("[]"), int(cfg.graphite_port)
-    label = f"{host}_{port}".replace(".", "_")
-    return [(host, port, label, format_address(host, port))], False

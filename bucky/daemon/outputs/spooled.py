@@ -5,9 +5,10 @@ Order and placement of the data of one destination:
 - Memory holds the newest chunks, up to `graphite_buffer_size` datapoints. When it is full, its
   oldest chunks move to the spool (instead of being dropped), so the spool always holds data older
   than memory: sending spool first, then memory, keeps the data oldest first.
-- While carbon is unreachable, memory is also moved to the spool on every sync tick
-  (`graphite_spool_sync_interval`), then fsynced: a SIGKILL loses at most about one sync interval
-  of datapoints held by this process (plus what the pipeline queues hold in front of it).
+- Once carbon has been unreachable for a sync interval (`graphite_spool_sync_interval`), memory
+  is also moved to the spool on every sync tick, then fsynced: a SIGKILL loses at most about one
+  to two sync intervals of datapoints held by this process (plus what the pipeline queues hold in
+  front of it).
 - At a stop (SIGTERM, or the stop of a reload) what memory still holds goes to the spool, so the
   next process for this destination, with whatever protocol it then uses, sends it.
 - Spool records are `tag + chunk`: b"P" plaintext lines or b"K" pickle frames. A record of the
@@ -40,7 +41,9 @@ from bucky.protocol.graphite import (
 log = logging.getLogger("bucky.daemon.outputs")
 
 PLAINTEXT, PICKLE = b"P", b"K"
-OPEN_RETRY = 1.0  # another process (the one before a reload) still holds the spool: look again
+OPEN_RETRY = 1.0  # the spool cannot be opened: look again
+HELD_RETRY = 0.05  # the process before a reload still holds it (it lets go once it stopped)
+HELD_EXTRA = 1_000_000  # datapoints memory may hold beyond its bound while waiting for that
 
 
 def decode_record(record: bytes) -> list[tuple[str, float, float]]:
@@ -88,7 +91,9 @@ class SpooledBuffer(_ChunkBuffer):
         self._open_at = 0.0  # next attempt to open the spool
         self._from_spool = False  # the chunk last taken came from the spool (ack when written)
         self._next_spill = 0.0
+        self._down_since: float | None = None  # not connected since (None: connected)
         self._stopping = False
+        self._held = False  # another process (the one before a reload) holds the spool
         self._unavailable_logged = False
 
     # -- hooks of _ChunkBuffer
@@ -104,6 +109,17 @@ class SpooledBuffer(_ChunkBuffer):
     @property  # type: ignore[override]
     def spooled(self) -> int:
         return self.spool.points
+
+    def append(self, data: bytes, points: int, front: bool = False) -> int:
+        if self._held and not self._ready():
+            # A reload: the predecessor still owns the spool and hands it over within a moment.
+            # Hold on (bounded) instead of dropping what it would have taken.
+            limit = self.max_points + min(9 * self.max_points, HELD_EXTRA)
+            if self.points + points <= limit:
+                (self._urgent if front else self._normal).append((data, points))
+                self.points += points
+                return 0
+        return super().append(data, points, front)
 
     def _overflow(self, data: bytes, points: int) -> bool:
         return self._ready() and self.spool.append(self.fmt + data, points)
@@ -146,8 +162,14 @@ class SpooledBuffer(_ChunkBuffer):
 
     def tick(self, now: float, connected: bool) -> float:
         if not self._ready():
-            return OPEN_RETRY
-        if (self._stopping or not connected) and (self._stopping or now >= self._next_spill):
+            return HELD_RETRY if self._held else OPEN_RETRY
+        if connected:
+            self._down_since = None
+        elif self._down_since is None:
+            self._down_since = now
+        # memory goes to disk once carbon has been away for a sync interval, then every interval
+        if self._stopping or (self._down_since is not None and now >= max(
+                self._next_spill, self._down_since + self.spool.sync_interval)):
             self._next_spill = now + self.spool.sync_interval
             self._spill_all()
         return min(self.spool.tick(now), self.spool.sync_interval)
@@ -190,15 +212,21 @@ class SpooledBuffer(_ChunkBuffer):
         while True:
             try:
                 if spool.open():
-                    self._unavailable_logged = False
+                    self._unavailable_logged = self._held = False
                     return spool.available
                 reason = "held by another process"
+                self._held = True
             except SpoolUnavailable as exc:
                 reason = str(exc)
+                self._held = False
             if self._clock() >= deadline:
                 break
             time.sleep(0.05)
-        self._open_at = now + OPEN_RETRY
+        self._open_at = now + (HELD_RETRY if self._held else OPEN_RETRY)
+        if self._held:
+            log.debug("%s: the spool in %s is still held by the previous process", self.name,
+                      spool.directory)
+            return False
         if not self._unavailable_logged:
             self._unavailable_logged = True
             self.counters["spool_errors"] += 1
