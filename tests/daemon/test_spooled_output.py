@@ -251,3 +251,43 @@ def test_successor_waits_for_the_spool_without_dropping(tmp_path):
         assert received(carbon) == expected(sent) | expected(batches("old", 5)[:1]) | expected(
             batches("later", 3))
     assert new.counters["dropped.buffer_full"] == 0
+
+
+def test_check_and_reload_refuse_a_missing_spool_dir(tmp_path):
+    """The plan (bucky --check, start-up, SIGHUP) names the option without touching the disk."""
+    from bucky.daemon.plan import check_spool
+    from bucky.errors import ConfigError
+
+    check_spool(make_config(graphite_spool_dir=str(tmp_path)))
+    try:
+        check_spool(make_config(graphite_spool_dir=str(tmp_path / "nope")))
+    except ConfigError as exc:
+        assert "graphite_spool_dir" in str(exc) and "missing" in str(exc)
+    else:
+        raise AssertionError("no ConfigError")
+    assert not (tmp_path / "nope").exists()
+    conf = tmp_path / "bucky.conf"
+    conf.write_text(f"graphite_spool_dir = {str(tmp_path / 'nope')!r}\n")
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    out = subprocess.run([sys.executable, "-m", "bucky", "--check", str(conf)],
+                         capture_output=True, text=True, timeout=30, env=env)
+    assert out.returncode == 2 and "graphite_spool_dir" in out.stderr, out.stderr
+
+
+def test_a_removed_destination_still_running_is_rerouted_once_it_stops(tmp_path):
+    """A reload: the old output (another destination) still runs when the new one starts."""
+    old_port, new_port = free_port(), free_port()
+    old = client_for(old_port, str(tmp_path), graphite_buffer_size=100)
+    old.send(batches("early", 1)[0], time.monotonic())
+    old.poll(time.monotonic())  # opens (and locks) its spool
+    new = client_for(new_port, str(tmp_path))
+    with FakeCarbon(port=new_port) as carbon:
+        run_until(new, lambda: False, 0.3)  # finds the old directory, locked
+        sent = batches("late", 10)
+        for batch in sent:
+            old.send(batch, time.monotonic())
+        old.flush(time.monotonic() + 2)
+        old.close()  # spools what it holds, lets go
+        assert run_until(new, lambda: len(carbon.points) >= 1100)
+        assert received(carbon) == expected(sent) | expected(batches("early", 1))
+    assert not os.path.exists(spool_of(old).spool.directory)

@@ -55,6 +55,7 @@ log = logging.getLogger("bucky.daemon.outputs")
 
 PICKLE_MAX_AGE = 1.0  # a partial pickle message waits at most this long for more points
 ORPHAN_RECORDS_PER_POLL = 8
+ORPHAN_RETRY = 0.2  # seconds between attempts on a removed destination's spool still locked
 
 
 def _remove_spool_dir(path: str) -> None:
@@ -101,6 +102,9 @@ class GraphiteClient(OutputClient):
             for dest in destinations
         ]
         self._orphans: list[Spool] | None = None if self._spool_on else []
+        self._orphans_held: list[str] = []  # removed destinations' spools another process holds
+        self._orphans_retry_at = 0.0
+        self._orphans_done = not self._spool_on
         self._spool_root = spooled.spool_root(cfg) if self._spool_on else ""
         self._spool_max = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0)
         self._groups = _Groups(self.connections)
@@ -159,7 +163,7 @@ class GraphiteClient(OutputClient):
 
     def poll(self, now: float) -> float:
         wait = self._frame_due(now)
-        if self._orphans != []:
+        if not self._orphans_done:
             wait = min(wait, self._reroute_orphans(now))
         for conn in self.connections:
             wait = min(wait, conn.poll(now))
@@ -235,11 +239,17 @@ class GraphiteClient(OutputClient):
     def _reroute_orphans(self, now: float) -> float:
         """Send what a removed destination's spool holds through the current placement.
 
-        Found on the first poll: every directory under the spool root that is not a current
-        destination's and holds segments. A few records per poll, so the live path keeps going;
-        a drained directory is removed."""
+        Every directory under the spool root that is not a current destination's is a
+        candidate, looked for on the first poll; one still locked (during a reload the old
+        output process runs until the new one is up) is tried again every ORPHAN_RETRY
+        seconds. A few records per poll, so the live path keeps going; a drained directory is
+        removed."""
         if self._orphans is None:
-            self._orphans = self._find_orphans()
+            self._orphans = []
+            self._orphans_held = self._orphan_candidates()
+        if self._orphans_held and now >= self._orphans_retry_at:
+            self._orphans_retry_at = now + ORPHAN_RETRY
+            self._orphans_held = [path for path in self._orphans_held if not self._adopt(path)]
         budget = ORPHAN_RECORDS_PER_POLL
         while self._orphans and budget > 0:
             spool = self._orphans[0]
@@ -266,35 +276,40 @@ class GraphiteClient(OutputClient):
             self._route(samples, [path + suffix for path, _, _ in decoded], now, False)
             self._own["rerouted"] += len(decoded)
             spool.ack()
-        return 0.0 if self._orphans else IDLE_POLL
+        if self._orphans:
+            return 0.0
+        if self._orphans_held:
+            return max(0.0, self._orphans_retry_at - now)
+        self._orphans_done = True
+        return IDLE_POLL
 
-    def _find_orphans(self) -> list[Spool]:
+    def _orphan_candidates(self) -> list[str]:
         current = {conn.label for conn in self.connections}
         try:
             entries = sorted(os.listdir(self._spool_root))
         except OSError:
             return []
-        found = []
-        for entry in entries:
-            path = os.path.join(self._spool_root, entry)
-            if entry in current or not os.path.isdir(path):
-                continue
-            if not any(name.endswith(".seg") for name in os.listdir(path)):
-                continue
-            spool = Spool(path, max(self._spool_max, 1 << 20), clock=self._clock,
-                          name=f"{self.name} (removed destination {entry})")
-            spool.counters = self._own
-            try:
-                if not spool.open():
-                    continue
-            except SpoolUnavailable as exc:
-                log.error("%s: cannot re-route the spool in %s: %s", self.name, path, exc)
-                continue
+        return [os.path.join(self._spool_root, entry) for entry in entries
+                if entry not in current and os.path.isdir(os.path.join(self._spool_root, entry))]
+
+    def _adopt(self, path: str) -> bool:
+        """Open a removed destination's spool for re-routing; False while another holds it."""
+        entry = os.path.basename(path)
+        spool = Spool(path, max(self._spool_max, 1 << 20), clock=self._clock,
+                      name=f"{self.name} (removed destination {entry})")
+        spool.counters = self._own
+        try:
+            if not spool.open():
+                return False
+        except SpoolUnavailable as exc:
+            log.error("%s: cannot re-route the spool in %s: %s", self.name, path, exc)
+            return True
+        if spool.points:
             log.warning("%s: %s is the spool of a destination no longer configured: re-routing "
                         "its %d datapoints through the current destinations", self.name, path,
                         spool.points)
-            found.append(spool)
-        return found
+        self._orphans.append(spool)  # type: ignore[union-attr]
+        return True
 
     # -- samples to paths
 

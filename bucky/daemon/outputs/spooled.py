@@ -243,6 +243,25 @@ def spool_root(cfg: Any) -> str:
     return cfg.graphite_spool_dir or os.path.join(cfg.directory, "spool")
 
 
+def spool_dir_problem(cfg: Any) -> str | None:
+    """The check without side effects (plan, --check, reload): a `graphite_spool_dir` that is
+    set must be an existing directory this process may write to. The full check, which also
+    creates the default <directory>/spool and writes a probe file, runs at start as the user
+    the daemon runs as (`spool_problem`)."""
+    if cfg.debug or not cfg.graphite_enabled or not cfg.graphite_spool_max_bytes:
+        return None
+    root = cfg.graphite_spool_dir
+    if not root:
+        return None
+    where = getattr(cfg, "source", "<defaults>")
+    expected = "expected an existing writable directory (or graphite_spool_max_bytes = 0)"
+    if not os.path.isdir(root):
+        return f"{where}: graphite_spool_dir: {expected}, got {root!r}: missing"
+    if not os.access(root, os.W_OK | os.X_OK):
+        return f"{where}: graphite_spool_dir: {expected}, got {root!r}: not writable"
+    return None
+
+
 def spool_problem(cfg: Any) -> str | None:
     """Why the configured spool root cannot be used (a config error at start), or None.
 
