@@ -291,3 +291,14 @@ def test_a_removed_destination_still_running_is_rerouted_once_it_stops(tmp_path)
         assert run_until(new, lambda: len(carbon.points) >= 1100)
         assert received(carbon) == expected(sent) | expected(batches("early", 1))
     assert not os.path.exists(spool_of(old).spool.directory)
+
+
+def test_a_full_disk_at_start_is_not_a_config_error(tmp_path, monkeypatch):
+    from bucky.daemon.outputs import spooled as module
+    from bucky.daemon.spool import SpoolUnavailable
+
+    def full(path):
+        raise SpoolUnavailable(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(module, "check_directory", full)
+    assert spool_problem(make_config(graphite_spool_dir=str(tmp_path))) is None

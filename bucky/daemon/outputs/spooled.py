@@ -20,6 +20,7 @@ Order and placement of the data of one destination:
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -277,6 +278,10 @@ def spool_problem(cfg: Any) -> str | None:
     try:
         check_directory(root)
     except SpoolUnavailable as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk is not a wrong setting
+            log.error("the spool in %s cannot be written now (%s): memory only until it can",
+                      root, exc.strerror)
+            return None
         given = root if cfg.graphite_spool_dir else f"{root!r} (<directory>/spool)"
         return (f"{where}: graphite_spool_dir: expected a writable directory "
                 f"(or graphite_spool_max_bytes = 0), got {given}: {exc.strerror}")
