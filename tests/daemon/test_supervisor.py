@@ -32,6 +32,7 @@ def harness(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(sup.time, "monotonic", clock)
     s = sup.Supervisor(make_config())
+    s.started = True
     slot = sup.Slot(ChildSpec("input", "statsd", "statsd", s.cfg), stage=0, process=DeadProcess())
     s.slots = [slot]
     spawned = []
@@ -42,7 +43,6 @@ def harness(monkeypatch):
         slot.restart_at = None
 
     monkeypatch.setattr(s, "_spawn", fake_spawn)
-    monkeypatch.setattr(s, "_await_boot", lambda slots: None)
     return s, slot, clock, spawned
 
 
@@ -74,3 +74,16 @@ def test_deaths_far_apart_do_not_halt(harness):
         clock.t = slot.restart_at + sup.RESTART_WINDOW  # a long healthy run between deaths
         s._reap_and_restart()
     assert len(spawned) == 3 * sup.MAX_RESTARTS
+
+
+def test_delays_start_afresh_after_a_healthy_run(harness):
+    s, slot, clock, spawned = harness
+    for _ in range(3):
+        s._reap_and_restart()
+        clock.t = slot.restart_at
+        s._reap_and_restart()
+    assert slot.backoff.current_delay() == 2.0
+    slot.backoff.connected(clock.t)  # it booted ...
+    clock.t += sup.STABLE_AFTER  # ... and ran healthy for a while
+    s._reap_and_restart()
+    assert slot.restart_at - clock.t == sup.RESTART_DELAY
