@@ -165,6 +165,8 @@ def test_a_dead_destination_fills_its_own_buffer_and_delays_no_one(
     counters = client.counters
     dead_label = f"127_0_0_1_{dead}_c"
     held = client.status()[2]["pending"]
+    assert client.status()[2]["state"] in ("down", "connecting")
+    assert client.gauges()[f"{dead_label}.pending"] == held
     assert 0 < held <= 200 + 500
     assert counters[f"{dead_label}.dropped.buffer_full"] == len(placed[2]) - held
     assert counters["dropped.buffer_full"] == len(placed[2]) - held
