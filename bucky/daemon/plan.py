@@ -29,6 +29,7 @@ import importlib.machinery
 from collections.abc import Iterable
 from typing import Any
 
+from bucky.addresses import format_address
 from bucky.errors import BuckyError, ConfigError
 
 # Shutdown order: inputs stop first (their last batches flow on), then the processor, then the
@@ -98,7 +99,7 @@ class Plan:
         lines = []
         for s in self.sockets:
             workers = f" x{s.count}" if s.count > 1 else ""
-            where = f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"
+            where = format_address(s.host, s.port)
             lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}")
         for c in self.children:
             lines.append(f"process {c.title}: {c.role}")

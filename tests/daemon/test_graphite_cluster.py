@@ -138,6 +138,14 @@ def test_one_destination_keeps_names_as_they_are() -> None:
         client.close()
 
 
+def test_broadcast_keeps_names_as_they_are(three: list[FakeCarbon]) -> None:
+    client = cluster_client(specs(three), graphite_relay_method="broadcast")
+    client.send([(None, "t;z=1;a=2", 1, 1_700_000_000)], time.monotonic())
+    assert run_until(client, lambda: all(len(c.points) == 1 for c in three))
+    assert [c.paths() for c in three] == [["t;z=1;a=2"]] * 3
+    client.close()
+
+
 def test_a_dead_destination_fills_its_own_buffer_and_delays_no_one(
         three: list[FakeCarbon]) -> None:
     dead = free_port()
@@ -157,6 +165,8 @@ def test_a_dead_destination_fills_its_own_buffer_and_delays_no_one(
     counters = client.counters
     dead_label = f"127_0_0_1_{dead}_c"
     held = client.status()[2]["pending"]
+    assert client.status()[2]["state"] in ("down", "connecting")
+    assert client.gauges()[f"{dead_label}.pending"] == held
     assert 0 < held <= 200 + 500
     assert counters[f"{dead_label}.dropped.buffer_full"] == len(placed[2]) - held
     assert counters["dropped.buffer_full"] == len(placed[2]) - held
