@@ -302,3 +302,15 @@ def test_a_full_disk_at_start_is_not_a_config_error(tmp_path, monkeypatch):
 
     monkeypatch.setattr(module, "check_directory", full)
     assert spool_problem(make_config(graphite_spool_dir=str(tmp_path))) is None
+
+
+def test_status_says_the_reconnect_plan_is_used_up_while_the_spool_keeps_the_data(tmp_path):
+    port = free_port()
+    client = client_for(port, str(tmp_path), graphite_max_reconnects=2)
+    client.send(batches("st", 1)[0], time.monotonic())
+    assert run_until(client, lambda: client.status()[0]["reconnects_exhausted"], 5)
+    status = client.status()[0]
+    assert status["accepting"] and status["spool"] is not None
+    with FakeCarbon(port=port) as carbon:
+        assert run_until(client, lambda: len(carbon.points) >= 100)
+        assert not client.status()[0]["reconnects_exhausted"]

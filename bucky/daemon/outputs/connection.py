@@ -114,6 +114,7 @@ class GraphiteConnection:
         self._offset = 0
         self._blocked = False  # the socket refused more bytes on the latest try
         self._given_up = False  # graphite_max_reconnects exhausted and not connected since
+        self._exhausted = False  # the same, also when a disk spool keeps the data (health)
         self._buffer.attach(self.counters, name)
 
     # -- what the output client calls
@@ -183,7 +184,10 @@ class GraphiteConnection:
 
     def status(self) -> dict[str, Any]:
         return {"label": self.label, "address": format_address(self.host, self.port),
-                "state": self.state, "pending": self.pending(), "counters": dict(self.counters)}
+                "state": self.state, "pending": self.pending(), "counters": dict(self.counters),
+                "accepting": self.accepting,
+                "reconnects_exhausted": self._exhausted and self.state is not UP,
+                "spool": self._buffer.spooled if self._buffer.durable else None}
 
     # -- connecting
 
@@ -260,6 +264,7 @@ class GraphiteConnection:
         else:
             log.info("%s: connected to %s", self.name, self._peer)
         self._given_up = False
+        self._exhausted = False
 
     def _attempt_failed(self, now: float, reason: str) -> None:
         self._close_socket()
@@ -283,6 +288,8 @@ class GraphiteConnection:
     def _report_down(self, reason: str, exhausted: bool) -> None:
         attempts = self._backoff.attempts
         wait = self._backoff.current_delay()
+        if exhausted:
+            self._exhausted = True
         if exhausted and self._buffer.durable:
             self._ratelog.warning("down", "%s: %s unreachable after %d attempts (%s); the disk "
                                   "spool keeps the data; retrying in %.1f s", self.name,
