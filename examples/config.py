@@ -33,8 +33,20 @@ custom_clients = []
 processor = None
 # drop a sample when the processor raises
 processor_drop_on_error = False
-# seconds between Bucky's own metrics (bucky.<process>.<counter>); 0 = off
+# seconds between Bucky's own metrics (<self_metrics_prefix>.<process>.<counter>); 0 = off
 self_metrics_interval = 10.0
+# prefix of Bucky's own metrics; {host} = the short host name
+self_metrics_prefix = "bucky.{host}"
+
+# --- HTTP status server (a page, /health, /metrics) ---------------------------------------------
+# run the HTTP status server (/, /health, /metrics, /api/)
+http_enabled = True
+# HTTP status server listen address
+http_ip = "127.0.0.1"
+# HTTP status server TCP port
+http_port = 8127
+# how long the status page keeps the series it saw
+http_history_seconds = 600.0
 
 # --- sentry ------------------------------------------------------------------------------------
 
@@ -176,8 +188,8 @@ statsd_timer_median = True
 statsd_timer_std = True
 # histogram bins, as the reference's `histogram`
 statsd_histogram = []
-# tags as name;k=v, or dropped
-statsd_tags = 'graphite'
+# drop: tags left out, a name's tag sets summed (Bucky 2); graphite: name;k=v series
+statsd_tags = 'drop'
 # StatsD TCP port (off when None)
 statsd_tcp_port = None
 # concurrent TCP clients

@@ -31,15 +31,17 @@ def free_ports() -> dict[str, int]:
         "statsd_port": free_port(),
         "collectd_port": free_port(),
         "metricsd_port": free_port(),
+        "http_port": free_port(socket.SOCK_STREAM),  # never the default 8127: tests run in parallel
     }
 
 
 class Bucky:
     def __init__(self, tmp_path: Path, options: dict | None = None, *, args: tuple = (),
                  extra_config: str = "", debug: bool = False,
-                 python_path: tuple[str, ...] = ()) -> None:
+                 python_path: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.tmp_path = tmp_path
         self.python_path = python_path  # directories before the tree on PYTHONPATH
+        self.env = env or {}  # extra environment variables
         self.ports = free_ports()
         opts = {
             "directory": str(tmp_path / "state"),
@@ -48,7 +50,7 @@ class Bucky:
             **self.ports,
         }
         opts.update(options or {})
-        for key in ("statsd_port", "collectd_port", "metricsd_port"):
+        for key in ("statsd_port", "collectd_port", "metricsd_port", "http_port"):
             self.ports[key] = opts[key]
         self.options = opts
         self.config_path = tmp_path / "bucky_config.py"
@@ -62,7 +64,7 @@ class Bucky:
 
     def start(self, wait_ready: bool = True, timeout: float = 20.0) -> Bucky:
         env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join([*self.python_path, str(ROOT)]))
+                   PYTHONPATH=os.pathsep.join([*self.python_path, str(ROOT)]), **self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bucky", *self.args, str(self.config_path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,
@@ -122,6 +124,18 @@ class Bucky:
                 except ValueError:
                     continue
         return out
+
+    def http_get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET from the status server (http_port): (status, body)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["http_port"], timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
 
     def send_udp(self, port_key: str, data: bytes, host: str = "127.0.0.1") -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

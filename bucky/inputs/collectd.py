@@ -7,7 +7,11 @@ the Python plugin host reuses for the values its plugins dispatch.
 
 Rules:
 - Never raises out of handle() or tick(): every problem is counted by reason and logged at most
-  once a minute per reason (bucky.ratelog, driven by the caller's `now`).
+  once a minute per reason (bucky.ratelog, driven by the caller's clock).
+- Time: the handler methods take `now` (wall clock) and `mono` (monotonic); only `mono` is used
+  (series expiry, the auth-file check, log rate limits), so a step of the system clock neither
+  expires every series at once nor keeps dead ones for the length of the step. Without `mono`,
+  `now` is used.
 - No sockets, no threads. Files read: types.db (once, at construction) and the auth file (at
   construction, then re-read from tick() when its mtime/size/inode change, checked at most once
   a second; a file that vanishes or cannot be read keeps the last good credentials).
@@ -17,7 +21,7 @@ Rules:
   values, samples, notifications, notifications.<severity>, rejected.<reason> (whole value
   lists: unknown_type, ds_count_mismatch, ds_type_mismatch, invalid_value), dropped.<why> (single
   values: converter_none, converter_error, empty_name, out_of_range, not_finite, counter_reset,
-  time_not_increasing), primed, series_expired, auth_file.reloads, auth_file.errors, tick_errors.
+  time_not_increasing), primed, series_expired, auth_file.reloads, errors.auth_file, errors.tick.
 """
 
 from __future__ import annotations
@@ -152,7 +156,11 @@ class CollectdInput:
             self.pipeline.restore_state(state)
 
     # -- the input contract --------------------------------------------------------------------
-    def handle(self, data: bytes, addr: Any, now: float) -> None:
+    def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
+        # collectd data carries its own timestamps: only the monotonic clock is used here
+        # (series expiry, log rate limits); `now` serves when no `mono` is given.
+        if mono is not None:
+            now = mono
         counters = self.counters
         counters["datagrams"] += 1
         try:
@@ -174,20 +182,22 @@ class CollectdInput:
             if self._wants_records:
                 self._sink.records(value_lists)
         except Exception as exc:  # a bug, never the datagram's fault: count, log, carry on
-            counters["bad_datagrams.internal_error"] += 1
+            counters["errors.internal"] += 1
             self._log(logging.ERROR, "internal_error", now,
                       "collectd datagram from %s could not be handled", addr, exc_info=exc)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
+        if mono is not None:
+            now = mono
         try:
             self.pipeline.tick(now)
             if self._auth is not None:
                 self._check_auth_file(now)
         except Exception as exc:
-            self.counters["tick_errors"] += 1
+            self.counters["errors.tick"] += 1
             self._log(logging.ERROR, "tick_error", now, "collectd tick failed", exc_info=exc)
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         """Nothing is held back: rates are emitted as soon as they can be computed."""
 
     def carry_state(self) -> object:
@@ -225,7 +235,7 @@ class CollectdInput:
             if not auth.refresh(now):
                 return
         except (OSError, ValueError) as exc:
-            self.counters["auth_file.errors"] += 1
+            self.counters["errors.auth_file"] += 1
             self._log(logging.ERROR, "auth_file", now,
                       "collectd_auth_file %r cannot be read (%s); keeping the %d users loaded "
                       "before", auth.path, exc, len(auth.credentials))

@@ -169,7 +169,8 @@ class GraphiteConnection:
 
     def status(self) -> dict[str, Any]:
         return {"label": self.label, "address": format_address(self.host, self.port),
-                "state": self.state, "pending": self.pending(), "counters": dict(self.counters)}
+                "state": self.state, "accepting": self.accepting, "pending": self.pending(),
+                "counters": dict(self.counters)}
 
     # -- connecting
 

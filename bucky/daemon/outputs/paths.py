@@ -9,7 +9,7 @@ from operator import getitem, itemgetter
 from bucky.names import NameRules
 from bucky.protocol.graphite import clean_path
 
-PATH_CACHE_LIMIT = 100_000  # new paths per generation; two generations are kept
+PATH_CACHE_LIMIT = 250_000  # new paths per generation; two generations are kept
 PATH_CACHE_GENERATION = 60.0  # seconds
 
 _HOST = itemgetter(0)
