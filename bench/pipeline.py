@@ -5,14 +5,13 @@ the real processor process (with a pass-through processor function) and the real
 Graphite output process carry them to a TCP sink that counts lines. No parsing is measured here:
 see udp_load.py for the inputs. Reports samples/s, CPU seconds and peak RSS of the process tree.
 
-    python bench/pipeline.py [--samples 5000000] [--no-processor] [--destinations N]
-                             [--method consistent-hashing] [--http]
-
-`--destinations N` sends through graphite_destinations: N instances (a, b, ...) of the one sink,
-placed by `--method`, which measures the cost of routing against the default single destination.
+    python bench/pipeline.py [--samples 5000000] [--no-processor] [--http] [--destinations N]
+                             [--method consistent-hashing]
 
 --http attaches the status server as the daemon does by default: the output sends it status
 snapshots and a sampled tap of its batches, and a real http process reads them.
+`--destinations N` sends through graphite_destinations: N instances (a, b, ...) of the one sink,
+placed by `--method`, which measures the cost of routing against the default single destination.
 """
 
 from __future__ import annotations
@@ -70,9 +69,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=5_000_000)
     ap.add_argument("--no-processor", action="store_true")
+    ap.add_argument("--http", action="store_true", help="the output feeds a status server")
     ap.add_argument("--destinations", type=int, default=0)
     ap.add_argument("--method", default="consistent-hashing")
-    ap.add_argument("--http", action="store_true", help="the output feeds a status server")
     args = ap.parse_args()
     sink = LineSink()
     cluster = [f"127.0.0.1:{sink.port}:{chr(ord('a') + i)}" for i in range(args.destinations)]
@@ -118,8 +117,8 @@ def main() -> None:
         p.join(30)
     where = (f"{args.destinations} destinations, {args.method}" if args.destinations
              else "graphite_port")
-    print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}; {where}"
-          f"{', status server' if args.http else ''}): "
+    print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}"
+          f"{', status server' if args.http else ''}; {where}): "
           f"{sink.lines:,} of {args.samples:,} samples in {elapsed:.2f} s = "
           f"{sink.lines / elapsed:,.0f} samples/s; CPU {cpu:.1f} s ({per_process}; "
           f"the sink {sink_cpu:.1f} s); peak RSS {hwm:.0f} MB (sum of processes' peaks)")

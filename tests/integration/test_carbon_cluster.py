@@ -113,10 +113,9 @@ def test_one_destination_down_the_others_get_everything_and_the_loss_is_counted(
         bucky = Bucky(tmp_path, {
             "graphite_destinations": specs, "graphite_buffer_size": 300,
             "graphite_reconnect_delay": 0.05, "graphite_backoff_max": 0.2,
-            "graphite_max_reconnects": -1, "statsd_flush_time": 0.5,
+            "graphite_max_reconnects": -1, "statsd_flush_time": 0.5, "self_metrics_prefix": "bucky",
             "metricsd_enabled": False, "collectd_enabled": False, "self_metrics_interval": 1.0,
             "graphite_spool_max_bytes": 0,  # the memory bound's count; the spool: test_spool_*
-            "self_metrics_prefix": "bucky",  # the names watched above (no host part)
         }).start()
         gauges = [f"down.g{n}" for n in range(900)]
         placed = [[g for g in gauges if route(f"stats.gauges.{g}") == (i,)] for i in range(3)]
