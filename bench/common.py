@@ -25,6 +25,7 @@ class LineSink:
         self.kept: list[str] = []
         self._keep = tuple(p.encode() for p in keep_prefixes)
         self._stop = False
+        self._lock = threading.Lock()
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -50,7 +51,9 @@ class LineSink:
             if self.first_at is None:
                 self.first_at = now
             self.last_at = now
-            self.lines += data.count(b"\n")
+            count = data.count(b"\n")
+            with self._lock:  # one reader thread per connection: += alone would lose counts
+                self.lines += count
             if self._keep:
                 data = rest + data
                 cut = data.rfind(b"\n") + 1

@@ -5,10 +5,13 @@ the real processor process (with a pass-through processor function) and the real
 Graphite output process carry them to a TCP sink that counts lines. No parsing is measured here:
 see udp_load.py for the inputs. Reports samples/s, CPU seconds and peak RSS of the process tree.
 
-    python bench/pipeline.py [--samples 5000000] [--no-processor] [--http]
+    python bench/pipeline.py [--samples 5000000] [--no-processor] [--http] [--destinations N]
+                             [--method consistent-hashing]
 
 --http attaches the status server as the daemon does by default: the output sends it status
 snapshots and a sampled tap of its batches, and a real http process reads them.
+`--destinations N` sends through graphite_destinations: N instances (a, b, ...) of the one sink,
+placed by `--method`, which measures the cost of routing against the default single destination.
 """
 
 from __future__ import annotations
@@ -67,9 +70,13 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=5_000_000)
     ap.add_argument("--no-processor", action="store_true")
     ap.add_argument("--http", action="store_true", help="the output feeds a status server")
+    ap.add_argument("--destinations", type=int, default=0)
+    ap.add_argument("--method", default="consistent-hashing")
     args = ap.parse_args()
     sink = LineSink()
+    cluster = [f"127.0.0.1:{sink.port}:{chr(ord('a') + i)}" for i in range(args.destinations)]
     cfg = make_config(graphite_port=sink.port, self_metrics_interval=0,
+                      graphite_destinations=cluster, graphite_relay_method=args.method,
                       processor=None if args.no_processor else passthrough,
                       process_join_timeout=30)
     to_output = Channel("to-output")
@@ -108,8 +115,10 @@ def main() -> None:
     for p in procs:
         os.kill(p.pid, 15)
         p.join(30)
+    where = (f"{args.destinations} destinations, {args.method}" if args.destinations
+             else "graphite_port")
     print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}"
-          f"{', status server' if args.http else ''}): "
+          f"{', status server' if args.http else ''}; {where}): "
           f"{sink.lines:,} of {args.samples:,} samples in {elapsed:.2f} s = "
           f"{sink.lines / elapsed:,.0f} samples/s; CPU {cpu:.1f} s ({per_process}; "
           f"the sink {sink_cpu:.1f} s); peak RSS {hwm:.0f} MB (sum of processes' peaks)")

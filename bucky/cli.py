@@ -219,6 +219,12 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+    from bucky.daemon.outputs.spooled import spool_problem
+
+    problem = spool_problem(cfg)  # as the user the daemon runs as
+    if problem:
+        print(f"bucky: {problem}", file=sys.stderr)
+        return EXIT_CONFIG
     try:
         import setproctitle
 

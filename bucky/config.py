@@ -550,6 +550,12 @@ OPTIONS: tuple[Option, ...] = (
        "destinations per metric (carbon's REPLICATION_FACTOR)"),
     _O("graphite_diverse_replicas", False, boolean,
        "replicas on different hosts only (carbon's DIVERSE_REPLICAS)"),
+    _O("graphite_spool_dir", None, optional(nonempty_text),
+       "disk spool root, one subdirectory per destination (None: <directory>/spool)"),
+    _O("graphite_spool_max_bytes", 1 << 30, int_range(0, None),
+       "disk spool bound per destination in bytes; 0 = no spool (memory only)"),
+    _O("graphite_spool_sync_interval", 1.0, float_min(0.01),
+       "seconds between fsyncs of the spool (the most a crash can lose)"),
     # influxdb (Bucky 2)
     _O("influxdb_enabled", False, boolean, "send InfluxDB line protocol over UDP"),
     _O("influxdb_hosts", ("127.0.0.1:8089",), text_list, "host:port destinations"),

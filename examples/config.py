@@ -231,6 +231,12 @@ graphite_pickle_enabled = False
 graphite_pickle_buffer_size = 500
 # datapoints kept while carbon is unreachable; oldest dropped beyond
 graphite_buffer_size = 1000000
+# disk spool root, one subdirectory per destination (None: <directory>/spool)
+graphite_spool_dir = None
+# disk spool bound per destination in bytes; 0 = no spool (memory only)
+graphite_spool_max_bytes = 1073741824
+# seconds between fsyncs of the spool (the most a crash can lose)
+graphite_spool_sync_interval = 1.0
 
 # --- Graphite clusters (README "Graphite clusters") ---------------------------------------------
 

@@ -9,6 +9,11 @@ python3-whisper). The tests may run on another interpreter than Debian's python3
 project's Python), so when `import whisper` fails the module file is loaded from Debian's
 dist-packages by path: one pure-Python file, without putting the rest of dist-packages on
 sys.path. Missing pieces skip the test with the reason.
+
+`CarbonCache(directory, instance="a")` runs one instance of a cluster the way
+scale-and-operations.md describes it: the carbon.conf gets a `[cache:a]` section with that
+instance's receiver and cache-query ports and data directory, and carbon-cache is started with
+`--instance=a`. `start_all` starts several at once (each takes one to two seconds to listen).
 """
 
 from __future__ import annotations
@@ -58,6 +63,14 @@ ENABLE_TAGS = False
 CACHE_WRITE_STRATEGY = sorted
 WHISPER_AUTOFLUSH = False
 WHISPER_FALLOCATE_CREATE = False
+"""
+
+INSTANCE_SECTION = """
+[cache:{instance}]
+LINE_RECEIVER_PORT = {line_port}
+PICKLE_RECEIVER_PORT = {pickle_port}
+CACHE_QUERY_PORT = {query_port}
+LOCAL_DATA_DIR = {d}/storage/whisper/
 """
 
 STORAGE_SCHEMAS = """\
@@ -113,31 +126,46 @@ def _listening(port: int) -> bool:
 
 
 class CarbonCache:
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, instance: str | None = None) -> None:
         if not os.access(CARBON_CACHE, os.X_OK):
             missing(f"{CARBON_CACHE} is missing (apt-get install graphite-carbon)")
         self.whisper = load_whisper()
         self.dir = Path(directory)
+        self.instance = instance
         self.line_port, self.pickle_port, self.query_port = _free_ports(3)
-        self.pidfile = self.dir / "run" / "carbon-cache.pid"
+        name = "carbon-cache" if instance is None else f"carbon-cache-{instance}"
+        self.pidfile = self.dir / "run" / f"{name}.pid"
         self.output = self.dir / "carbon.out"
         self._proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 30.0) -> CarbonCache:
+        self.launch()
+        return self.wait_ready(timeout)
+
+    def launch(self) -> None:
+        """Start carbon-cache without waiting for it to listen (see `wait_ready`)."""
         d = self.dir
         for sub in ("conf", "storage/whisper", "storage/lists", "log", "run"):
             (d / sub).mkdir(parents=True, exist_ok=True)
-        (d / "conf" / "carbon.conf").write_text(CARBON_CONF.format(
-            d=d, line_port=self.line_port, pickle_port=self.pickle_port,
-            query_port=self.query_port))
+        ports = dict(d=d, line_port=self.line_port, pickle_port=self.pickle_port,
+                     query_port=self.query_port)
+        conf = CARBON_CONF.format(**ports)
+        args = [CARBON_CACHE, f"--config={d}/conf/carbon.conf", "--nodaemon", "--logfile=-",
+                f"--pidfile={self.pidfile}"]
+        if self.instance is not None:
+            conf += INSTANCE_SECTION.format(instance=self.instance, **ports)
+            args.append(f"--instance={self.instance}")
+        (d / "conf" / "carbon.conf").write_text(conf)
         (d / "conf" / "storage-schemas.conf").write_text(STORAGE_SCHEMAS)
         (d / "conf" / "storage-aggregation.conf").write_text(STORAGE_AGGREGATION)
         with open(self.output, "wb") as out:
             self._proc = subprocess.Popen(
-                [CARBON_CACHE, f"--config={d}/conf/carbon.conf", "--nodaemon", "--logfile=-",
-                 f"--pidfile={self.pidfile}", "start"],
+                args + ["start"],
                 stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=d,
             )
+
+    def wait_ready(self, timeout: float = 30.0) -> CarbonCache:
+        assert self._proc is not None
         deadline = time.monotonic() + timeout
         while not (_listening(self.line_port) and _listening(self.pickle_port)):
             if self._proc.poll() is not None:
@@ -173,6 +201,11 @@ class CarbonCache:
         except OSError:
             return ""
 
+    def stored_paths(self) -> set[str]:
+        """Every metric this carbon-cache has a whisper file for."""
+        root = self.dir / "storage" / "whisper"
+        return {str(f.relative_to(root))[:-4].replace("/", ".") for f in root.rglob("*.wsp")}
+
     def wsp_path(self, path: str) -> Path:
         return self.dir / "storage" / "whisper" / (path.replace(".", "/") + ".wsp")
 
@@ -204,3 +237,17 @@ class CarbonCache:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def start_all(caches: list[CarbonCache], timeout: float = 30.0) -> list[CarbonCache]:
+    """Launch every carbon-cache first, then wait for each (they start in parallel)."""
+    try:
+        for cache in caches:
+            cache.launch()
+        for cache in caches:
+            cache.wait_ready(timeout)
+    except BaseException:
+        for cache in caches:
+            cache.stop()
+        raise
+    return caches

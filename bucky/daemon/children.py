@@ -470,7 +470,7 @@ class OutputRunner:
         corrupt = sum(r.corrupt_frames for r in self.readers)
         samples = self.selfmetrics.collect(
             now, [self.client.counters, self.counters, {"corrupt_frames": corrupt}],
-            {"pending": self.client.pending()},
+            self.client.gauges(),
         )
         if self.feed is not None:
             self.feed.self_metrics((SELF_METRICS, samples, self.selfmetrics.gauge_names), own=True)

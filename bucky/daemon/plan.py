@@ -12,8 +12,9 @@ Every check that could otherwise fail only inside a child runs here (`check_chil
 collectd auth file's contents, the types.db files, the converters and entry points, the plugin
 host's config file (parsed; plugin modules found on the ModulePath, not imported: importing runs
 plugin code, which belongs in the plugin process), the output factories (InfluxDB hosts,
-destinations). The processor and custom clients were already imported by `bucky.config`. A
-failure is a ConfigError of one line: "<config file>: <option>: <what is wrong>".
+destinations), the disk spool's directory. The processor and custom clients were already
+imported by `bucky.config`. A failure is a ConfigError of one line:
+"<config file>: <option>: <what is wrong>".
 
 `bucky --check` builds the plan and prints it; start-up builds it before binding anything (so such
 an error exits 2); SIGHUP builds the new plan and binds what is new before touching the running
@@ -28,6 +29,7 @@ import importlib.machinery
 from collections.abc import Iterable
 from typing import Any
 
+from bucky.addresses import format_address
 from bucky.errors import BuckyError, ConfigError
 
 # Shutdown order: inputs stop first (their last batches flow on), then the processor, then the
@@ -98,7 +100,7 @@ class Plan:
         lines = []
         for s in self.sockets:
             workers = f" x{s.count}" if s.count > 1 else ""
-            where = f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"
+            where = format_address(s.host, s.port)
             lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}")
         for c in self.children:
             lines.append(f"process {c.title}: {c.role}")
@@ -230,7 +232,17 @@ def check_children(cfg: Any) -> None:
     check_collectd(cfg)
     check_plugins(cfg)
     output_factories(cfg)
+    check_spool(cfg)
     check_http(cfg)
+
+
+def check_spool(cfg: Any) -> None:
+    """graphite_spool_dir, when set, exists and is writable (the disk spool, issue 11)."""
+    from bucky.daemon.outputs.spooled import spool_dir_problem
+
+    problem = spool_dir_problem(cfg)
+    if problem:
+        raise ConfigError(problem)
 
 
 # --- the plan -------------------------------------------------------------------------------------

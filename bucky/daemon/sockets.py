@@ -13,6 +13,7 @@ import logging
 import socket
 import struct
 
+from bucky.addresses import format_address
 from bucky.errors import BuckyError
 
 log = logging.getLogger("bucky")
@@ -34,7 +35,7 @@ def _resolve(host: str, port: int, kind: int) -> tuple[int, tuple]:
 
 
 def _describe(proto: str, host: str, port: int) -> str:
-    return f"{proto} [{host}]:{port}" if ":" in host else f"{proto} {host}:{port}"
+    return f"{proto} {format_address(host, port)}"
 
 
 def _is_multicast(host: str) -> bool:

@@ -19,9 +19,11 @@ Messages (all plain tuples, sent over a Channel; unknown ones are counted and ig
   {"time": wall s, "pending": int, "counters": {name: cumulative count},
    "destinations": [{"label": str, "address": str, "state": "up" | "connecting" | "down",
                      "accepting": bool, "pending": int, "counters": {name: cumulative count},
-                     "spool": optional, what waits on disk}]}.
+                     "reconnects_exhausted": bool, "spool": datapoints on disk or None}]}.
   `accepting` is False once a destination has used up its reconnect plan
-  (graphite_max_reconnects failed attempts) and drops new data until it connects again.
+  (graphite_max_reconnects failed attempts) and drops new data until it connects again;
+  with a disk spool it keeps accepting (nothing is dropped) and `reconnects_exhausted` says
+  the plan is used up. Either makes the destination unhealthy until it connects again.
 - ("tap", output_title, [(host, name, value, timestamp), ...]): a sample of what an output sent.
 - ("self", samples[, gauge_names]): self-metrics of any process, as on the data channels.
 """
@@ -252,7 +254,9 @@ class StatusState:
             for dest in self.outputs[title].get("destinations") or ():
                 state = dest.get("state")
                 accepting = dest.get("accepting", True)
-                ok = state == "up" or bool(accepting)
+                # with a disk spool the data is kept, but carbon is still gone for good
+                ok = state == "up" or (bool(accepting)
+                                       and not dest.get("reconnects_exhausted", False))
                 destinations.append({"output": title, "label": dest.get("label"),
                                      "state": state, "accepting": accepting, "ok": ok})
                 if not ok:

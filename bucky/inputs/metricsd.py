@@ -19,6 +19,7 @@ import random
 from collections import Counter
 from typing import Any, NamedTuple, Protocol
 
+from bucky.addresses import format_peer
 from bucky.aggregate.metricsd import (
     CarriedMetric,
     MetricTable,
@@ -93,7 +94,7 @@ class MetricsdInput:
         except Exception:  # a bug in the metric code must not take the input down
             self.counters["errors.internal"] += 1
             self._ratelog.log_at(logging.ERROR, "internal", mono,
-                                 "metricsd: error applying a datagram from %s", _peer(addr),
+                                 "metricsd: error applying a datagram from %s", format_peer(addr),
                                  exc_info=True)
         if decoded.error is not None:
             self._bad_datagram(decoded.error, addr, mono)
@@ -124,11 +125,6 @@ class MetricsdInput:
     def _bad_datagram(self, err: ProtocolError, addr: Any, now: float) -> None:
         self.counters[f"bad_datagrams.{err.reason}"] += 1
         self._ratelog.log_at(logging.WARNING, err.reason, now,
-                             "metricsd: bad datagram from %s: %s", _peer(addr), err)
+                             "metricsd: bad datagram from %s: %s", format_peer(addr), err)
 
 
-def _peer(addr: Any) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return "unknown" if addr is None else str(addr)

@@ -33,6 +33,8 @@ from hashlib import md5
 from operator import itemgetter
 from typing import Any, NamedTuple
 
+from bucky.addresses import format_address
+
 METHODS = ("consistent-hashing", "fast-hashing", "jump-hashing", "broadcast")
 # method -> hash types it accepts; the first is the default (carbon's, carbon-c-relay's)
 HASH_TYPES: dict[str, tuple[str, ...]] = {
@@ -72,8 +74,8 @@ class Destination(NamedTuple):
         return "_".join(_LABEL_UNSAFE.sub("_", p) for p in parts)
 
     def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}" + (f":{self.instance}" if self.instance is not None else "")
+        address = format_address(self.host, self.port)
+        return address + (f":{self.instance}" if self.instance is not None else "")
 
     @property
     def node(self) -> tuple[str, str | None]:

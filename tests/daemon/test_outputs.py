@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from fakecarbon import FakeCarbon, free_port
+from outputdrive import FAST_BACKOFF, batch, run_until
 
 from bucky.client import Client
 from bucky.config import make_config
@@ -23,7 +24,6 @@ from bucky.daemon.outputs import (
     GraphiteClient,
     GraphitePickleClient,
     InfluxDBClient,
-    OutputClient,
     _ChunkBuffer,
     build_outputs,
     influx_prefix,
@@ -34,39 +34,19 @@ from bucky.daemon.outputs import (
 from bucky.errors import ConfigError
 from bucky.names import NameRules
 
-FAST_BACKOFF = dict(
-    graphite_reconnect_delay=0.02, graphite_backoff_factor=1.5, graphite_backoff_max=0.1,
-    graphite_max_reconnects=-1,
-)
-
 
 def cfg(**overrides: Any) -> Any:
     return make_config(**overrides)
 
 
 def graphite(port: int, pickle: bool = False, **overrides: Any) -> GraphiteClient:
-    options = dict(FAST_BACKOFF, graphite_port=port, graphite_pickle_enabled=pickle)
+    # the memory buffer's own behaviour; the disk spool has tests/daemon/test_spooled_output.py
+    options = dict(FAST_BACKOFF, graphite_port=port, graphite_pickle_enabled=pickle,
+                   graphite_spool_max_bytes=0)
     options.update(overrides)
     (client,) = build_outputs(cfg(**options))
     assert isinstance(client, GraphiteClient)
     return client
-
-
-def run_until(client: OutputClient, done: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Drive the client as the output process does, until `done()` or the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        now = time.monotonic()
-        wait = client.poll(now)
-        if done():
-            return True
-        if now >= deadline:
-            return False
-        time.sleep(min(max(wait, 0.0005), 0.01))
-
-
-def batch(prefix: str, start: int, count: int, ts: int = 1_700_000_000) -> list[tuple]:
-    return [(None, f"{prefix}.m{i}", i, ts) for i in range(start, start + count)]
 
 
 @pytest.fixture
@@ -166,9 +146,10 @@ def test_chunk_cut_by_a_disconnect_is_resent_whole(carbon: FakeCarbon) -> None:
     assert run_until(client, lambda: len(carbon.points) == 1)
     # simulate a break half-way through a chunk: as if the socket failed mid-write
     client.send(batch("y", 0, 3), time.monotonic())
-    assert client._next_chunk()
-    client._offset = 5
-    client._lost(time.monotonic(), "test break")
+    (conn,) = client.connections
+    assert conn._next_chunk()
+    conn._offset = 5
+    conn._lost(time.monotonic(), "test break")
     assert client.pending() == 3 and client.counters["requeued"] == 3
     assert run_until(client, lambda: len(carbon.points) >= 4)
     assert carbon.paths()[1:] == ["y.m0", "y.m1", "y.m2"]
@@ -285,7 +266,7 @@ def test_next_address_is_tried_when_the_first_refuses(carbon: FakeCarbon) -> Non
     dead = ("127.0.0.1", free_port())
     infos = [(socket.AF_INET, socket.SOCK_STREAM, 6, "", dead),
              (socket.AF_INET, socket.SOCK_STREAM, 6, "", carbon.address)]
-    client._resolver.lookup = lambda: list(infos)  # type: ignore[method-assign]
+    client.connections[0]._resolver.lookup = lambda: list(infos)  # type: ignore[method-assign]
     client.send(batch("fallback", 0, 1), time.monotonic())
     assert run_until(client, lambda: len(carbon.points) == 1)
     assert client.counters["connect_failures"] == 0  # one attempt, second address
@@ -293,7 +274,7 @@ def test_next_address_is_tried_when_the_first_refuses(carbon: FakeCarbon) -> Non
 
 def test_unresolvable_host_counts_as_failed_attempt() -> None:
     client = graphite(2003, graphite_ip="no-such-host.invalid")
-    client._connect_timeout = 1.0  # whatever the resolver does here, the attempt ends
+    client.connections[0]._connect_timeout = 1.0  # whatever the resolver does, the attempt ends
     assert run_until(client, lambda: client.counters["connect_failures"] >= 1, 10)
     assert client.counters["connects"] == 0
 
@@ -574,7 +555,7 @@ def test_build_outputs_order_names_and_no_io() -> None:
     assert [o.name for o in outputs] == ["graphite", "influxdb", "custom_Recorder"]
     graphite_client = outputs[0]
     assert isinstance(graphite_client, GraphiteClient)
-    assert graphite_client._sock is None and threading.active_count() == before
+    assert graphite_client.connections[0]._sock is None and threading.active_count() == before
     assert build_outputs(cfg(graphite_pickle_enabled=True))[0].name == "graphite_pickle"
     assert build_outputs(cfg(graphite_enabled=False)) == []
 
@@ -648,7 +629,7 @@ def test_plaintext_throughput_send_to_socket_sink() -> None:
 
 
 def test_path_cache_forgets_names_gone_quiet_and_keeps_names_in_use() -> None:
-    from bucky.daemon.outputs.base import _PathCache
+    from bucky.daemon.outputs.paths import PathCache
 
     now = [0.0]
     computed = []
@@ -658,7 +639,7 @@ def test_path_cache_forgets_names_gone_quiet_and_keeps_names_in_use() -> None:
             computed.append(name)
             return name
 
-    cache = _PathCache(Rules(), " ", clock=lambda: now[0], generation=60.0)  # type: ignore
+    cache = PathCache(Rules(), " ", clock=lambda: now[0], generation=60.0)  # type: ignore
     assert cache.for_batch([(None, "a", 1, 1), (None, "b", 1, 1)]) == ["a ", "b "]
     now[0] = 61.0  # a new generation: both still found in the previous one, computed once
     assert cache.for_batch([(None, "a", 1, 1)]) == ["a "]

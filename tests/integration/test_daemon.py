@@ -1,8 +1,10 @@
 """The daemon as a subprocess on loopback: delivery, shutdown, restarts, outages, reload."""
 
 import os
+import shutil
 import signal
 import socket
+import tempfile
 import time
 
 import pytest
@@ -275,8 +277,13 @@ def test_privileges_dropped_after_binding(tmp_path, carbon):
 
     nobody = pwd.getpwnam("nobody")
     os.chmod(tmp_path, 0o755)
+    # the disk spool must be writable by the user Bucky becomes (pytest's tmp root is not
+    # searchable by nobody): a directory of its own
+    spool = tempfile.mkdtemp(prefix="bucky-spool-")
+    os.chown(spool, nobody.pw_uid, nobody.pw_gid)
     bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 0.5,
-                             "uid": "nobody", "gid": nobody.pw_gid}).start()
+                             "uid": "nobody", "gid": nobody.pw_gid,
+                             "graphite_spool_dir": spool}).start()
     try:
         pids = [bucky.proc.pid, *bucky.child_pids().values()]
         for pid in pids:
@@ -290,6 +297,7 @@ def test_privileges_dropped_after_binding(tmp_path, carbon):
         assert os.stat(tmp_path / "state").st_uid == nobody.pw_uid
     finally:
         assert bucky.stop() == 0
+        shutil.rmtree(spool, ignore_errors=True)
 
 
 def test_custom_client_gets_every_sample_and_notifications(tmp_path, carbon):

@@ -293,6 +293,9 @@ def test_3_stalled_carbon_keeps_memory_bounded_and_recovers(tmp_path, buffer_siz
             "self_metrics_interval": 1.0}
     if buffer_size is not None:
         opts["graphite_buffer_size"] = buffer_size
+        # the memory bound and its drop counter are what this case checks: no disk spool
+        # (with the spool on, the excess goes to disk: tests/integration/test_spool_daemon.py)
+        opts["graphite_spool_max_bytes"] = 0
     bucky = Bucky(tmp_path, opts).start()
     try:
         send_collectd(bucky, "k3", "warmup")
@@ -583,6 +586,8 @@ def test_8_disk_full_when_saving_gauges(tmp_path):
         pytest.skip("needs root to mount a 64 KiB tmpfs")
     state = tmp_path / "state"
     state.mkdir()
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
     mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(state)],
                              capture_output=True, text=True, timeout=10)
     if mounted.returncode != 0:
@@ -590,7 +595,9 @@ def test_8_disk_full_when_saving_gauges(tmp_path):
     try:
         with FakeCarbon() as carbon:
             opts = {"graphite_port": carbon.port, "statsd_flush_time": 0.5,
-                    "statsd_persistent_gauges": True, "directory": str(state)}
+                    "statsd_persistent_gauges": True, "directory": str(state),
+                    # the disk spool elsewhere: this case is about the gauges file alone
+                    "graphite_spool_dir": str(spool_dir)}
             saved = state / "gauges.save"
             # Run 1: two gauges, saved at shutdown.
             first = Bucky(tmp_path, opts).start()

@@ -2,8 +2,9 @@
 
 `output_factories(cfg)` names the configured outputs and how to build each one: the supervisor
 plans one output process per entry from the names alone, and each process calls its own factory.
-Files: base (the client contract and shared pieces), buffer (the memory buffer), graphite,
-debug, influxdb, custom.
+Files: base (the client contract), paths (the Graphite path cache), resolver (non-blocking name
+resolution), buffer (a destination's memory buffer), connection (one carbon destination),
+graphite (the Graphite client: paths, placement, encoding, fan-out), debug, influxdb, custom.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, NamedTuple, TextIO
 
 from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL, OutputClient
 from bucky.daemon.outputs.buffer import _ChunkBuffer
+from bucky.daemon.outputs.connection import GraphiteConnection
 from bucky.daemon.outputs.custom import CustomClientAdapter
 from bucky.daemon.outputs.debug import DebugClient
 from bucky.daemon.outputs.graphite import GraphiteClient, GraphitePickleClient
@@ -22,7 +24,8 @@ from bucky.protocol.influxdb import influx_prefix, influx_timestamp_ns, pack_lin
 
 __all__ = [
     "BUSY_POLL", "IDLE_POLL", "CustomClientAdapter", "DebugClient", "GraphiteClient",
-    "GraphitePickleClient", "InfluxDBClient", "OutputClient", "OutputFactory", "_ChunkBuffer",
+    "GraphiteConnection", "GraphitePickleClient", "InfluxDBClient", "OutputClient",
+    "OutputFactory", "_ChunkBuffer",
     "build_outputs", "influx_prefix", "influx_timestamp_ns", "output_factories", "pack_lines",
     "parse_host_port",
 ]

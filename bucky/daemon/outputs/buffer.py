@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 from collections import deque
+from typing import Any
 
 COALESCE_BYTES = 64 * 1024  # small chunks (self-metrics, tiny batches) are joined into one write
 
 
 class _ChunkBuffer:
-    """Encoded chunks waiting for the socket, bounded in datapoints (by whole chunks)."""
+    """Encoded chunks waiting for the socket, bounded in datapoints (by whole chunks).
+
+    The hooks `_overflow`, `tick`, `written`, `persist`, `attach` and `durable` do nothing here;
+    the disk spool (spooled.py) overrides them.
+    """
+
+    durable = False  # True: the data outlives the process (reconnects exhausted drops nothing)
+    spooled = 0  # datapoints held on disk (not counted in `points`)
 
     def __init__(self, max_points: int) -> None:
         self.max_points = max(1, int(max_points))
@@ -33,10 +41,31 @@ class _ChunkBuffer:
                 queue = self._urgent
             else:
                 break
-            _, count = queue.popleft()
+            chunk, count = queue.popleft()
             self.points -= count
-            dropped += count
+            if not self._overflow(chunk, count):
+                dropped += count
         return dropped
+
+    def _overflow(self, data: bytes, points: int) -> bool:
+        """A chunk pushed out by the bound: True when it was kept elsewhere (not dropped)."""
+        return False
+
+    def attach(self, counters: Any, name: str) -> None:
+        """The owning connection's counters and log name."""
+
+    def tick(self, now: float, connected: bool) -> float:
+        """Housekeeping on every poll; seconds until it wants to run again."""
+        return 3600.0
+
+    def written(self) -> None:
+        """The chunk from the latest `take` was written whole."""
+
+    def persist(self) -> None:
+        """Shutdown: move what memory holds somewhere that outlives the process, if any."""
+
+    def stopping(self) -> None:
+        """The process is about to stop: stop waiting for the connection to drain memory."""
 
     def push_head(self, data: bytes, points: int) -> None:
         """Put back a chunk that could not be written whole: it goes out first."""

@@ -8,7 +8,8 @@ import time
 from collections.abc import Callable
 from typing import Any, TextIO
 
-from bucky.daemon.outputs.base import OutputClient, _PathCache
+from bucky.daemon.outputs.base import OutputClient
+from bucky.daemon.outputs.paths import PathCache
 from bucky.names import NameRules
 from bucky.protocol.graphite import format_plaintext_batch
 from bucky.ratelog import RateLimitedLog
@@ -25,7 +26,7 @@ class DebugClient(OutputClient):
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._stdout = stdout
-        self._paths = _PathCache(NameRules.from_config(cfg), " ")
+        self._paths = PathCache(NameRules.from_config(cfg), " ")
         self._ratelog = RateLimitedLog(log, 60.0, clock)
 
     def send(self, samples: list[tuple], now: float, front: bool = False) -> None:

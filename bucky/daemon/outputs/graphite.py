@@ -1,70 +1,82 @@
-"""Graphite over TCP: plaintext or pickle, with reconnects, backoff and a bounded buffer.
+"""The Graphite output: a path per sample, a destination per path, encoded once per destination.
 
-Graphite connection and buffer policy (GraphiteClient):
+One output process feeds every carbon destination. For each batch the client
 
-- Data waits as encoded chunks (one per batch; a pickle frame per <= graphite_pickle_buffer_size
-  points) in a buffer bounded by `graphite_buffer_size` datapoints. Beyond it the oldest whole
-  chunks are dropped and counted in `dropped.buffer_full`; the newest chunk is always kept, so the
-  bound is exceeded by at most one batch. Self-metrics (`front=True`) go ahead of user data.
-- A slow or stalled carbon only fills the socket and then this buffer: `send` stays fast, memory
-  stays bounded, and once carbon reads again the newest data goes out first-in-first-out.
-- Reconnects follow `Backoff` (graphite_reconnect_delay x graphite_backoff_factor ... up to
-  graphite_backoff_max). A connection that dies within a second counts as a failed attempt, so a
-  carbon that accepts and resets is not hammered.
-- After `graphite_max_reconnects` failed attempts in one outage (negative: never) the client logs
-  an error, drops what it buffered (`dropped.reconnects_exhausted`) and, until a connection
-  succeeds again, drops new data on arrival under the same counter, instead of holding data that
-  would be old by the time it is sent. It keeps retrying on the same schedule (so at least every
-  graphite_backoff_max seconds), and the relay recovers by itself when carbon returns.
-- Delivery is at-least-once for the chunk being written when a connection breaks: that whole
-  chunk is sent again on the next connection (a pickle frame must be whole anyway; for plaintext
-  the repeated lines carry the same timestamp and value, which carbon-cache simply overwrites).
-  Bytes the kernel accepted before the break are considered sent: if the peer never read them
-  they are lost (the "in-flight" loss of any TCP sender without acknowledgements; at most the
-  socket buffers). A closed connection is noticed before the next write when carbon closed it
-  first, which avoids the common case of writing into a dead socket.
+1. computes each sample's Graphite path once per distinct (host, name) (PathCache; when a hash
+   places paths, a Graphite 1.1 tagged name is normalized as carbon-relay's TAG_RELAY_NORMALIZED
+   does, and sent in that form);
+2. routes it (with several destinations: the placement router of bucky/protocol/placement.py,
+   cached per path as a bit mask of destinations; with one destination, or `broadcast`, there is
+   nothing to route and nothing is rewritten: the names go out exactly as before clusters);
+3. splits the batch by the set of destinations each sample goes to, encodes each part once
+   (plaintext lines, or pickle frames of at most graphite_pickle_buffer_size points) and hands
+   the same bytes to each of those destinations' GraphiteConnection (connection.py), which
+   buffers, connects, backs off and writes on its own. With replication, the copies share one
+   encoding; with broadcast, the whole batch is encoded once for everyone.
+
+Self-metrics of the output process are routed like any other metric (carbon-relay does the same
+with its own metrics), so they land on the instance graphite-web's CARBONLINK_HOSTS ring looks at.
+Counters: the process-level names (`sent`, `dropped.buffer_full`, ...) are totals over all
+destinations, so they mean the same with one carbon or many; when `graphite_destinations` is set,
+each destination's counters are also reported one level deeper, `<label>.<counter>`, where the
+label is `host_port_instance` with dots written as "_".
 """
 
 from __future__ import annotations
 
-import errno
 import logging
-import socket
+import os
+import select
 import time
-from collections.abc import Callable
+from collections import Counter, defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 
-from bucky.daemon.backoff import Backoff
-from bucky.daemon.outputs.base import (
-    BUSY_POLL,
-    IDLE_POLL,
-    OutputClient,
-    _PathCache,
-    _Resolver,
-    _wait_writable,
-    format_address,
+from bucky.daemon.outputs import spooled
+from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
+from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
+from bucky.daemon.outputs.paths import PATH_CACHE_GENERATION, PATH_CACHE_LIMIT, PathCache
+from bucky.daemon.outputs.spooled import (
+    PICKLE,
+    PLAINTEXT,
+    SpooledBuffer,
+    decode_record,
+    spool_directory,
 )
-from bucky.daemon.outputs.buffer import _ChunkBuffer
+from bucky.daemon.spool import Spool, SpoolUnavailable
+from bucky.errors import DecodeError
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
+from bucky.protocol.placement import Router, destinations_from_config, normalize_path
 from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger("bucky.daemon.outputs")
 
-WRITE_BUDGET = 4 * 1024 * 1024  # bytes per poll, so a fast socket cannot starve the queue reader
-CONNECT_TIMEOUT = 5.0
-MIN_RECONNECT_DELAY = 0.01
 PICKLE_MAX_AGE = 1.0  # a partial pickle message waits at most this long for more points
-_SEND_FLAGS = getattr(socket, "MSG_NOSIGNAL", 0)
-_IN_PROGRESS = {errno.EINPROGRESS, errno.EWOULDBLOCK, errno.EALREADY, errno.EINTR}
+ORPHAN_RECORDS_PER_POLL = 8
+ORPHAN_RETRY = 0.2  # seconds between attempts on a removed destination's spool still locked
 
-# --- Graphite ------------------------------------------------------------------------------------
 
-_DOWN, _CONNECTING, _UP = "down", "connecting", "up"
+def _remove_spool_dir(path: str) -> None:
+    for name in ("cursor", "lock"):
+        try:
+            os.unlink(os.path.join(path, name))
+        except OSError:
+            pass
+    try:
+        os.rmdir(path)
+    except OSError:
+        pass
+
 
 
 class GraphiteClient(OutputClient):
-    """Plaintext TCP to carbon; GraphitePickleClient changes only how chunks are encoded."""
+    """Plaintext TCP to every carbon destination; GraphitePickleClient changes only the encoding.
+
+    A part of a batch is addressed by a bit mask of destinations (bit i: `connections[i]`);
+    `_groups[mask]` is the list of connections it names.
+    """
 
     name = "graphite"
     path_suffix = " "  # plaintext: the cached path already carries the separator before the value
@@ -77,326 +89,315 @@ class GraphiteClient(OutputClient):
         connect_timeout: float = CONNECT_TIMEOUT,
     ) -> None:
         super().__init__()
-        self.host = str(cfg.graphite_ip).strip("[]")
-        self.port = int(cfg.graphite_port)
         self._clock = clock
-        self._connect_timeout = connect_timeout
-        self._paths = _PathCache(NameRules.from_config(cfg), self.path_suffix)
-        self._buffer = _ChunkBuffer(cfg.graphite_buffer_size)
-        self._backoff = Backoff(
-            max(cfg.graphite_reconnect_delay, MIN_RECONNECT_DELAY),  # 0 would spin on refusals
-            cfg.graphite_backoff_factor,
-            cfg.graphite_backoff_max,
-            cfg.graphite_max_reconnects,
-            clock,
-        )
-        self._resolver = _Resolver(self.host, self.port, socket.SOCK_STREAM)
         self._ratelog = RateLimitedLog(log, 60.0, clock)
-        self._state = _DOWN
-        self._sock: socket.socket | None = None
-        self._peer = ""
-        # connect attempt in progress
-        self._addresses: list | None = None
-        self._attempt_deadline = 0.0
-        self._last_error = ""
-        # the chunk being written
-        self._inflight: memoryview | None = None
-        self._inflight_data = b""
-        self._inflight_points = 0
-        self._offset = 0
-        self._blocked = False  # the socket refused more bytes on the latest try
-        self._given_up = False  # graphite_max_reconnects exhausted and not connected since
+        destinations, router = destinations_from_config(cfg)
+        self._labelled = bool(cfg.graphite_destinations)
+        self._spool_on = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0) > 0
+        self.connections = [
+            GraphiteConnection(cfg, dest.host, dest.port, label=dest.label, clock=clock,
+                               connect_timeout=connect_timeout,
+                               name=f"{self.name} {dest}" if self._labelled else self.name,
+                               buffer=self._buffer_for(cfg, dest.label, clock))
+            for dest in destinations
+        ]
+        self._orphans: list[Spool] | None = None if self._spool_on else []
+        self._orphans_held: list[str] = []  # removed destinations' spools another process holds
+        self._orphans_retry_at = 0.0
+        self._orphans_done = not self._spool_on
+        self._spool_root = spooled.spool_root(cfg) if self._spool_on else ""
+        self._spool_max = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0)
+        self._groups = _Groups(self.connections)
+        self._everyone = (1 << len(self.connections)) - 1
+        normalize: Callable[[str], str] | None = None
+        self._router: Router | None = None
+        if router.constant is None:  # placed by a hash
+            self._router = router
+            normalize = normalize_path  # the routing key is the name carbon-relay would send
+        # else one destination, or broadcast: everyone gets everything, names as they are
+        # PathCache has normalized the name already: placement needs no cache of its own here
+        self._masks = _Masks(router.select, len(self.path_suffix), clock())
+        self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix, normalize,
+                                clock=clock)
+
+    def _buffer_for(self, cfg: Any, label: str, clock: Callable[[], float]) -> Any:
+        """The destination's buffer: memory only, or memory backed by its disk spool."""
+        if not self._spool_on:
+            return None
+        return SpooledBuffer(
+            cfg.graphite_buffer_size, spool_directory(cfg, label),
+            max_bytes=int(cfg.graphite_spool_max_bytes),
+            sync_interval=float(cfg.graphite_spool_sync_interval),
+            fmt=PICKLE if self.path_suffix == "" else PLAINTEXT,
+            per_frame=int(cfg.graphite_pickle_buffer_size), clock=clock)
 
     # -- the OutputClient contract
 
     def send(self, samples: list[tuple], now: float, front: bool = False) -> None:
         if not samples:
             return
-        if self._given_up and self._state is not _UP:
-            self.counters["dropped.reconnects_exhausted"] += len(samples)
+        try:
+            paths = self._paths.for_batch(samples)
+        except Exception:  # a sample whose host or name is not text: isolate it
+            samples, paths = self._paths_one_by_one(samples)
+        self._route(samples, paths, now, front)
+
+    def _route(self, samples: list[tuple], paths: list[str], now: float, front: bool) -> None:
+        if self._router is None:
+            self._deliver(self._everyone, samples, paths, now, front)
             return
-        self._enqueue(samples, now, front)
+        if now >= self._masks.rotate_at:
+            self._masks.rotate(now)
+        parts: defaultdict[int, list[int]] = defaultdict(list)
+        for index, mask in enumerate(map(self._masks.__getitem__, paths)):
+            parts[mask].append(index)
+        if len(parts) == 1:
+            self._deliver(next(iter(parts)), samples, paths, now, front)
+            return
+        for mask, indexes in parts.items():
+            if len(indexes) == 1:
+                self._deliver(mask, [samples[indexes[0]]], [paths[indexes[0]]], now, front)
+            else:
+                take = itemgetter(*indexes)
+                self._deliver(mask, take(samples), take(paths), now, front)
 
     def poll(self, now: float) -> float:
-        self._frame_due(now)
-        if self._state is _DOWN and self._backoff.ready(now):
-            self._begin_attempt(now)
-        if self._state is _CONNECTING:
-            self._continue_attempt(now)
-        if self._state is _UP:
-            self._pump(now)
-        return self._next_poll(now)
+        wait = self._frame_due(now)
+        if not self._orphans_done:
+            wait = min(wait, self._reroute_orphans(now))
+        for conn in self.connections:
+            wait = min(wait, conn.poll(now))
+        return wait
 
     def pending(self) -> int:
-        return self._buffer.points + self._inflight_points + self._unframed_points()
+        return sum(conn.pending() for conn in self.connections) + self._unframed_points()
+
+    @property  # type: ignore[override]
+    def counters(self) -> Counter[str]:
+        """Totals over all destinations, plus `<label>.<counter>` per destination when labelled."""
+        total = Counter(self._own)
+        for conn in self.connections:
+            total.update(conn.counters)
+            if self._labelled:
+                label = conn.label
+                for key, value in conn.counters.items():
+                    total[f"{label}.{key}"] = value
+        return total
+
+    @counters.setter
+    def counters(self, value: Counter[str]) -> None:
+        self._own = value
+
+    def gauges(self) -> Mapping[str, float]:
+        gauges: dict[str, float] = {"pending": self.pending()}
+        for conn in self.connections:
+            buffer = conn._buffer
+            if not isinstance(buffer, SpooledBuffer):
+                continue
+            for key, value in buffer.gauges().items():
+                if key == "spool_oldest_age":
+                    gauges[key] = max(gauges.get(key, 0.0), value)
+                else:
+                    gauges[key] = gauges.get(key, 0) + value
+                if self._labelled:
+                    gauges[f"{conn.label}.{key}"] = value
+        if self._labelled:
+            for index, conn in enumerate(self.connections):
+                gauges[f"{conn.label}.pending"] = conn.pending() + self._unframed_points(index)
+        return gauges
+
+    def status(self) -> list[dict[str, Any]]:
+        out = []
+        for index, conn in enumerate(self.connections):
+            entry = conn.status()
+            entry["pending"] += self._unframed_points(index)
+            out.append(entry)
+        return out
 
     def flush(self, deadline: float) -> bool:
         self._frame_all()
+        for conn in self.connections:  # with a spool: memory goes to disk now, not at the deadline
+            conn.stopping()
         while True:
             self.poll(self._clock())
-            if self.pending() == 0:
+            if sum(conn.volatile() for conn in self.connections) + self._unframed_points() == 0:
                 return True
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return False
-            self._wait(min(remaining, max(self._next_poll(self._clock()), 0.001)))
+            self._wait(min(remaining, max(self.poll(self._clock()), 0.001)))
 
     def close(self) -> None:
         self._frame_all()
-        left = self.pending()
-        if left:
-            self.counters["dropped.shutdown"] += left
-        self._buffer.clear()
-        self._clear_inflight()
-        self._close_socket()
-        self._state = _DOWN
+        for conn in self.connections:
+            conn.close()
+        for spool in self._orphans or []:
+            spool.close()
+
+    # -- spools of destinations that are no longer configured
+
+    def _reroute_orphans(self, now: float) -> float:
+        """Send what a removed destination's spool holds through the current placement.
+
+        Every directory under the spool root that is not a current destination's is a
+        candidate, looked for on the first poll; one still locked (during a reload the old
+        output process runs until the new one is up) is tried again every ORPHAN_RETRY
+        seconds. A few records per poll, so the live path keeps going; a drained directory is
+        removed."""
+        if self._orphans is None:
+            self._orphans = []
+            self._orphans_held = self._orphan_candidates()
+        if self._orphans_held and now >= self._orphans_retry_at:
+            self._orphans_retry_at = now + ORPHAN_RETRY
+            self._orphans_held = [path for path in self._orphans_held if not self._adopt(path)]
+        budget = ORPHAN_RECORDS_PER_POLL
+        while self._orphans and budget > 0:
+            spool = self._orphans[0]
+            record = spool.peek()
+            if record is None:
+                spool.close()
+                self._orphans.pop(0)
+                _remove_spool_dir(spool.directory)
+                log.info("%s: re-routed the spool of removed destination %s", self.name,
+                         os.path.basename(spool.directory))
+                continue
+            budget -= 1
+            data, points = record
+            try:
+                decoded = decode_record(data)
+            except (DecodeError, ValueError) as exc:
+                self._own["dropped.spool_corrupt"] += points
+                log.error("%s: a record in %s cannot be decoded (%s); dropped %d datapoints",
+                          self.name, spool.directory, exc, points)
+                spool.ack()
+                continue
+            suffix = self.path_suffix
+            samples = [(None, path, value, ts) for path, value, ts in decoded]
+            self._route(samples, [path + suffix for path, _, _ in decoded], now, False)
+            self._own["rerouted"] += len(decoded)
+            spool.ack()
+        if self._orphans:
+            return 0.0
+        if self._orphans_held:
+            return max(0.0, self._orphans_retry_at - now)
+        self._orphans_done = True
+        return IDLE_POLL
+
+    def _orphan_candidates(self) -> list[str]:
+        current = {conn.label for conn in self.connections}
+        try:
+            entries = sorted(os.listdir(self._spool_root))
+        except OSError:
+            return []
+        return [os.path.join(self._spool_root, entry) for entry in entries
+                if entry not in current and os.path.isdir(os.path.join(self._spool_root, entry))]
+
+    def _adopt(self, path: str) -> bool:
+        """Open a removed destination's spool for re-routing; False while another holds it."""
+        entry = os.path.basename(path)
+        spool = Spool(path, max(self._spool_max, 1 << 20), clock=self._clock,
+                      name=f"{self.name} (removed destination {entry})")
+        spool.counters = self._own
+        try:
+            if not spool.open():
+                return False
+        except SpoolUnavailable as exc:
+            log.error("%s: cannot re-route the spool in %s: %s", self.name, path, exc)
+            return True
+        if spool.points:
+            log.warning("%s: %s is the spool of a destination no longer configured: re-routing "
+                        "its %d datapoints through the current destinations", self.name, path,
+                        spool.points)
+        self._orphans.append(spool)  # type: ignore[union-attr]
+        return True
+
+    # -- samples to paths
+
+    def _paths_one_by_one(self, samples: list[tuple]) -> tuple[list[tuple], list[str]]:
+        kept, paths = [], []
+        for sample in samples:
+            try:
+                paths.append(self._paths.path(sample[0], sample[1]))
+            except Exception:
+                continue
+            kept.append(sample)
+        self._invalid(len(samples) - len(kept))
+        return kept, paths
+
+    def _invalid(self, count: int) -> None:
+        if count:
+            self._own["dropped.invalid"] += count
+            self._ratelog.warning("invalid", "%s: dropped %d samples with a name, value or "
+                                  "timestamp that cannot be written", self.name, count)
+
+    def _refused(self, conns: list[GraphiteConnection], count: int) -> bool:
+        """True (and counted) when none of `conns` takes data: no point encoding it."""
+        for conn in conns:
+            if conn.accepting:
+                return False
+        for conn in conns:
+            conn.refuse(count)
+        return True
 
     # -- encoding (the pickle client overrides these)
 
-    def _enqueue(self, samples: list[tuple], now: float, front: bool) -> None:
+    def _deliver(self, mask: int, samples: Sequence[tuple], paths: Sequence[str], now: float,
+                 front: bool) -> None:
+        """Encode one part of a batch once and queue it on each connection `mask` names."""
+        conns = self._groups[mask]
+        if self._refused(conns, len(samples)):
+            return
         try:
-            text, skipped = format_plaintext_batch(samples, self._paths.for_batch(samples))
-        except Exception:  # a sample whose host or name is not text: isolate it
-            text, skipped = self._format_one_by_one(samples)
-        if skipped:
-            self.counters["dropped.invalid"] += skipped
-            self._ratelog.warning("invalid", "%s: dropped %d samples with a value or timestamp "
-                                  "that is not a number", self.name, skipped)
+            text, skipped = format_plaintext_batch(samples, paths)
+        except Exception:  # a value whose conversion raises: isolate it
+            text, skipped = self._format_one_by_one(samples, paths)
+        self._invalid(skipped)
         count = len(samples) - skipped
         if count:
-            self._add_chunk(text.encode(), count, front)
+            data = text.encode()
+            for conn in conns:
+                conn.add(data, count, front)
 
-    def _format_one_by_one(self, samples: list[tuple]) -> tuple[str, int]:
+    def _format_one_by_one(self, samples: Sequence[tuple], paths: Sequence[str]
+                           ) -> tuple[str, int]:
         parts, skipped = [], 0
-        for sample in samples:
+        for sample, path in zip(samples, paths, strict=True):
             try:
-                text, bad = format_plaintext_batch([sample], self._paths.for_batch([sample]))
+                text, bad = format_plaintext_batch([sample], [path])
             except Exception:
                 text, bad = "", 1
             parts.append(text)
             skipped += bad
         return "".join(parts), skipped
 
-    def _frame_due(self, now: float) -> None:
-        """Pickle: frame a partial message once it is old enough."""
-
-    def _frame_all(self) -> None:
-        """Pickle: frame the partial message now (shutdown)."""
-
-    def _unframed_points(self) -> int:
-        return 0
-
-    def _unframed_wait(self, now: float) -> float:
+    def _frame_due(self, now: float) -> float:
+        """Pickle: frame partial messages old enough; returns seconds until the next is due."""
         return IDLE_POLL
 
-    def _drop_unframed(self) -> int:
+    def _frame_all(self) -> None:
+        """Pickle: frame the partial messages now (shutdown)."""
+
+    def _unframed_points(self, index: int | None = None) -> int:
+        """Pickle: points not yet framed (for connection `index`, or all)."""
         return 0
 
-    def _add_chunk(self, data: bytes, points: int, front: bool = False) -> None:
-        dropped = self._buffer.append(data, points, front)
-        if dropped:
-            self.counters["dropped.buffer_full"] += dropped
-            self._ratelog.warning("buffer_full", "%s: buffer full (%d datapoints): dropped the "
-                                  "oldest %d", self.name, self._buffer.max_points, dropped)
-
-    # -- connecting
-
-    def _begin_attempt(self, now: float) -> None:
-        self._state = _CONNECTING
-        self._addresses = None
-        self._attempt_deadline = now + self._connect_timeout
-        self._last_error = "no address"
-
-    def _continue_attempt(self, now: float) -> None:
-        if self._addresses is None:
-            try:
-                infos = self._resolver.lookup()
-            except OSError as exc:
-                self._attempt_failed(now, str(exc))
-                return
-            if infos is None:
-                if now >= self._attempt_deadline:
-                    self._attempt_failed(now, f"resolving {self.host!r} timed out")
-                return
-            self._addresses = list(infos)
-        while True:
-            if self._sock is None:
-                if not self._addresses:
-                    self._attempt_failed(now, self._last_error)
-                    return
-                family, socktype, proto, _, address = self._addresses.pop(0)
-                self._peer = format_address(address)
-                try:
-                    sock = socket.socket(family, socktype, proto)
-                except OSError as exc:
-                    self._last_error = str(exc)
-                    continue
-                sock.setblocking(False)
-                err = sock.connect_ex(address)
-                self._sock = sock
-                if err == 0:
-                    self._connected(now)
-                    return
-                if err not in _IN_PROGRESS:
-                    self._last_error = f"{self._peer}: {errno.errorcode.get(err, err)}"
-                    self._close_socket()
-                    continue
-            if _wait_writable(self._sock, 0):
-                err = self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
-                if err == 0:
-                    self._connected(now)
-                    return
-                self._last_error = f"{self._peer}: {errno.errorcode.get(err, err)}"
-                self._close_socket()
-                continue
-            if now >= self._attempt_deadline:
-                self._last_error = f"{self._peer}: connect timed out"
-                self._close_socket()
-                self._attempt_failed(now, self._last_error)
-            return
-
-    def _connected(self, now: float) -> None:
-        sock = self._sock
-        assert sock is not None
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
-        except OSError:
-            pass
-        failed = self._backoff.attempts
-        self._state = _UP
-        self._blocked = False
-        self.counters["connects"] += 1
-        self._backoff.connected(now)
-        if self._given_up or failed:
-            self._ratelog.warning("up", "%s: connected to %s after %d failed attempts; %d "
-                                  "datapoints buffered", self.name, self._peer, failed,
-                                  self.pending())
-        else:
-            log.info("%s: connected to %s", self.name, self._peer)
-        self._given_up = False
-
-    def _attempt_failed(self, now: float, reason: str) -> None:
-        self._close_socket()
-        self._state = _DOWN
-        self.counters["connect_failures"] += 1
-        exhausted = self._backoff.failure(now)
-        self._report_down(reason, exhausted)
-
-    def _lost(self, now: float, reason: str) -> None:
-        """The connection broke: put the chunk being written back, and plan the reconnect."""
-        self._close_socket()
-        self._state = _DOWN
-        self.counters["disconnects"] += 1
-        if self._inflight is not None:
-            self.counters["requeued"] += self._inflight_points
-            self._buffer.push_head(self._inflight_data, self._inflight_points)
-            self._clear_inflight()
-        exhausted = self._backoff.disconnected(now)
-        self._report_down(f"connection to {self._peer} lost: {reason}", exhausted)
-
-    def _report_down(self, reason: str, exhausted: bool) -> None:
-        attempts = self._backoff.attempts
-        wait = self._backoff.current_delay()
-        if exhausted:
-            dropped = self._buffer.clear() + self._drop_unframed()
-            self.counters["dropped.reconnects_exhausted"] += dropped
-            self._given_up = True
-            log.error("%s: %s:%d unreachable after %d attempts (%s); dropped %d buffered "
-                      "datapoints; new data is dropped until a connection succeeds; retrying "
-                      "every %.1f s", self.name, self.host, self.port, attempts, reason, dropped,
-                      wait)
-        elif attempts <= 1:
-            log.warning("%s: %s; buffering up to %d datapoints, retrying in %.1f s",
-                        self.name, reason, self._buffer.max_points, wait)
-        else:
-            self._ratelog.warning("down", "%s: %s (attempt %d), retrying in %.1f s",
-                                  self.name, reason, attempts, wait)
-
-    def _close_socket(self) -> None:
-        if self._sock is not None:
-            try:
-                self._sock.close()
-            except OSError:
-                pass
-            self._sock = None
-
-    # -- writing
-
-    def _pump(self, now: float) -> None:
-        sock = self._sock
-        assert sock is not None
-        # Carbon never talks back: readable means closed or reset. Noticing it here, before
-        # writing, keeps the next chunk out of a socket that is already dead.
-        try:
-            if sock.recv(4096) == b"":
-                self._lost(now, "closed by peer")
-                return
-        except (BlockingIOError, InterruptedError):
-            pass
-        except OSError as exc:
-            self._lost(now, exc.strerror or str(exc))
-            return
-        budget = WRITE_BUDGET
-        self._blocked = False
-        while budget > 0:
-            if self._inflight is None and not self._next_chunk():
-                return
-            view = self._inflight
-            assert view is not None
-            try:
-                written = sock.send(view[self._offset :], _SEND_FLAGS)
-            except (BlockingIOError, InterruptedError):
-                self._blocked = True
-                return
-            except OSError as exc:
-                self._lost(now, exc.strerror or str(exc))
-                return
-            self._offset += written
-            budget -= written
-            self.counters["bytes_sent"] += written
-            if self._offset >= len(view):
-                self.counters["sent"] += self._inflight_points
-                self._clear_inflight()
-
-    def _next_chunk(self) -> bool:
-        chunk = self._buffer.take()
-        if chunk is None:
-            return False
-        self._inflight_data, self._inflight_points = chunk
-        self._inflight = memoryview(self._inflight_data)
-        self._offset = 0
-        return True
-
-    def _clear_inflight(self) -> None:
-        if self._inflight is not None:
-            self._inflight.release()
-        self._inflight = None
-        self._inflight_data = b""
-        self._inflight_points = 0
-        self._offset = 0
-
-    def _next_poll(self, now: float) -> float:
-        if self._state is _CONNECTING:
-            return BUSY_POLL
-        if self._state is _DOWN:
-            return min(self._backoff.wait_time(now), self._unframed_wait(now))
-        if self._inflight is not None or self._buffer:
-            return BUSY_POLL if self._blocked else 0.0
-        return self._unframed_wait(now)
-
     def _wait(self, timeout: float) -> None:
-        """flush(): sleep until the socket can take more, or `timeout`."""
-        if self._sock is not None and self._state in (_CONNECTING, _UP):
-            _wait_writable(self._sock, timeout)
-        else:
+        """flush(): sleep until a socket with data can take more, or `timeout`."""
+        poller = select.poll()
+        fds = [fd for conn in self.connections if (fd := conn.writable_fd()) is not None]
+        if not fds:
             time.sleep(timeout)
+            return
+        for fd in fds:
+            poller.register(fd, select.POLLOUT)
+        poller.poll(max(0, int(timeout * 1000)))
 
 
 class GraphitePickleClient(GraphiteClient):
     """Carbon's pickle protocol: frames of at most graphite_pickle_buffer_size points.
 
-    Points wait in a partial message until it is full or PICKLE_MAX_AGE old; self-metrics are
-    framed at once so they are not held behind user data.
+    Points wait in a partial message (one per destination mask) until it is full or
+    PICKLE_MAX_AGE old; self-metrics are framed at once so they are not held behind user data.
     """
 
     name = "graphite_pickle"
@@ -408,72 +409,116 @@ class GraphitePickleClient(GraphiteClient):
         super().__init__(cfg, clock=clock, connect_timeout=connect_timeout)
         self._per_message = max(1, int(cfg.graphite_pickle_buffer_size))
         self._max_age = max_age
-        self._partial: list[tuple] = []
-        self._partial_since = 0.0
+        self._partial: dict[int, list[tuple]] = {}  # mask -> points waiting for a frame
+        self._partial_since: dict[int, float] = {}
 
-    def _enqueue(self, samples: list[tuple], now: float, front: bool) -> None:
-        points, skipped = self._points(samples)
-        if skipped:
-            self.counters["dropped.invalid"] += skipped
-            self._ratelog.warning("invalid", "%s: dropped %d samples with a value or timestamp "
-                                  "that is not a number", self.name, skipped)
-        if front:
-            self._frame(points, front=True)
+    def _deliver(self, mask: int, samples: Sequence[tuple], paths: Sequence[str], now: float,
+                 front: bool) -> None:
+        if self._refused(self._groups[mask], len(samples)):
             return
-        if not self._partial:
-            self._partial_since = now
-        partial = self._partial
+        points, skipped = self._points(samples, paths)
+        self._invalid(skipped)
+        if front:
+            self._frame(mask, points, front=True)
+            return
+        partial = self._partial.get(mask)
+        if partial is None:
+            partial = self._partial[mask] = []
+            self._partial_since[mask] = now
         partial.extend(points)
         size = self._per_message
         if len(partial) >= size:
             whole = len(partial) - len(partial) % size
-            self._frame(partial[:whole])
+            self._frame(mask, partial[:whole])
             del partial[:whole]
-            self._partial_since = now
+            self._partial_since[mask] = now
+            if not partial:
+                del self._partial[mask]
 
-    def _points(self, samples: list[tuple]) -> tuple[list[tuple], int]:
-        paths = self._paths
+    def _points(self, samples: Sequence[tuple], paths: Sequence[str]) -> tuple[list[tuple], int]:
         try:
             if set(map(type, [s[2] for s in samples])) <= {int, float}:
                 return [(path, (int(s[3]), s[2]))
-                        for path, s in zip(paths.for_batch(samples), samples, strict=True)], 0
-        except Exception:  # an odd timestamp, host or name: sort it out sample by sample
+                        for path, s in zip(paths, samples, strict=True)], 0
+        except Exception:  # an odd timestamp: sort it out sample by sample
             pass
         points, skipped = [], 0
-        for sample in samples:
+        for path, sample in zip(paths, samples, strict=True):
             try:
-                host, name, value, timestamp = sample
-                points.append(pickle_point(paths.path(host, name), int(timestamp), value))
+                points.append(pickle_point(path, int(sample[3]), sample[2]))
             except Exception:
                 skipped += 1
         return points, skipped
 
-    def _frame(self, points: list[tuple], front: bool = False) -> None:
+    def _frame(self, mask: int, points: list[tuple], front: bool = False) -> None:
         size = self._per_message
+        conns = self._groups[mask]
         for start in range(0, len(points), size):
             part = points[start : start + size]
-            self._add_chunk(encode_pickle_trusted(part), len(part), front)
+            data = encode_pickle_trusted(part)
+            for conn in conns:
+                conn.add(data, len(part), front)
 
-    def _frame_due(self, now: float) -> None:
-        if self._partial and now - self._partial_since >= self._max_age:
-            self._frame_all()
+    def _frame_due(self, now: float) -> float:
+        wait = IDLE_POLL
+        for mask in list(self._partial):
+            due = self._partial_since[mask] + self._max_age
+            if now >= due:
+                self._frame(mask, self._partial.pop(mask))
+            else:
+                wait = min(wait, due - now)
+        return wait
 
     def _frame_all(self) -> None:
-        if self._partial:
-            self._frame(self._partial)
-            self._partial = []
+        for mask in list(self._partial):
+            self._frame(mask, self._partial.pop(mask))
 
-    def _unframed_points(self) -> int:
-        return len(self._partial)
-
-    def _unframed_wait(self, now: float) -> float:
-        if not self._partial:
-            return IDLE_POLL
-        return max(0.0, self._partial_since + self._max_age - now)
-
-    def _drop_unframed(self) -> int:
-        dropped = len(self._partial)
-        self._partial = []
-        return dropped
+    def _unframed_points(self, index: int | None = None) -> int:
+        if index is None:
+            return sum(map(len, self._partial.values()))
+        bit = 1 << index
+        return sum(len(points) for mask, points in self._partial.items() if mask & bit)
 
 
+class _Groups(dict):
+    """Destination mask -> the connections it names, built on first use."""
+
+    def __init__(self, connections: list[GraphiteConnection]) -> None:
+        super().__init__()
+        self._connections = connections
+
+    def __missing__(self, mask: int) -> list[GraphiteConnection]:
+        conns = self[mask] = [c for i, c in enumerate(self._connections) if mask >> i & 1]
+        return conns
+
+
+class _Masks(dict):
+    """Path (with the encoder's suffix) -> bit mask of the destinations `select` places it on.
+
+    Kept like PathCache: two generations, rotated every PATH_CACHE_GENERATION seconds or after
+    PATH_CACHE_LIMIT new paths, so names gone quiet are forgotten and memory comes back.
+    """
+
+    def __init__(self, select: Callable[[str], tuple[int, ...]], suffix_len: int,
+                 now: float) -> None:
+        super().__init__()
+        self._select = select
+        self._cut = -suffix_len if suffix_len else None
+        self._previous: dict[str, int] = {}
+        self.rotate_at = now + PATH_CACHE_GENERATION
+
+    def rotate(self, now: float) -> None:
+        self._previous = self.copy()
+        self.clear()
+        self.rotate_at = now + PATH_CACHE_GENERATION
+
+    def __missing__(self, path: str) -> int:
+        mask = self._previous.get(path)
+        if mask is None:
+            mask = 0
+            for index in self._select(path[: self._cut]):
+                mask |= 1 << index
+        if len(self) >= PATH_CACHE_LIMIT:
+            self.rotate(self.rotate_at - PATH_CACHE_GENERATION)
+        self[path] = mask
+        return mask

@@ -9,13 +9,9 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from bucky.daemon.outputs.base import (
-    BUSY_POLL,
-    IDLE_POLL,
-    PATH_CACHE_LIMIT,
-    OutputClient,
-    _Resolver,
-)
+from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL, OutputClient
+from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT
+from bucky.daemon.outputs.resolver import Resolver
 from bucky.errors import ConfigError
 from bucky.protocol.influxdb import influx_prefix, influx_timestamp_ns, pack_lines
 from bucky.ratelog import RateLimitedLog
@@ -26,6 +22,7 @@ INFLUX_DEFAULT_PORT = 8089
 INFLUX_MAX_DATAGRAM = 1400  # fits an Ethernet MTU: no IP fragmentation
 INFLUX_RESOLVE_EVERY = 180.0  # Bucky 2's interval
 INFLUX_UNRESOLVED_QUEUE = 256  # datagrams held per destination while its name resolves
+
 
 def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
     """"host", "host:port", "1.2.3.4:port", "[v6]:port" or a bare IPv6 address."""
@@ -53,7 +50,7 @@ class _UdpDestination:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
         self.port = port
-        self.resolver = _Resolver(host, port, socket.SOCK_DGRAM)
+        self.resolver = Resolver(host, port, socket.SOCK_DGRAM)
         self.address: tuple | None = None
         self.family = socket.AF_INET
         self.resolved_at = float("-inf")
