@@ -27,6 +27,7 @@ from bucky.daemon.channels import Channel, ChannelReader
 from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
+from bucky.inputs.base import InputHandler
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import NOTIFICATION
 
@@ -131,6 +132,8 @@ def _parent_gone(spec: ChildSpec) -> bool:
 
 
 class InputRunner:
+    """Drives one input handler (the contract: bucky.inputs.base) from its sockets and channels."""
+
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
         self.spec = spec
         self.flags = flags
@@ -142,7 +145,7 @@ class InputRunner:
             batch_size=BATCH_SIZE,
             max_age=BATCH_MAX_AGE,
         )
-        self.handler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state)
+        self.handler: InputHandler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state)
         self.readers = [ch.reader() for ch in spec.in_channels]
         self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
         self.counters: Counter[str] = Counter()
@@ -291,8 +294,10 @@ class InputRunner:
         try:
             if self.flags.reload:
                 state = self.handler.carry_state()
-            else:
-                self.handler.close(now)
+        except Exception:
+            log.exception("%s: error while handing over state", self.spec.title)
+        try:
+            self.handler.close(now)  # always, after carry_state on a reload (bucky.inputs.base)
         except Exception:
             log.exception("%s: error while stopping", self.spec.title)
         mono = time.monotonic()

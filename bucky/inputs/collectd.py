@@ -31,6 +31,7 @@ from typing import Any
 from bucky.aggregate.collectd import CollectdAggregator, Sample
 from bucky.aggregate.collectd_names import ConverterTable, build_converter_table
 from bucky.errors import ConfigError
+from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.collectd import decode, parse_auth_file
 from bucky.protocol.collectd_records import (
     FAILURE,
@@ -119,12 +120,12 @@ class CollectdPipeline:
             self._log(level, key, now, "%s", message, exc_info=error)
 
 
-class CollectdInput:
-    """The collectd network input handler (see the input contract in the daemon docs)."""
+class CollectdInput(InputHandler):
+    """The collectd network input handler (the input contract: bucky.inputs.base)."""
 
     name = "collectd"
 
-    def __init__(self, cfg: Any, sink: Any, state: object = None) -> None:
+    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         self._wants_records = bool(getattr(sink, "wants_records", False))
@@ -148,7 +149,7 @@ class CollectdInput:
         if state is not None:
             self.pipeline.restore_state(state)
 
-    # -- the input contract --------------------------------------------------------------------
+    # -- the input contract (bucky.inputs.base) ----------------------------------------------------
     def handle(self, data: bytes, addr: Any, now: float) -> None:
         counters = self.counters
         counters["datagrams"] += 1

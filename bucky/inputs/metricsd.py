@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from bucky.aggregate.metricsd import (
     DEFAULT_EXPIRE_INTERVALS,
@@ -24,16 +24,13 @@ from bucky.aggregate.metricsd import (
     MetricTable,
 )
 from bucky.errors import ProtocolError
+from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.metricsd import decode
 from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 LOG_PERIOD = 60.0  # seconds: at most one log line per reason in this period
-
-
-class Sink(Protocol):
-    def extend(self, samples: list[tuple]) -> None: ...
 
 
 class MetricsdState(NamedTuple):
@@ -44,7 +41,9 @@ class MetricsdState(NamedTuple):
     rng: random.Random
 
 
-class MetricsdInput:
+class MetricsdInput(InputHandler):
+    """The MetricsD input handler (the contract: bucky.inputs.base)."""
+
     name = "metricsd"
 
     def __init__(
@@ -68,6 +67,7 @@ class MetricsdInput:
             max_metrics=getattr(cfg, "metricsd_max_metrics", DEFAULT_MAX_METRICS),
             expire_intervals=getattr(cfg, "metricsd_expire_intervals", DEFAULT_EXPIRE_INTERVALS),
         )
+        self._handed_over = False
         if state is not None:
             self._table.adopt(state.metrics)
 
@@ -99,9 +99,13 @@ class MetricsdInput:
         self._emit(self._table.due(now))
 
     def close(self, now: float) -> None:
-        self._emit(self._table.flush_all(now))
+        """Flushes every live metric, unless carry_state() handed them to a successor."""
+        if not self._handed_over:
+            self._emit(self._table.flush_all(now))
+        self._handed_over = True
 
     def carry_state(self) -> MetricsdState:
+        self._handed_over = True
         return MetricsdState(self._table.export(), Counter(self.counters), self._rng)
 
     def _emit(self, samples: list[tuple]) -> None:
