@@ -4,6 +4,8 @@ path = [name_prefix] + name_prefix_parts + reversed host labels (after removing 
 `name_host_trim` suffix) + name split on "." + name_postfix_parts + [name_postfix]; then "."
 inside any part becomes `name_replace_char`; then consecutive duplicate parts collapse
 (`cpu.cpu.0` -> `cpu.0`).
+A sample whose host is bucky.sample.GRAPHITE_PATH (the carbon input) keeps its name unchanged:
+it is already the Graphite path its sender chose.
 A Graphite 1.1 tag suffix (`;k=v...`, from StatsD tags) is kept out of the rules and re-attached.
 
 `NameRules` is built once from the validated config and memoises results: the outputs call it for
@@ -13,6 +15,8 @@ every sample, and the set of distinct (host, name) pairs is small compared with 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+
+from bucky.sample import GRAPHITE_PATH
 
 _CACHE_LIMIT = 200_000
 
@@ -76,6 +80,8 @@ class NameRules:
         return path
 
     def _compute(self, host: str | None, name: str) -> str:
+        if host == GRAPHITE_PATH:
+            return name
         name, sep, tags = name.partition(";")
         parts = list(self._head)
         if host:

@@ -82,7 +82,15 @@ def _socket_plan(cfg: Any) -> dict[str, Any]:
             plan["statsd_tcp"] = ("tcp", cfg.statsd_ip, cfg.statsd_tcp_port, 1)
     if cfg.metricsd_enabled:
         plan["metricsd"] = ("udp", cfg.metricsd_ip, cfg.metricsd_port, 1)
+    if cfg.carbon_enabled:  # one process: plaintext over UDP and TCP, pickle over TCP
+        plan["carbon"] = ("udp", cfg.carbon_ip, cfg.carbon_line_port, 1)
+        plan["carbon_line"] = ("tcp", cfg.carbon_ip, cfg.carbon_line_port, 1)
+        plan["carbon_pickle"] = ("tcp", cfg.carbon_ip, cfg.carbon_pickle_port, 1)
     return plan
+
+
+# The TCP listeners an input reads as streams (ChildSpec.streams): input -> (kind, plan name).
+STREAM_LISTENERS = {"carbon": (("line", "carbon_line"), ("pickle", "carbon_pickle"))}
 
 
 def bind_all(cfg: Any, reuse: Sockets | None = None, old_plan: dict | None = None) -> Sockets:
@@ -164,6 +172,8 @@ class Supervisor:
                 spec = ChildSpec("input", name, title, cfg, udp=[sock], state=states.get(title))
                 if name == "statsd":
                     spec.tcp = self.sockets.tcp.get("statsd_tcp")
+                spec.streams = [(kind, self.sockets.tcp[listener])
+                                for kind, listener in STREAM_LISTENERS.get(name, ())]
                 inputs.append(Slot(spec, stage=0))
         host_slot = None
         if cfg.collectd_python_config:

@@ -10,9 +10,12 @@ Life of a handler, all in one process and one thread:
    ConfigError (the daemon halts with its message); no socket is opened here.
 2. Then, in any order, as often as the loop wants:
    - ``handle(data, addr, now)``: one UDP datagram from `addr`;
-   - ``handle_lines(lines, now)``: complete lines from one TCP connection (the framing, its line
-     length bound and the connection bounds are the loop's; a handler that speaks a binary TCP
-     protocol instead reads its bytes through `handle_stream`, see bucky.inputs.carbon);
+   - ``handle_lines(lines, now)``: complete lines from a TCP connection on the input's line
+     listener (ChildSpec.tcp: the loop frames them with its LineFramer and the StatsD bounds);
+   - for every other TCP listener (ChildSpec.streams, `(kind, listener)` pairs), the loop asks
+     ``open_stream(kind, addr)`` for a `Stream` per accepted connection and feeds it the bytes
+     as they come; the stream decides its framing and bounds, and tells the loop to disconnect
+     a client that breaks the protocol (bucky.inputs.carbon: Graphite lines and pickle frames);
    - ``deliver(items, now)``: records other inputs sent to this one (the plugin host gets the
      collectd value lists and notifications this way);
    - ``tick(now)``: periodic work (flushes, expiry, file reloads), several times a second.
@@ -62,12 +65,27 @@ class Sink(Protocol):
         ...
 
 
+class Stream(Protocol):
+    """One TCP connection's decoder, made by `InputHandler.open_stream`. Holds at most a bounded
+    amount of unframed bytes."""
+
+    def feed(self, data: bytes, now: float) -> bool:
+        """Bytes read from the connection; False: disconnect this client (counted by reason)."""
+        ...
+
+    def close(self, now: float) -> None:
+        """The connection ended (either side); a partial line or frame is dropped and counted."""
+        ...
+
+
 class InputHandler(Protocol):
     """The contract above. Inputs subclass it explicitly: the methods an input has no use for
     keep these defaults (do nothing; TCP lines are handled as one datagram)."""
 
     name: str
     counters: Counter[str]
+    #: TCP connections the loop keeps open at once, over all listeners; more are refused.
+    max_tcp_connections: int = 1024
 
     def handle(self, data: bytes, addr: Any, now: float) -> None:
         """One datagram. Never raises."""
@@ -75,6 +93,10 @@ class InputHandler(Protocol):
     def handle_lines(self, lines: list[bytes], now: float) -> None:
         """Complete lines read from a TCP connection, without their newlines. Never raises."""
         self.handle(b"\n".join(lines), None, now)
+
+    def open_stream(self, kind: str, addr: Any) -> Stream:
+        """A decoder for a new connection on the listener of `kind` (ChildSpec.streams)."""
+        raise NotImplementedError(f"{self.name} has no {kind!r} TCP listener")
 
     def deliver(self, items: list, now: float) -> None:
         """Records other inputs sent to this one. Never raises."""

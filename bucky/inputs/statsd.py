@@ -144,6 +144,7 @@ class StatsdInput(InputHandler):
 
     def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
+        self.max_tcp_connections = int(cfg.statsd_tcp_max_connections)
         self._sink = sink
         self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
         self._agg = StatsdAggregator(StatsdSettings.from_config(cfg), self._log_bad_line)
