@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bucky.errors import ConfigError
+from bucky.protocol.collectd_security import parse_security_level
 
 
 class Invalid(Exception):
@@ -218,12 +219,10 @@ def converters(v: Any) -> Any:
 
 
 def security_level(v: Any) -> int:
-    names = {"none": 0, "sign": 1, "encrypt": 2}
-    if isinstance(v, str) and v.strip().lower() in names:
-        return names[v.strip().lower()]
-    if isinstance(v, int) and not isinstance(v, bool) and v in (0, 1, 2):
-        return v
-    raise Invalid('expected 0, 1, 2 or "None", "Sign", "Encrypt"')
+    try:
+        return parse_security_level(v)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
 
 
 def readable_file(v: Any) -> str:

@@ -25,14 +25,17 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-import struct
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from bucky.authfile import AuthFile
+from bucky.daemon.sockets import join_multicast
 from bucky.protocol import collectd as codec
 from bucky.protocol.collectd_records import DS_TYPE_NAMES, SEVERITY_NAMES
 from bucky.protocol.collectd_records import Notification as NotificationRecord
 from bucky.protocol.collectd_records import ValueList as ValueListRecord
+from bucky.protocol.collectd_security import parse_security_level
 
 __all__ = [
     "DEFAULT_IPV4_GROUP",
@@ -50,22 +53,6 @@ DEFAULT_PORT = 25826
 DEFAULT_IPV4_GROUP = "239.192.74.66"
 DEFAULT_IPV6_GROUP = "ff18::efc0:4a42"
 BUFFER_SIZE = 65535  # collectd senders may use MaxPacketSize up to 65535
-
-SECURITY_LEVELS = {"none": 0, "sign": 1, "encrypt": 2}
-
-
-def parse_security_level(level: int | str) -> int:
-    """0/1/2 or collectd's spellings None/Sign/Encrypt (any case)."""
-    if isinstance(level, str):
-        key = level.strip().lower()
-        if key in SECURITY_LEVELS:
-            return SECURITY_LEVELS[key]
-        if key.isdigit():
-            level = int(key)
-    if isinstance(level, int) and not isinstance(level, bool) and level in SECURITY_LEVELS.values():
-        return level
-    raise ValueError(f"security level must be 0/none, 1/sign or 2/encrypt, not {level!r}")
-
 
 class Data:
     """What value lists and notifications share: the identifier, the time, how it arrived."""
@@ -158,33 +145,6 @@ def interpret_record(record: ValueListRecord | NotificationRecord) -> Values | N
     return Values(record)
 
 
-class _AuthFile:
-    """An AuthFile's credentials, re-read when the file's mtime changes (as collectd does)."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-        self._mtime_ns = -1
-        self._credentials: dict[str, bytes] = {}
-        self.credentials()  # a missing or unreadable file fails now, at start-up
-
-        self._loaded = False
-        self._load()  # a missing or unreadable file fails now, at start-up
-
-    def _load(self) -> None:
-        mtime_ns = os.stat(self.path).st_mtime_ns
-        if mtime_ns != self._mtime_ns:
-            with open(self.path, encoding="utf-8", errors="surrogateescape") as auth:
-                self._credentials = codec.parse_auth_file(auth.read())
-            self._mtime_ns = mtime_ns
-
-    def credentials(self) -> dict[str, bytes]:
-        try:
-            self._load()
-        except OSError:
-            pass  # being replaced or gone for a moment: keep the credentials read last
-        return self._credentials
-
-
 def _ip_address(host: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
     try:
         return ipaddress.ip_address(host.split("%", 1)[0])
@@ -208,7 +168,9 @@ class Decoder:
         credentials: Mapping[str, bytes] | None = None,
     ) -> None:
         self.security_level = parse_security_level(security_level)
-        self._auth_file = _AuthFile(os.fspath(auth_file)) if auth_file is not None else None
+        # Checked before every datagram, as collectd's own fbhash does.
+        self._auth_file = (AuthFile(os.fspath(auth_file), check_every=0.0)
+                           if auth_file is not None else None)
         self._credentials = dict(credentials) if credentials is not None else None
         if self.security_level and self._auth_file is None and self._credentials is None:
             # collectd refuses this configuration too: nothing could ever be accepted.
@@ -219,9 +181,17 @@ class Decoder:
     def decode(self, datagram: bytes) -> codec.Decoded:
         """The records (ValueList/Notification tuples) and errors of one datagram."""
         credentials = (
-            self._auth_file.credentials() if self._auth_file is not None else self._credentials
+            self._current_credentials() if self._auth_file is not None else self._credentials
         )
         return codec.decode(datagram, self.security_level, credentials)
+
+    def _current_credentials(self) -> dict[str, bytes]:
+        assert self._auth_file is not None
+        try:
+            self._auth_file.refresh(time.monotonic())
+        except (OSError, ValueError):
+            pass  # being replaced or gone for a moment: keep the credentials read last
+        return self._auth_file.credentials
 
     def interpret(self, datagram: bytes) -> Iterator[Values | Notification]:
         """`Values` and `Notification` objects of one datagram; its errors go to `errors`."""
@@ -280,14 +250,7 @@ class Reader:
         if not self.multicast:
             return
         try:
-            if address.version == 6:
-                # struct ipv6_mreq: group address, interface index (0: the kernel picks).
-                mreq6 = address.packed + struct.pack("@I", ifindex)
-                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq6)
-            else:
-                # struct ip_mreqn: group, local address (any), interface index (0: kernel picks).
-                mreqn = address.packed + bytes(4) + struct.pack("@i", ifindex)
-                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreqn)
+            join_multicast(sock, str(address), [ifindex])
         except OSError as err:
             where = f"interface {self.interface}" if self.interface else "the default interface"
             raise OSError(

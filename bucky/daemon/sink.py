@@ -77,6 +77,13 @@ class BatchSink:
         self._buf = []
         self._send(encode_frame(batch), len(batch), self._writers)
 
+    def pending_samples(self) -> int:
+        return len(self._buf)
+
+    def age(self, now: float) -> float:
+        """Seconds since the first sample of the current batch arrived (0 when empty)."""
+        return now - self._started if self._buf else 0.0
+
     def flush_if_due(self, now: float) -> None:
         if self._buf and now - self._started >= self._max_age:
             self.flush()

@@ -77,7 +77,7 @@ def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> soc
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             bind_addr = ("", port) if family == socket.AF_INET else ("::", port)
             sock.bind(bind_addr)
-            _join_group(sock, family, host)
+            join_multicast(sock, host, _daemon_interfaces())
         else:
             sock.bind(sockaddr)
         _grow_rcvbuf(sock, f"{_describe('UDP', host, port)} for {purpose}")
@@ -91,32 +91,35 @@ def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> soc
     return sock
 
 
-def _join_group(sock: socket.socket, family: int, group: str) -> None:
-    """Join on the default interface and on loopback (same-host senders); one must succeed."""
-    if family == socket.AF_INET:
-        packed = socket.inet_aton(group)
-        requests = [(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
-                     struct.pack("=4s4s", packed, socket.inet_aton(interface)))
-                    for interface in ("0.0.0.0", "127.0.0.1")]
-    else:
-        packed = socket.inet_pton(socket.AF_INET6, group)
-        indexes = [0]
-        try:
-            indexes.append(socket.if_nametoindex("lo"))
-        except OSError:
-            pass
-        requests = [(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, struct.pack("=16sI", packed, i))
-                    for i in indexes]
+def join_multicast(sock: socket.socket, group: str, interfaces: list[int]) -> None:
+    """Join `group` on each interface index (0: the kernel picks one); one join must succeed.
+
+    IPv4 uses struct ip_mreqn (group, any local address, interface index), IPv6 ipv6_mreq; the
+    first error is raised when no join succeeded."""
+    address = ipaddress.ip_address(group.split("%", 1)[0])
     error: OSError | None = None
     joined = False
-    for level, option, mreq in requests:
+    for index in interfaces:
         try:
-            sock.setsockopt(level, option, mreq)
+            if address.version == 6:
+                mreq = address.packed + struct.pack("@I", index)
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, mreq)
+            else:
+                mreq = address.packed + bytes(4) + struct.pack("@i", index)
+                sock.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             joined = True
         except OSError as exc:
             error = error or exc
     if not joined and error is not None:
         raise error
+
+
+def _daemon_interfaces() -> list[int]:
+    """The default interface and loopback, so senders on this host are heard too."""
+    try:
+        return [0, socket.if_nametoindex("lo")]
+    except OSError:
+        return [0]
 
 
 def bind_udp_workers(host: str, port: int, purpose: str, count: int) -> list[socket.socket]:

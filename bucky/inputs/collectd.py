@@ -23,16 +23,16 @@ Rules:
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 from bucky.aggregate.collectd import CollectdAggregator, Sample
 from bucky.aggregate.collectd_names import ConverterTable, build_converter_table
+from bucky.authfile import AuthFile
 from bucky.errors import ConfigError
 from bucky.inputs.base import InputHandler, Sink
-from bucky.protocol.collectd import decode, parse_auth_file
+from bucky.protocol.collectd import decode
 from bucky.protocol.collectd_records import (
     FAILURE,
     OKAY,
@@ -131,20 +131,13 @@ class CollectdInput(InputHandler):
         self._wants_records = bool(getattr(sink, "wants_records", False))
         self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
         self._security_level = int(cfg.collectd_security_level)
-        self._auth_path: str | None = cfg.collectd_auth_file or None
+        self._auth: AuthFile | None = None
         self._credentials: dict[str, bytes] | None = None
-        self._auth_signature: tuple[int, ...] | None = None
-        self._next_auth_check: float | None = None
-        if self._security_level and not self._auth_path:
+        if self._security_level and not cfg.collectd_auth_file:
             raise ConfigError("collectd_security_level Sign/Encrypt needs collectd_auth_file")
-        if self._auth_path:
-            try:
-                self._auth_signature, self._credentials = self._read_auth_file()
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"collectd_auth_file {self._auth_path!r}: {exc}") from exc
-            if self._security_level and not self._credentials:
-                raise ConfigError(f"collectd_auth_file {self._auth_path!r} has no "
-                                  "'user: password' line; nobody could send")
+        if cfg.collectd_auth_file:
+            self._auth = load_auth_file(cfg.collectd_auth_file, self._security_level)
+            self._credentials = self._auth.credentials
         self.pipeline = CollectdPipeline(cfg, self.counters)
         if state is not None:
             self.pipeline.restore_state(state)
@@ -179,10 +172,8 @@ class CollectdInput(InputHandler):
     def tick(self, now: float) -> None:
         try:
             self.pipeline.tick(now)
-            if self._auth_path is not None:
-                if self._next_auth_check is None or now >= self._next_auth_check:
-                    self._next_auth_check = now + _AUTH_CHECK_EVERY
-                    self._check_auth_file(now)
+            if self._auth is not None:
+                self._check_auth_file(now)
         except Exception as exc:
             self.counters["tick_errors"] += 1
             self._log(logging.ERROR, "tick_error", now, "collectd tick failed", exc_info=exc)
@@ -218,34 +209,33 @@ class CollectdInput(InputHandler):
                   record.type_instance, record.message)
         self._sink.notify(record)
 
-    def _read_auth_file(self) -> tuple[tuple[int, ...], dict[str, bytes]]:
-        """(stat signature, credentials); OSError/ValueError (e.g. bad UTF-8) when unreadable."""
-        assert self._auth_path is not None
-        with open(self._auth_path, encoding="utf-8") as handle:
-            signature = _stat_signature(os.fstat(handle.fileno()))
-            text = handle.read()
-        return signature, parse_auth_file(text)
-
     def _check_auth_file(self, now: float) -> None:
-        assert self._auth_path is not None
+        auth = self._auth
+        assert auth is not None
         try:
-            signature = _stat_signature(os.stat(self._auth_path))
-            if signature == self._auth_signature:
+            if not auth.refresh(now):
                 return
-            signature, credentials = self._read_auth_file()
         except (OSError, ValueError) as exc:
             self.counters["auth_file.errors"] += 1
             self._log(logging.ERROR, "auth_file", now,
                       "collectd_auth_file %r cannot be read (%s); keeping the %d users loaded "
-                      "before", self._auth_path, exc, len(self._credentials or ()))
+                      "before", auth.path, exc, len(auth.credentials))
             return
-        self._auth_signature, self._credentials = signature, credentials
+        self._credentials = auth.credentials
         self.counters["auth_file.reloads"] += 1
-        log.info("collectd_auth_file %r reloaded: %d users", self._auth_path, len(credentials))
-        if self._security_level and not credentials:
+        log.info("collectd_auth_file %r reloaded: %d users", auth.path, len(auth.credentials))
+        if self._security_level and not auth.credentials:
             log.warning("collectd_auth_file %r has no users: all collectd data is refused",
-                        self._auth_path)
+                        auth.path)
 
 
-def _stat_signature(st: os.stat_result) -> tuple[int, ...]:
-    return (st.st_mtime_ns, st.st_size, st.st_ino, st.st_dev)
+def load_auth_file(path: str, security_level: int) -> AuthFile:
+    """The collectd auth file, read and checked now (start-up, and the supervisor's checks)."""
+    try:
+        auth = AuthFile(path, check_every=_AUTH_CHECK_EVERY)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"collectd_auth_file {path!r}: {exc}") from exc
+    if security_level and not auth.credentials:
+        raise ConfigError(f"collectd_auth_file {path!r} has no 'user: password' line; nobody "
+                          "could send")
+    return auth

@@ -36,6 +36,22 @@ _SIGNATURE_HEAD = struct.Struct(">HH")
 _ENCRYPTION_HEAD = struct.Struct(">HHH")
 
 
+SECURITY_LEVELS = {"none": 0, "sign": 1, "encrypt": 2}
+
+
+def parse_security_level(level: int | str) -> int:
+    """0/1/2 or collectd's spellings None/Sign/Encrypt (any case); ValueError otherwise."""
+    if isinstance(level, str):
+        key = level.strip().lower()
+        if key in SECURITY_LEVELS:
+            return SECURITY_LEVELS[key]
+        if key.isdigit():
+            level = int(key)
+    if isinstance(level, int) and not isinstance(level, bool) and level in SECURITY_LEVELS.values():
+        return level
+    raise ValueError('expected 0, 1, 2 or "None", "Sign", "Encrypt"')
+
+
 def signature_matches(
     mac: bytes, username: bytes, payload: bytes | memoryview, password: bytes
 ) -> bool:
