@@ -27,7 +27,7 @@ FORBIDDEN = {
     "bucky.config",
 }  # fmt: skip
 ALLOWED_BUCKY = ("bucky.errors", "bucky.sample", "bucky.protocol")
-ALLOWED_THIRD_PARTY = {"Crypto"}
+ALLOWED_THIRD_PARTY = {"Crypto", "mmh3"}  # mmh3: imported lazily by placement (fast-hashing)
 MAY_OPEN_FILES = {"typesdb.py"}
 
 
