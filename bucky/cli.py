@@ -32,6 +32,13 @@ def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS  # unset options do not override the config file
     p.add_argument("config_file", nargs="?", metavar="CONFIG_FILE", help="Python config file")
     p.add_argument("--version", action="version", version=f"bucky {bucky.__version__}")
+    p.add_argument("--explain", action="store_true", default=S,
+                   help="read StatsD lines from stdin and print what Bucky would send where; "
+                        "nothing is opened or sent")
+    p.add_argument("--graphite", action="store_true", default=S,
+                   help="with --explain: stdin holds Graphite plaintext lines")
+    p.add_argument("--pkts", metavar="FILE", default=S,
+                   help="with --explain: collectd datagrams from FILE (bucky-dump --pkts format)")
     p.add_argument("--debug", dest="debug", action="store_true", default=S,
                    help="print 'name value timestamp' lines to stdout instead of sending to "
                         "Graphite; DEBUG logging")
@@ -149,6 +156,7 @@ def preload_modules(cfg: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    explain = {k: vars(args).pop(k) for k in ("explain", "graphite", "pkts") if k in vars(args)}
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "config_file"}
     setup_logging("INFO")
     full_trace = bool(overrides.pop("full_trace", False))
@@ -166,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging("DEBUG" if cfg.debug and "log_level" not in overrides else cfg.log_level)
     for warning in warnings:
         log.warning("%s", warning)
+    if explain:
+        return _explain(cfg, explain)
     from bucky.daemon.sockets import BindError
     from bucky.daemon.supervisor import Supervisor
 
@@ -193,6 +203,26 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return supervisor.run()
     except BuckyError as exc:  # e.g. an output that cannot be built from this config
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
+
+
+def _explain(cfg: Any, flags: dict[str, Any]) -> int:
+    import time
+
+    from bucky import explain
+
+    if not flags.get("explain"):
+        print("bucky: --graphite and --pkts go with --explain", file=sys.stderr)
+        return EXIT_CONFIG
+    mode = "collectd" if flags.get("pkts") else "graphite" if flags.get("graphite") else "statsd"
+    try:
+        return explain.run(cfg, mode, sys.stdin.buffer, sys.stdout, time.time(),
+                           flags.get("pkts"))
+    except ConfigError as exc:
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (BuckyError, OSError) as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
 

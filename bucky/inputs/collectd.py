@@ -89,6 +89,7 @@ class CollectdPipeline:
                 logger.info("%s", note)
         if datasets is None:
             datasets = load_datasets(cfg.collectd_types)
+        self.converters = converters
         self.aggregator = CollectdAggregator(
             datasets,
             converters,
@@ -147,7 +148,7 @@ class CollectdInput(InputHandler):
         counters = self.counters
         counters["datagrams"] += 1
         try:
-            records, errors = decode(data, self._security_level, self._credentials)
+            records, errors = self.decode(data)
             if errors:
                 self._count_errors(errors, addr, now)
             value_lists = records
@@ -168,6 +169,10 @@ class CollectdInput(InputHandler):
             counters["bad_datagrams.internal_error"] += 1
             self._log(logging.ERROR, "internal_error", now,
                       "collectd datagram from %s could not be handled", addr, exc_info=exc)
+
+    def decode(self, data: bytes) -> tuple[list, list]:
+        """(records, errors) of one datagram under the configured security level and users."""
+        return decode(data, self._security_level, self._credentials)
 
     def tick(self, now: float) -> None:
         try:
