@@ -124,3 +124,14 @@ def test_command_line(tmp_path: Path) -> None:
     run = subprocess.run([sys.executable, "-m", "bucky", "--graphite"], capture_output=True,
                          env=env, timeout=60)
     assert run.returncode == 2 and b"go with --explain" in run.stderr
+
+
+def test_the_readme_example_is_what_bucky_prints() -> None:
+    readme = (ROOT / "README.rst").read_text()
+    start = readme.index("    $ printf 'servers.web01.load")
+    block = readme[start:readme.index("\n\n", start)].splitlines()
+    command, shown = block[:2], [line[4:] for line in block[2:]]
+    assert "bucky --explain --graphite" in command[1]
+    data = command[0].split("'")[1].encode().decode("unicode_escape").encode()
+    text = explain_text(config_mod.make_config(), "graphite", data, NOW)
+    assert text.replace("<overrides>", "<defaults>").splitlines() == shown

@@ -111,3 +111,35 @@ def test_runner_always_closes_the_handler(reload: bool) -> None:
         assert handler.calls == ["carry_state", "close"] and state == {"x": 1}
     else:
         assert handler.calls == ["close"] and state is None
+
+
+def test_runner_refuses_connections_beyond_the_handlers_bound() -> None:
+    import selectors
+    import socket
+
+    from bucky.inputs.carbon import MAX_CONNECTIONS, CarbonInput
+
+    assert CarbonInput.max_tcp_connections == MAX_CONNECTIONS == 1024
+    handler = CarbonInput(None, ListSink())
+    handler.max_tcp_connections = 2
+    runner = children.InputRunner.__new__(children.InputRunner)
+    runner.spec = types.SimpleNamespace(title="carbon", cfg=None)
+    runner.handler = handler
+    runner.counters = Counter()
+    runner.ratelog = children.RateLimitedLog(children.log)
+    runner.tcp_conns = {}
+    runner.sel = selectors.DefaultSelector()
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
+        try:
+            for _ in clients:
+                runner._accept(listener, "line")
+            assert len(runner.tcp_conns) == 2
+            assert runner.counters["tcp.refused"] == 1
+            assert runner.counters["tcp.connections"] == 2
+        finally:
+            for conn in list(runner.tcp_conns):
+                conn.close()
+            for client in clients:
+                client.close()
+            runner.sel.close()

@@ -79,11 +79,13 @@ def test_plaintext_tcp_udp_and_pickle_reach_carbon_unchanged(tmp_path, mode):
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
                 udp.sendto(b"udp.a.a 7 1700000002\nudp.b -0.25 1700000003\n", ("127.0.0.1", port))
             with socket.create_connection(("127.0.0.1", pport)) as pk:
-                pk.sendall(frame([("pickle.x;tag=v", (TS + 4, 3)), ("pickle.y", (TS + 5, 2.5))]))
+                pk.sendall(frame([("pickle.x;tag=v", (TS + 4, 3)), ("pickle.y", (TS + 5, 2.5)),
+                                  ("pickle with space", (TS + 6, 1))]))
             want = {
                 ("servers.web.web.cpu", 1.5, TS), ("tcp.int", 42, TS + 1),
                 ("udp.a.a", 7, TS + 2), ("udp.b", -0.25, TS + 3),
                 ("pickle.x;tag=v", 3, TS + 4), ("pickle.y", 2.5, TS + 5),
+                ("pickle_with_space", 1, TS + 6),  # whitespace would split a plaintext line
             }
             assert carbon.wait_for(lambda pts: want <= set(pts), 15), carbon.points
             rewritten = ("pre.servers", "pre.tcp", "pre.udp", "pre.pickle", "servers.web.cpu")
