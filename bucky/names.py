@@ -8,17 +8,16 @@ A sample whose host is bucky.sample.GRAPHITE_PATH (the carbon input) keeps its n
 it is already the Graphite path its sender chose.
 A Graphite 1.1 tag suffix (`;k=v...`, from StatsD tags) is kept out of the rules and re-attached.
 
-`NameRules` is built once from the validated config and memoises results: the outputs call it for
-every sample, and the set of distinct (host, name) pairs is small compared with the sample rate.
+`NameRules` is built once from the validated config; the outputs cache its results per (host, name)
+(bucky.daemon.outputs.base), since distinct pairs are few compared with the sample rate.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 from bucky.sample import GRAPHITE_PATH
-
-_CACHE_LIMIT = 200_000
 
 
 def _as_parts(value: str | Sequence[str] | None) -> list[str]:
@@ -47,18 +46,17 @@ class NameRules:
         self._host_trim = [
             [p.strip() for p in reversed(suffix.split("."))] for suffix in host_trim if suffix
         ]
-        self._cache: dict[tuple[str | None, str], str] = {}
 
     @classmethod
-    def from_config(cls, cfg: object) -> NameRules:
+    def from_config(cls, cfg: Any) -> NameRules:
         return cls(
-            prefix=getattr(cfg, "name_prefix", None),
-            prefix_parts=getattr(cfg, "name_prefix_parts", None),
-            postfix=getattr(cfg, "name_postfix", None),
-            postfix_parts=getattr(cfg, "name_postfix_parts", None),
-            replace_char=getattr(cfg, "name_replace_char", "_"),
-            strip_duplicates=getattr(cfg, "name_strip_duplicates", True),
-            host_trim=getattr(cfg, "name_host_trim", ()) or (),
+            prefix=cfg.name_prefix,
+            prefix_parts=cfg.name_prefix_parts,
+            postfix=cfg.name_postfix,
+            postfix_parts=cfg.name_postfix_parts,
+            replace_char=cfg.name_replace_char,
+            strip_duplicates=cfg.name_strip_duplicates,
+            host_trim=cfg.name_host_trim,
         )
 
     def host_parts(self, host: str) -> list[str]:
@@ -69,17 +67,7 @@ class NameRules:
         return parts
 
     def statname(self, host: str | None, name: str) -> str:
-        key = (host, name)
-        cached = self._cache.get(key)
-        if cached is not None:
-            return cached
-        path = self._compute(host, name)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()  # bounded memory when names churn; rebuilt on demand
-        self._cache[key] = path
-        return path
-
-    def _compute(self, host: str | None, name: str) -> str:
+        """The Graphite path (callers on a hot path cache it: bucky.daemon.outputs.base)."""
         if host == GRAPHITE_PATH:
             return name
         name, sep, tags = name.partition(";")

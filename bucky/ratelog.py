@@ -9,6 +9,7 @@ for code that is handed `now`).
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -24,20 +25,31 @@ class RateLimitedLog:
         self._clock = clock
         self._last: dict[str, float] = {}
         self._suppressed: dict[str, int] = {}
+        self._lock = threading.Lock()  # the plugin host reports from its callback threads
+
+    def admit(self, key: str, now: float | None = None) -> int | None:
+        """None when `key` was admitted less than a period before `now` (counted as held back);
+        otherwise how many were held back since its last admission (the caller logs)."""
+        if now is None:
+            now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            # abs(): a clock stepped back must not silence a key for as long as it stepped.
+            if last is not None and abs(now - last) < self._period:
+                self._suppressed[key] = self._suppressed.get(key, 0) + 1
+                return None
+            if len(self._last) >= _MAX_KEYS:
+                self._last.clear()
+                self._suppressed.clear()
+            self._last[key] = now
+            return self._suppressed.pop(key, 0)
 
     def log_at(self, level: int, key: str, now: float, msg: str, *args: object,
                **kwargs: Any) -> bool:
         """Log unless `key` was logged less than a period before `now`; True when logged."""
-        last = self._last.get(key)
-        # abs(): a clock stepped back must not silence a key for as long as it stepped.
-        if last is not None and abs(now - last) < self._period:
-            self._suppressed[key] = self._suppressed.get(key, 0) + 1
+        held = self.admit(key, now)
+        if held is None:
             return False
-        if len(self._last) >= _MAX_KEYS:
-            self._last.clear()
-            self._suppressed.clear()
-        held = self._suppressed.pop(key, 0)
-        self._last[key] = now
         if held:
             msg += " (%d similar messages suppressed)"
             args = (*args, held)

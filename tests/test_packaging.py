@@ -1,4 +1,4 @@
-"""The source distribution carries what an operator needs beside the package, and says where it runs."""
+"""The sdist carries what an operator needs beside the package, and says where it runs."""
 
 from __future__ import annotations
 

@@ -40,8 +40,7 @@ from typing import Any
 
 from bucky.aggregate.collectd_names import ConverterTable, run_converter
 from bucky.protocol.collectd_records import ABSOLUTE, COUNTER, DERIVE, GAUGE
-
-Sample = tuple[str, str, float, int]
+from bucky.sample import Sample
 
 _INF = float("inf")
 _UINT64_MASK = (1 << 64) - 1

@@ -1,4 +1,4 @@
-"""Graphite names for collectd values: Bucky 2's converters, their lookup, and sanitising.
+"""Graphite names for collectd values: Bucky 2's converters, their lookup, and sanitizing.
 
 What this module is for: turning one collectd data source (host, plugin, plugin_instance, type,
 type_instance, ds name) into the metric name Bucky 2 produced, so an existing Graphite tree stays
@@ -38,7 +38,7 @@ _UNSAFE = (
 _SANITISE_TABLE = dict.fromkeys(_UNSAFE, "_")
 
 
-def sanitise(text: str) -> str:
+def sanitize(text: str) -> str:
     """Replace whitespace, control characters and ";" with "_" (names and hosts from the wire)."""
     return text.translate(_SANITISE_TABLE)
 
@@ -247,4 +247,4 @@ def run_converter(
         return None, "", DROP_CONVERTER_ERROR, exc
     if not name.strip():
         return None, "", DROP_EMPTY_NAME, None
-    return sanitise(name), sanitise(host), None, None
+    return sanitize(name), sanitize(host), None, None

@@ -32,10 +32,10 @@ from operator import add
 from typing import Any
 
 from bucky.protocol.statsd import Kind, StatsdMetric, StatsdParser, make_key, sanitize
+from bucky.sample import Sample
 
 TIMER_STATS = ("mean", "upper", "lower", "count", "count_ps", "sum", "sum_squares", "median", "std")
 
-Sample = tuple[None, str, float, int]
 BadLineHook = Callable[[str, str, float], None]  # (reason, line, now)
 
 

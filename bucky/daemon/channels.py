@@ -11,7 +11,7 @@ Framing: MAGIC, a 4-byte big-endian length, a payload: b"M" + marshal data for s
 everything else (control messages carrying records). A reader that finds garbage (a producer
 killed mid-write) skips to the next MAGIC. The writer never blocks: frames wait in a bounded
 pending buffer while the pipe is full, and a frame that would overflow it is refused (the caller
-counts the drop). Batches are pickled once and the same bytes written to every destination.
+counts the drop). Batches are encoded once and the same bytes written to every destination.
 """
 
 from __future__ import annotations

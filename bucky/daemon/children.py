@@ -41,7 +41,7 @@ INPUT_HANDLERS = {
     "carbon": "bucky.inputs.carbon:CarbonInput",
 }
 _DEFAULT_QUEUE_SAMPLES = 1_000_000
-_BYTES_PER_SAMPLE = 40  # pickled (None, name, value, ts) tuples average well under this
+_BYTES_PER_SAMPLE = 40  # encoded (None, name, value, ts) tuples average well under this
 BATCH_SIZE = 5000
 BATCH_MAX_AGE = 0.2
 IDLE_GRACE = 0.001  # an input waits this long for more datagrams before sending a partial batch

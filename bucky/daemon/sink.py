@@ -1,7 +1,7 @@
 """The batching sink an input (or the processor) writes samples into.
 
 Samples collect in a list that is sent as one frame when it reaches `batch_size` or is older than
-`max_age` seconds (checked by `flush_if_due` from the process loop). One pickle per batch, the same
+`max_age` seconds (checked by `flush_if_due` from the process loop). One frame per batch, the same
 bytes written to every downstream channel. A full channel refuses the frame: the batch is dropped
 for that destination and counted; an input never blocks.
 """

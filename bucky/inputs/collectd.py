@@ -23,11 +23,12 @@ Rules:
 from __future__ import annotations
 
 import logging
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from bucky.aggregate.collectd import CollectdAggregator, Sample
+from bucky.aggregate.collectd import CollectdAggregator
 from bucky.aggregate.collectd_names import ConverterTable, build_converter_table
 from bucky.authfile import AuthFile
 from bucky.errors import ConfigError
@@ -43,6 +44,7 @@ from bucky.protocol.collectd_records import (
 )
 from bucky.protocol.typesdb import load_types_db
 from bucky.ratelog import RateLimitedLog
+from bucky.sample import Sample
 
 log = logging.getLogger(__name__)
 
@@ -52,11 +54,19 @@ _AUTH_CHECK_EVERY = 1.0  # seconds between stat() calls on the auth file
 _SEVERITY_LEVELS = {FAILURE: logging.ERROR, WARNING: logging.WARNING, OKAY: logging.INFO}
 
 
-def load_datasets(paths: Iterable[str]) -> Mapping[str, Any]:
-    """types.db files (none: the system's, else built-in) -> {type name: DataSet}.
+def load_datasets(paths: Iterable[str], more: Iterable[str] = (),
+                  relative_to: str | None = None) -> Mapping[str, Any]:
+    """types.db files (none: the system's, else built-in) -> {type name: DataSet}; then the
+    files in `more` (relative ones from the directory of the file `relative_to`; the plugin
+    host's TypesDB lines), later definitions winning.
 
     Raises ConfigError naming the file that cannot be read or parsed."""
-    return load_types_db(tuple(paths))
+    datasets = load_types_db(tuple(paths))
+    more = tuple(more)
+    if more:
+        here = os.path.dirname(os.path.abspath(relative_to or "."))
+        datasets = {**datasets, **load_types_db(tuple(os.path.join(here, p) for p in more))}
+    return datasets
 
 
 class CollectdPipeline:

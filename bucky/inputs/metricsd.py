@@ -18,8 +18,6 @@ from collections import Counter
 from typing import Any, NamedTuple
 
 from bucky.aggregate.metricsd import (
-    DEFAULT_EXPIRE_INTERVALS,
-    DEFAULT_MAX_METRICS,
     CarriedMetric,
     MetricTable,
 )
@@ -64,8 +62,8 @@ class MetricsdInput(InputHandler):
             default_interval=cfg.metricsd_default_interval,
             handlers=cfg.metricsd_handlers,
             # Not (yet) in bucky.config: the defaults apply until the lead adds the options.
-            max_metrics=getattr(cfg, "metricsd_max_metrics", DEFAULT_MAX_METRICS),
-            expire_intervals=getattr(cfg, "metricsd_expire_intervals", DEFAULT_EXPIRE_INTERVALS),
+            max_metrics=cfg.metricsd_max_metrics,
+            expire_intervals=cfg.metricsd_expire_intervals,
         )
         self._handed_over = False
         if state is not None:

@@ -21,28 +21,15 @@ dropped.<why>, tick_errors, plus the pipeline's (rejected.<reason>, dropped.<why
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
 from typing import Any
 
 from bucky.errors import ConfigError
 from bucky.inputs.base import InputHandler, Sink
-from bucky.inputs.collectd import CollectdPipeline
+from bucky.inputs.collectd import CollectdPipeline, load_datasets
 from bucky.plugin_host.host import DEFAULT_INTERVAL, PluginHost, PythonSetup
-from bucky.protocol.typesdb import load_types_db
 
 log = logging.getLogger(__name__)
-
-
-def load_datasets(configured: tuple[str, ...], from_file: tuple[str, ...],
-                  config_path: str) -> dict[str, Any]:
-    """collectd_types (none: the system's or the built-in types), then the file's TypesDB files
-    (relative ones from the file's directory), later definitions winning."""
-    datasets = dict(load_types_db(configured))
-    if from_file:
-        here = os.path.dirname(os.path.abspath(config_path))
-        datasets.update(load_types_db(tuple(os.path.join(here, p) for p in from_file)))
-    return datasets
 
 
 class PluginHostInput(InputHandler):
@@ -53,14 +40,13 @@ class PluginHostInput(InputHandler):
     def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
-        path = getattr(cfg, "collectd_python_config", None)
+        path = cfg.collectd_python_config
         if not path:
             raise ConfigError("collectd_python_config: no collectd.conf-style file given")
         setup = PythonSetup.from_file(path)
         for warning in setup.warnings:
             log.warning("%s", warning)
-        datasets = load_datasets(tuple(getattr(cfg, "collectd_types", ()) or ()),
-                                 setup.types_db, path)
+        datasets = load_datasets(cfg.collectd_types, setup.types_db, relative_to=path)
         self.pipeline = CollectdPipeline(cfg, self.counters, datasets=datasets)
         if state is not None:
             self.pipeline.restore_state(state)
@@ -69,7 +55,7 @@ class PluginHostInput(InputHandler):
             hostname=setup.resolve_hostname(),
             default_interval=setup.interval or DEFAULT_INTERVAL,
             # close() must end within the supervisor's join timeout for this process
-            shutdown_timeout=0.75 * float(getattr(cfg, "process_join_timeout", 2.0)),
+            shutdown_timeout=0.75 * cfg.process_join_timeout,
         )
         self.host.start(setup.statements)
 

@@ -27,11 +27,12 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
-from bucky.aggregate.statsd import Sample, StatsdAggregator, StatsdSettings
+from bucky.aggregate.statsd import StatsdAggregator, StatsdSettings
 from bucky.errors import DecodeError
 from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.statsd import make_key, split_key
 from bucky.ratelog import RateLimitedLog
+from bucky.sample import Sample
 
 log = logging.getLogger(__name__)
 

@@ -55,6 +55,7 @@ from bucky.plugin_host import collectd_module as api
 from bucky.plugin_host.confparse import ConfNode, ConfValue, read_config_file
 from bucky.protocol.collectd_records import Notification as NotificationRecord
 from bucky.protocol.collectd_records import ValueList
+from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger("bucky.plugins")
 
@@ -309,8 +310,8 @@ class PluginHost:
         self._reads: dict[str, ReadTask] = {}
         self._log_callbacks: tuple[tuple[Callback, Worker], ...] = ()
         self._retired: list[Worker] = []
-        self._reported: dict[str, float] = {}
-        self._held: dict[str, int] = {}
+        # A callback's errors are logged at most once a minute per callback and context.
+        self._reports = RateLimitedLog(log, REPORT_PERIOD)
         self._outbox = _Outbox()
         self._stopping = False
         self._installed = False
@@ -683,14 +684,9 @@ class PluginHost:
 
     def _report(self, callback: Callback, exc: BaseException, context: str) -> None:
         """Log what a callback raised: at most once a minute per callback and context."""
-        key, now = f"{context} {callback.name}", time.monotonic()
-        with self._lock:
-            last = self._reported.get(key)
-            if last is not None and now - last < REPORT_PERIOD:
-                self._held[key] = self._held.get(key, 0) + 1
-                return
-            self._reported[key] = now
-            held = self._held.pop(key, 0)
+        held = self._reports.admit(f"{context} {callback.name}")
+        if held is None:
+            return
         more = f" ({held} more since the last report)" if held else ""
         logger = logging.getLogger(f"bucky.plugins.{callback.module}")
         if isinstance(exc, api.CollectdError):

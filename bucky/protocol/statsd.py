@@ -8,7 +8,7 @@ Grammar (compatible with the reference statsd/statsd server for every line it ac
 
 - Tags: DogStatsD `#k:v,k2` (or `k=v`) and Graphite-style tags inside the name (`name;k=v`). A tag
   without a value gets the value "true" (Graphite rejects empty values; Telegraf does the same).
-- Names, tag names and tag values are sanitised as the reference does: runs of whitespace -> "_",
+- Names, tag names and tag values are sanitized as the reference does: runs of whitespace -> "_",
   "/" -> "-", then everything outside [A-Za-z0-9_.-] is dropped.
 - A series is identified by its *key*: the Graphite 1.1 form `name;k1=v1;k2=v2`, tags sorted by name
   (last value wins on duplicates). Sanitising guarantees that ";" and "=" only appear as separators.
@@ -51,7 +51,6 @@ class Kind(enum.Enum):
     SET = "s"
 
 
-TIMING_KINDS = frozenset((Kind.TIMER, Kind.HISTOGRAM, Kind.DISTRIBUTION))
 
 Tags = tuple[tuple[str, str], ...]
 
@@ -96,7 +95,7 @@ class MetricVisitor(Protocol):
 NO_VALUE = "no-value"  # `name` without ":value|type"
 NO_TYPE = "no-type"  # a value without "|type"
 BAD_TYPE = "bad-type"
-BAD_NAME = "bad-name"  # the name is empty once sanitised
+BAD_NAME = "bad-name"  # the name is empty once sanitized
 BAD_VALUE = "bad-value"
 NEGATIVE_TIMING = "negative-timing"
 BAD_RATE = "bad-rate"
@@ -124,7 +123,7 @@ _DEFAULT_MEMO_SIZE = 1 << 18
 
 
 def sanitize(text: str) -> str:
-    """The reference's key sanitising: whitespace runs -> "_", "/" -> "-", drop the rest."""
+    """The reference's key sanitizing: whitespace runs -> "_", "/" -> "-", drop the rest."""
     return _NOT_NAME_CHAR.sub("", _WHITESPACE.sub("_", text).replace("/", "-"))
 
 
@@ -148,7 +147,7 @@ def _parse_timestamp(text: str) -> int | None:
 
 
 def _parse_tag_list(text: str, into: dict[str, str]) -> None:
-    """DogStatsD `k:v,k2=v2,bare` into a dict (sanitised, last value wins)."""
+    """DogStatsD `k:v,k2=v2,bare` into a dict (sanitized, last value wins)."""
     for item in text.split(","):
         item = item.strip()
         if not item:
@@ -172,7 +171,7 @@ def split_key(key: str) -> tuple[str, Tags]:
 
 
 def make_key(name: str, tags: Iterable[tuple[str, str]] = ()) -> str | None:
-    """(name, tags) from any source -> canonical key, sanitised; None if the name is empty."""
+    """(name, tags) from any source -> canonical key, sanitized; None if the name is empty."""
     clean = sanitize(name)
     if not clean:
         return None
@@ -537,7 +536,7 @@ class _RecordCollector:
 
 def decode(data: bytes) -> str:
     """Datagram bytes -> text. Lossless: bytes that are not UTF-8 survive as surrogates (names
-    drop them when sanitised; `text.encode("utf-8", "surrogateescape")` gives the bytes back)."""
+    drop them when sanitized; `text.encode("utf-8", "surrogateescape")` gives the bytes back)."""
     return data.decode("utf-8", "surrogateescape")
 
 

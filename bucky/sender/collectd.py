@@ -14,8 +14,8 @@ Rules, as in the classic module:
   values (plugin `any` or `plugin_name`, plugin instance `plugin_inst`, type `gauge`, type
   instance `category[-specific]-stat`) and reset to 0. A stat, once used, keeps being sent (as 0
   when idle), like the classic module.
-- Names are sanitised to ASCII alphanumerics joined by single underscores (`^@#@foo%$&&*` -> `foo`);
-  names that sanitise to the same text are merged (summed).
+- Names are sanitized to ASCII alphanumerics joined by single underscores (`^@#@foo%$&&*` -> `foo`);
+  names that sanitize to the same text are merged (summed).
 - `record` and `set_exact` are thread-safe and never raise: errors go to the `collectd` logger,
   which has only a NullHandler unless the application configures logging.
 
@@ -87,7 +87,7 @@ def sanitize(name: str) -> str:
 
 
 def type_instance(category: str, specific: str, stat: str) -> str:
-    """`category-stat` or `category-specific-stat` from sanitised parts; empty ones are left out."""
+    """`category-stat` or `category-specific-stat` from sanitized parts; empty ones are left out."""
     name = "-".join(part for part in (category, specific, stat) if part)
     return name[:MAX_NAME_LENGTH]
 
@@ -99,14 +99,14 @@ class Counter:
         self.category = category
         self._prefix = sanitize(category)
         self._lock = threading.Lock()
-        # (sanitised specific or "", sanitised stat) -> value since the last snapshot
+        # (sanitized specific or "", sanitized stat) -> value since the last snapshot
         self._values: dict[tuple[str, str], float] = {}
 
     def record(self, *specific: str, **stats: float) -> None:
         """Add each stat to its base count and to the count of each specific identifier."""
         try:
             names = [name for name in map(_sanitized_identifier, specific) if name]
-            # dict.fromkeys: an identifier given twice (or two that sanitise alike) counts once.
+            # dict.fromkeys: an identifier given twice (or two that sanitize alike) counts once.
             specifics = ["", *dict.fromkeys(names)]
             increments = _sanitized_stats(stats)
             with self._lock:
@@ -266,7 +266,7 @@ class Connection:
         totals: dict[str, float] = {}
         for counter in counters:
             for name, value in counter.snapshot().items():
-                totals[name] = totals.get(name, 0.0) + value  # merged sanitised names add up
+                totals[name] = totals.get(name, 0.0) + value  # merged sanitized names add up
         return totals
 
     def _records(self, snapshot: _Snapshot) -> list[ValueList]:

@@ -1,4 +1,4 @@
-"""Bucky 2 names for collectd values: built-in converters, priorities, entry points, sanitising."""
+"""Bucky 2 names for collectd values: built-in converters, priorities, entry points, sanitizing."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from bucky.aggregate.collectd_names import (
     build_converter_table,
     entry_point_converters,
     run_converter,
-    sanitise,
+    sanitize,
 )
 from bucky.protocol.collectd_records import DERIVE, GAUGE, ValueList
 from bucky.protocol.typesdb import DataSet, DataSource
@@ -264,7 +264,7 @@ def test_converter_may_rewrite_the_host_like_bucky2():
     assert out == [("other", "x", 1.0, 1)]
 
 
-# -- sanitising -----------------------------------------------------------------------------------
+# -- sanitizing -----------------------------------------------------------------------------------
 
 def test_hostile_names_never_reach_a_path(table):
     agg = CollectdAggregator(DATASETS, table)
@@ -277,8 +277,8 @@ def test_sanitise_covers_every_whitespace_and_control_character():
     for code in range(0x3100):
         char = chr(code)
         if char.isspace() or not char.isprintable() and code < 0xA0:
-            assert sanitise(char) == "_", hex(code)
-    assert sanitise("ok.name-1_ü") == "ok.name-1_ü"
+            assert sanitize(char) == "_", hex(code)
+    assert sanitize("ok.name-1_ü") == "ok.name-1_ü"
 
 
 @settings(max_examples=200, deadline=None)

@@ -6,7 +6,6 @@ import logging
 import pickle
 import random
 import re
-import types
 from typing import Any
 
 import pytest
@@ -36,16 +35,10 @@ class ListSink:
         return {(s[0], s[1]): s[2] for s in self.samples}
 
 
-def make_cfg(**overrides: Any) -> types.SimpleNamespace:
-    options = {
-        "metricsd_ip": "127.0.0.1",
-        "metricsd_port": 23632,
-        "metricsd_enabled": True,
-        "metricsd_default_interval": 10.0,
-        "metricsd_handlers": (),
-    }
-    options.update(overrides)
-    return types.SimpleNamespace(**options)
+def make_cfg(**overrides: Any) -> Any:
+    from bucky.config import make_config
+
+    return make_config(**overrides)
 
 
 @pytest.fixture

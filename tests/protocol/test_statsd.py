@@ -95,7 +95,7 @@ GOOD = [
     (b"a:1|g|T1700000000", [("a", 1.0, G, 1.0, (), 1700000000)], []),
     (b"a:1|c|#k:v|T17|e:x|card:low", [("a", 1.0, C, 1.0, (("k", "v"),), 17)], []),
     (b"a:1|c|#k:v|@0.5", [("a", 1.0, C, 0.5, (("k", "v"),), None)], []),
-    # sanitising as the reference: whitespace runs -> "_", "/" -> "-", the rest dropped
+    # sanitizing as the reference: whitespace runs -> "_", "/" -> "-", the rest dropped
     (b"my app/x  y:1|c", [("my_app-x_y", 1.0, C, 1.0, (), None)], []),
     (b"a$b%c!:1|c", [("abc", 1.0, C, 1.0, (), None)], []),
     (b" lead:1|c", [("_lead", 1.0, C, 1.0, (), None)], []),

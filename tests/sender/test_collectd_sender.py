@@ -1,6 +1,6 @@
 """Unit tests of bucky.sender.collectd with an injected clock and transport (no collectd needed).
 
-What is checked: the classic module's record/set_exact/sanitising semantics, singletons, that
+What is checked: the classic module's record/set_exact/sanitizing semantics, singletons, that
 calls never raise, exact sums under many threads, datagram size limits (plain, signed,
 encrypted), the wire identity of each value, the threads and the exit-time send.
 """
@@ -125,7 +125,7 @@ def test_sanitize(raw, clean):
     assert collectd.sanitize(raw) == clean
 
 
-def test_sanitised_names_as_documented(conn):
+def test_sanitized_names_as_documented(conn):
     counter = getattr(conn, "^@#@foo%$&&*")
     counter.record("()#@bar&*()baz$^_+", **{"*()#@spam!@$^&*": 1})
     assert counter.snapshot() == {"foo-spam": 1.0, "foo-bar_baz-spam": 1.0}
@@ -134,7 +134,7 @@ def test_sanitised_names_as_documented(conn):
 def test_names_that_sanitise_alike_are_merged(conn, reporter, wire):
     conn.foo.record("foo-bar", baz=2)
     conn.foo.record("foo/bar", baz=3)
-    getattr(conn, "foo!").record(baz=4)  # another Counter, same sanitised category
+    getattr(conn, "foo!").record(baz=4)  # another Counter, same sanitized category
     reporter.flush()
     assert wire.values() == {"foo-foo_bar-baz": 5.0, "foo-baz": 9.0}
 
