@@ -215,6 +215,7 @@ def _explain(cfg: Any, flags: dict[str, Any]) -> int:
     if not flags.get("explain"):
         print("bucky: --graphite and --pkts go with --explain", file=sys.stderr)
         return EXIT_CONFIG
+    logging.getLogger("bucky").setLevel(logging.ERROR)  # the input's problems are printed
     mode = "collectd" if flags.get("pkts") else "graphite" if flags.get("graphite") else "statsd"
     try:
         return explain.run(cfg, mode, sys.stdin.buffer, sys.stdout, time.time(),

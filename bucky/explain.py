@@ -15,7 +15,6 @@ names them; a COUNTER/DERIVE series gives its first rate at its second value, as
 from __future__ import annotations
 
 import io
-import logging
 from collections.abc import Callable, Iterable
 from typing import IO, Any
 
@@ -241,8 +240,6 @@ def explain_collectd(cfg: Any, datagrams: Iterable[bytes], now: float, emit: Emi
 def run(cfg: Any, mode: str, stdin: IO[bytes], out: IO[str], now: float,
         pkts: str | None = None) -> int:
     """The --explain command; returns the exit status."""
-    logging.getLogger("bucky").setLevel(logging.ERROR)  # warnings about the input are printed
-
     def emit(text: str) -> None:
         out.write(text + "\n")
 

@@ -48,7 +48,9 @@ class ListSink:
 def test_metricsd_close_after_carry_state_emits_nothing_handed_over() -> None:
     from bucky.inputs.metricsd import MetricsdInput
 
-    cfg = types.SimpleNamespace(metricsd_default_interval=10.0, metricsd_handlers=())
+    from bucky.config import make_config
+
+    cfg = make_config()
     sink = ListSink()
     first = MetricsdInput(cfg, sink, rng=random.Random(1))
     first.handle(encode("h", [Record(Kind.COUNTER, Action.UPDATE, "c", 1.0)]), None, T0)
