@@ -141,7 +141,7 @@ def preload_modules(cfg: Any) -> None:
               "importlib.metadata", "selectors", "pickle", "encodings.idna", "ipaddress",
               "concurrent.futures", "queue", "threading", "traceback", "setproctitle"]
     for kind, enabled in (("collectd", cfg.collectd_enabled), ("statsd", cfg.statsd_enabled),
-                          ("metricsd", cfg.metricsd_enabled),
+                          ("metricsd", cfg.metricsd_enabled), ("carbon", cfg.carbon_enabled),
                           ("python_plugins", cfg.collectd_python_config)):
         if enabled:
             wanted.append(INPUT_HANDLERS[kind].partition(":")[0])
