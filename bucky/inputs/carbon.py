@@ -33,6 +33,7 @@ from bucky.errors import DecodeError
 from bucky.inputs.base import InputHandler, Sink, Stream
 from bucky.protocol.graphite import (
     MAX_PICKLE_FRAME,
+    _number,
     decode_pickle_payload,
     parse_plaintext_line,
     split_frames,
@@ -94,26 +95,45 @@ class CarbonInput(InputHandler):
 
     # -- decoding -------------------------------------------------------------------------------
     def _points_from_lines(self, lines: list[bytes], now: float, addr: Any) -> list[tuple]:
+        """Samples for lines; the common case (UTF-8, three fields, plain numbers) is decoded
+        in bulk, anything else goes through parse_plaintext_line for its reason."""
+        try:
+            texts = b"\n".join(lines).decode("utf-8").split("\n")
+        except UnicodeDecodeError:
+            texts = None
         samples: list[tuple] = []
         append = samples.append
-        counters = self.counters
-        parse = parse_plaintext_line
         nan = seen = 0
-        for line in lines:
-            if not line or line.isspace():
+        for text in texts if texts is not None else lines:
+            fields = text.split()
+            if not fields:
                 continue
             seen += 1
-            try:
-                path, value, timestamp = parse(line)
-            except DecodeError as exc:
-                self._bad("bad_lines", exc, addr, now)
-                continue
+            point = None
+            if texts is not None and len(fields) == 3:
+                path, v, t = fields
+                try:
+                    value = int(v) if v.isdecimal() else float(v) if "." in v else _number(v)
+                    timestamp = int(t) if t.isdecimal() else float(t) if "." in t else _number(t)
+                except ValueError:
+                    pass
+                else:
+                    if type(timestamp) is int or math.isfinite(timestamp):
+                        point = (path, value, timestamp)
+            if point is None:
+                try:
+                    point = parse_plaintext_line(text if texts is None else text.encode())
+                except DecodeError as exc:
+                    self._bad("bad_lines", exc, addr, now)
+                    continue
+            path, value, timestamp = point
             if value != value:  # NaN: carbon drops it
                 nan += 1
                 continue
             if -2 < timestamp <= -1:  # carbon: int(timestamp) == -1 means "now"
                 timestamp = now
             append((GRAPHITE_PATH, path, value, timestamp))
+        counters = self.counters
         counters["lines"] += seen
         counters["points"] += len(samples)
         if nan:

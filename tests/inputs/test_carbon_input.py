@@ -188,3 +188,32 @@ def test_fuzz_any_pickled_builtin_never_raises(obj: object) -> None:
     stream = carbon.open_stream("pickle", ADDR)
     assert stream.feed(frame(obj) + frame([obj]) + frame([("p", obj)]), NOW)
     assert carbon.counters["errors.internal"] == 0
+
+
+NUMBERISH = st.sampled_from(["1", "-1", "1.5", "-0.25", "1e3", "1E-3", "1_000", "nan", "inf",
+                             "-inf", "0x10", "12.", ".5", "+7", "١٢", "1700000000",
+                             "1700000000.5", "x", ""])
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.lists(st.one_of(
+    st.tuples(st.sampled_from(["a.b", "é.x", "a;t=v"]), NUMBERISH, NUMBERISH).map(" ".join),
+    st.text(max_size=30)), max_size=8))
+def test_the_bulk_path_decodes_exactly_as_parse_plaintext_line(texts: list[str]) -> None:
+    from bucky.errors import DecodeError
+    from bucky.protocol.graphite import parse_plaintext_line
+
+    lines = [t.encode("utf-8", "surrogatepass").replace(b"\n", b" ") for t in texts]
+    carbon, sink = make()
+    carbon.handle_lines(lines, NOW)
+    want = []
+    for line in lines:
+        try:
+            path, value, timestamp = parse_plaintext_line(line)
+        except DecodeError:
+            continue
+        if value == value:
+            want.append((GRAPHITE_PATH, path, value, NOW if -2 < timestamp <= -1 else timestamp))
+    assert [(s, tuple(map(type, s))) for s in sink.samples] == [
+        (s, tuple(map(type, s))) for s in want]
+    assert carbon.counters["errors.internal"] == 0

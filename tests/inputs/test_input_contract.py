@@ -46,9 +46,8 @@ class ListSink:
 
 
 def test_metricsd_close_after_carry_state_emits_nothing_handed_over() -> None:
-    from bucky.inputs.metricsd import MetricsdInput
-
     from bucky.config import make_config
+    from bucky.inputs.metricsd import MetricsdInput
 
     cfg = make_config()
     sink = ListSink()
