@@ -20,6 +20,7 @@ import re
 import sys
 import traceback
 import types
+import typing
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
@@ -47,6 +48,11 @@ class FrozenDict(dict):
 
 
 # --- checkers: raw value -> normalised value, or Invalid("expected ...") -------------------------
+
+
+def field_type(check: Callable[[Any], Any]) -> Any:
+    """A checker's return annotation: the type of the Config field it fills."""
+    return typing.get_type_hints(check).get("return", Any)
 
 
 def boolean(v: Any) -> bool:
@@ -111,6 +117,7 @@ def optional(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
     def opt(v: Any) -> Any:
         return None if v is None else check(v)
 
+    opt.__annotations__ = {"v": Any, "return": field_type(check) | None}  # the Config field type
     return opt
 
 
@@ -199,7 +206,7 @@ def class_list(v: Any) -> tuple[type, ...]:
     return tuple(out)
 
 
-def converters(v: Any) -> Any:
+def converters(v: Any) -> FrozenDict | tuple[Callable, ...]:
     if v is None:
         return FrozenDict()
     if isinstance(v, Mapping):
@@ -469,7 +476,7 @@ OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
 Config = dataclasses.make_dataclass(
     "Config",
-    [(o.name, Any, dataclasses.field(default=o.default)) for o in OPTIONS]
+    [(o.name, field_type(o.check), dataclasses.field(default=o.default)) for o in OPTIONS]
     + [("source", str, dataclasses.field(default="<defaults>"))],
     frozen=True,
 )

@@ -1,7 +1,9 @@
 """The one exception hierarchy of Bucky.
 
-Codecs raise only ProtocolError (or a subclass) whatever the bytes; configuration problems are
-ConfigError with a one-line, user-facing message.
+Codecs raise only ProtocolError subclasses: DecodeError (or AuthError) for bad bytes, whatever
+the bytes; EncodeError when the caller asks for something the protocol cannot carry (a value out
+of range, a name with a NUL, an unknown security level). Configuration problems are ConfigError
+with a one-line, user-facing message.
 """
 
 from __future__ import annotations
@@ -34,3 +36,15 @@ class DecodeError(ProtocolError):
 
 class AuthError(ProtocolError):
     """Signature or encryption could not be verified, or the security level forbids the data."""
+
+
+class EncodeError(ProtocolError, ValueError):
+    """The caller's records or arguments cannot be encoded (misuse, never the wire's fault).
+
+    Also a ValueError, so code written against the classic APIs (which raised ValueError) works."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__("cannot-encode", detail)
+
+    def __str__(self) -> str:
+        return self.detail

@@ -19,11 +19,11 @@ import socket
 import sys
 import time
 from collections import Counter
-from itertools import starmap
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bucky.daemon.channels import Channel, ChannelReader
+from bucky.daemon.processor import Processor
 from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
@@ -371,71 +371,18 @@ class ProcessorRunner:
         self.spec = spec
         self.flags = flags
         cfg = spec.cfg
-        self.fn = cfg.processor
-        self.drop_on_error = cfg.processor_drop_on_error
+        self.processor = Processor(cfg.processor, cfg.processor_drop_on_error,
+                                   RateLimitedLog(log))
         self.readers = [ch.reader() for ch in spec.in_channels]
         qbytes = queue_bytes(cfg)
         self.writers = [ch.writer(qbytes) for ch in spec.out_channels]
         self.sink = BatchSink(self.writers, batch_size=BATCH_SIZE, max_age=BATCH_MAX_AGE)
-        self.counters: Counter[str] = Counter()
-        self.ratelog = RateLimitedLog(log)
         self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
-
-    def process(self, batch: list[tuple]) -> list[tuple]:
-        """Run the user's function over a batch; each sample is seen exactly once.
-
-        `list.extend(starmap(...))` runs the loop in C. When the function raises, extend stops
-        with the results so far kept, so the failing sample is at index len(results); it gets a
-        placeholder (itself, or None when errors drop) and extend resumes after it."""
-        results: list = []
-        calls = starmap(self.fn, batch)
-        errors = 0
-        while True:
-            try:
-                results.extend(calls)
-                break
-            except Exception as exc:
-                failed = batch[len(results)]
-                errors += 1
-                self._error(failed, exc)
-                results.append(None if self.drop_on_error else failed)
-        out = [r for r in results if r is not None]
-        n = len(batch)
-        filtered = n - len(out) - (errors if self.drop_on_error else 0)
-        if errors and self.drop_on_error:
-            self.counters["dropped.error"] += errors
-        if out and (set(map(type, out)) != {tuple} or set(map(len, out)) != {4}):
-            out, bad = self._checked(out)
-            errors += bad
-            self.counters["dropped.bad_result"] += bad
-        counters = self.counters
-        counters["received"] += n
-        counters["errors"] += errors
-        counters["filtered"] += filtered
-        return out
-
-    def _checked(self, results: list) -> tuple[list[tuple], int]:
-        good, bad = [], 0
-        for result in results:
-            try:
-                sample = tuple(result)
-                if len(sample) != 4:
-                    raise TypeError(f"processor returned {len(sample)} items, expected 4")
-            except Exception as exc:
-                bad += 1
-                self._error(result, exc)
-                continue
-            good.append(sample)
-        return good, bad
-
-    def _error(self, sample: object, exc: Exception) -> None:
-        self.ratelog.error("processor", "processor failed on %r: %s: %s", sample,
-                           exc.__class__.__name__, exc)
 
     def _handle(self, objs: list[object]) -> None:
         for obj in objs:
             if type(obj) is list:
-                self.sink.extend(self.process(obj))
+                self.sink.extend(self.processor.process(obj))
             elif type(obj) is tuple and obj and obj[0] == SELF_METRICS:
                 self.sink.flush()  # keep order: what came before goes first
                 self.sink.send_self_metrics(obj[1])
@@ -475,7 +422,7 @@ class ProcessorRunner:
         corrupt = sum(r.corrupt_frames for r in self.readers)
         return self.selfmetrics.collect(
             mono,
-            [self.counters, self.sink.counters, {"corrupt_frames": corrupt}],
+            [self.processor.counters, self.sink.counters, {"corrupt_frames": corrupt}],
             {"queue_bytes": self.sink.pending_bytes()},
         )
 

@@ -53,7 +53,7 @@ import struct
 from collections.abc import Callable, Iterable, Mapping
 from typing import NamedTuple
 
-from bucky.errors import AuthError, DecodeError, ProtocolError
+from bucky.errors import AuthError, DecodeError, EncodeError, ProtocolError
 from bucky.protocol.collectd_records import (
     ABSOLUTE,
     COUNTER,
@@ -531,7 +531,7 @@ def decode(data: bytes, security_level: int = 0, credentials: Credentials | None
     passwords (None = no auth file). Never raises for any `data`.
     """
     if security_level not in (0, 1, 2):
-        raise ValueError(f"security_level must be 0, 1 or 2, not {security_level!r}")
+        raise EncodeError(f"security_level must be 0, 1 or 2, not {security_level!r}")
     if type(data) is not bytes:
         data = bytes(data)
     reader = _Reader(security_level, credentials)
@@ -545,21 +545,21 @@ def decode(data: bytes, security_level: int = 0, credentials: Credentials | None
 
 def _string_part(part_type: int, text: str, limit: int, what: str) -> bytes:
     if not isinstance(text, str):
-        raise ValueError(f"{what} must be a str, not {type(text).__name__}")
+        raise EncodeError(f"{what} must be a str, not {type(text).__name__}")
     raw = text.encode("utf-8")
     if b"\0" in raw:
-        raise ValueError(f"{what} contains a NUL character")
+        raise EncodeError(f"{what} contains a NUL character")
     if len(raw) + 1 > limit:
-        raise ValueError(f"{what} is {len(raw)} bytes; at most {limit - 1} fit")
+        raise EncodeError(f"{what} is {len(raw)} bytes; at most {limit - 1} fit")
     return _pack_header(part_type, len(raw) + 5) + raw + b"\0"
 
 
 def _hr(seconds: float, what: str) -> int:
     if not isinstance(seconds, (int, float)) or not math.isfinite(seconds) or seconds < 0:
-        raise ValueError(f"{what} must be a finite number >= 0, not {seconds!r}")
+        raise EncodeError(f"{what} must be a finite number >= 0, not {seconds!r}")
     raw = round(seconds * HR_UNITS)
     if raw >= 1 << 64:
-        raise ValueError(f"{what} {seconds!r} does not fit in 64 bits of 2**-30 s")
+        raise EncodeError(f"{what} {seconds!r} does not fit in 64 bits of 2**-30 s")
     return raw
 
 
@@ -569,26 +569,26 @@ _VALUE_FORMATS = {COUNTER: ">Q", GAUGE: "<d", DERIVE: ">q", ABSOLUTE: ">Q"}
 def _values_part(values: tuple) -> bytes:
     count = len(values)
     if count == 0:
-        raise ValueError("a value list needs at least one value")
+        raise EncodeError("a value list needs at least one value")
     if 6 + 9 * count > 0xFFFF:
-        raise ValueError(f"{count} values do not fit in one part")
+        raise EncodeError(f"{count} values do not fit in one part")
     types = bytearray()
     body = bytearray()
     for item in values:
         ds_type, value = item
         fmt = _VALUE_FORMATS.get(ds_type)
         if fmt is None:
-            raise ValueError(f"unknown data source type {ds_type!r}")
+            raise EncodeError(f"unknown data source type {ds_type!r}")
         if ds_type == GAUGE:
             if not isinstance(value, (int, float)):
-                raise ValueError(f"GAUGE value must be a number, not {value!r}")
+                raise EncodeError(f"GAUGE value must be a number, not {value!r}")
             value = float(value)
         elif not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"{ds_type=} value must be an int, not {value!r}")
+            raise EncodeError(f"{ds_type=} value must be an int, not {value!r}")
         try:
             body += struct.pack(fmt, value)
         except (struct.error, OverflowError):
-            raise ValueError(f"value {value!r} out of range for {ds_type=}") from None
+            raise EncodeError(f"value {value!r} out of range for {ds_type=}") from None
         types.append(ds_type)
     return _pack_header(VALUES, 6 + 9 * count) + struct.pack(">H", count) + types + body
 
@@ -617,7 +617,7 @@ class _Writer:
             parts.append(tail)
             size = sum(map(len, parts))
             if size > self.limit:
-                raise ValueError(f"a record of {size} bytes does not fit in {self.limit} bytes")
+                raise EncodeError(f"a record of {size} bytes does not fit in {self.limit} bytes")
         state = self.state
         for part_type, value, _ in fields:
             state[part_type] = value
@@ -654,10 +654,10 @@ def _value_list_fields(record: ValueList) -> tuple[_Fields, bytes]:
     host, plugin, plugin_instance, type_, type_instance, time, interval, values = record[:8]
     for what, text in (("host", host), ("plugin", plugin), ("type", type_)):
         if not text:
-            raise ValueError(f"a value list needs a non-empty {what}")
+            raise EncodeError(f"a value list needs a non-empty {what}")
     time_raw = _hr(time, "time")
     if not time_raw:
-        raise ValueError("a value list needs a time > 0")
+        raise EncodeError("a value list needs a time > 0")
     # collectd's order: host, time, interval, plugin, plugin instance, type, type instance.
     fields = [
         _name_field(HOST, host, "host"),
@@ -674,12 +674,12 @@ def _value_list_fields(record: ValueList) -> tuple[_Fields, bytes]:
 def _notification_fields(record: Notification) -> tuple[_Fields, bytes]:
     host, plugin, plugin_instance, type_, type_instance, time, severity, message = record[:8]
     if severity not in _VALID_SEVERITIES:
-        raise ValueError(f"severity must be one of {_VALID_SEVERITIES}, not {severity!r}")
+        raise EncodeError(f"severity must be one of {_VALID_SEVERITIES}, not {severity!r}")
     time_raw = _hr(time, "time")
     if not time_raw:
-        raise ValueError("a notification needs a time > 0")
+        raise EncodeError("a notification needs a time > 0")
     if not message:
-        raise ValueError("a notification needs a non-empty message")
+        raise EncodeError("a notification needs a non-empty message")
     # collectd's order: time, severity, host, plugin, plugin instance, type, type instance.
     fields = [
         _number_field(TIME_HR, time_raw),
@@ -710,18 +710,18 @@ def encode(
     header. Raises ValueError for a record that decode() would reject or that cannot fit.
     """
     if security_level not in (0, 1, 2):
-        raise ValueError(f"security_level must be 0, 1 or 2, not {security_level!r}")
+        raise EncodeError(f"security_level must be 0, 1 or 2, not {security_level!r}")
     if not 64 <= max_size <= 0xFFFF:
-        raise ValueError(f"max_size must be within 64..65535, not {max_size!r}")
+        raise EncodeError(f"max_size must be within 64..65535, not {max_size!r}")
     user_bytes = b""
     key = b""
     reserve = 0
     if security_level:
         if not username or password is None or password == "" or password == b"":
-            raise ValueError("signing or encrypting needs a username and a password")
+            raise EncodeError("signing or encrypting needs a username and a password")
         user_bytes = username.encode("utf-8")
         if len(user_bytes) > MAX_USERNAME_BYTES:
-            raise ValueError(f"username longer than {MAX_USERNAME_BYTES} bytes")
+            raise EncodeError(f"username longer than {MAX_USERNAME_BYTES} bytes")
         key = password.encode("utf-8") if isinstance(password, str) else bytes(password)
         header = SIGNATURE_HEADER_SIZE if security_level == 1 else ENCRYPTION_HEADER_SIZE
         reserve = header + len(user_bytes)
@@ -732,7 +732,7 @@ def encode(
         elif isinstance(record, Notification):
             fields, tail = _notification_fields(record)
         else:
-            raise ValueError(f"cannot encode {type(record).__name__}")
+            raise EncodeError(f"cannot encode {type(record).__name__}")
         writer.add(fields, tail)
     writer.flush()
     if security_level == 1:

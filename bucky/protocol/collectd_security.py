@@ -23,6 +23,8 @@ from hashlib import sha1, sha256
 
 from Crypto.Cipher import AES
 
+from bucky.errors import EncodeError
+
 SIGNATURE_PART = 0x0200
 ENCRYPTION_PART = 0x0210
 
@@ -49,7 +51,7 @@ def parse_security_level(level: int | str) -> int:
             level = int(key)
     if isinstance(level, int) and not isinstance(level, bool) and level in SECURITY_LEVELS.values():
         return level
-    raise ValueError('expected 0, 1, 2 or "None", "Sign", "Encrypt"')
+    raise EncodeError('expected 0, 1, 2 or "None", "Sign", "Encrypt"')
 
 
 def signature_matches(
@@ -83,12 +85,12 @@ def sign_datagram(payload: bytes, username: bytes, password: bytes) -> bytes:
 def encrypt_datagram(payload: bytes, username: bytes, password: bytes, iv: bytes) -> bytes:
     """Wrap `payload` (a part sequence) in one encryption part, as collectd's Encrypt does."""
     if len(iv) != _IV_SIZE:
-        raise ValueError(f"the IV must be {_IV_SIZE} bytes, got {len(iv)}")
+        raise EncodeError(f"the IV must be {_IV_SIZE} bytes, got {len(iv)}")
     cipher = AES.new(sha256(password).digest(), AES.MODE_OFB, iv=iv)
     ciphertext = cipher.encrypt(sha1(payload).digest() + payload)
     length = ENCRYPTION_HEADER_SIZE + len(username) + len(payload)
     if length > 0xFFFF:
-        raise ValueError("payload too large for one encryption part")
+        raise EncodeError("payload too large for one encryption part")
     head = _ENCRYPTION_HEAD.pack(ENCRYPTION_PART, length, len(username))
     return b"".join((head, username, iv, ciphertext))
 

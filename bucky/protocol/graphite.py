@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 from operator import itemgetter
 from typing import NamedTuple
 
-from bucky.errors import DecodeError, ProtocolError
+from bucky.errors import DecodeError, EncodeError, ProtocolError
 
 PICKLE_PROTOCOL = 2  # carbon's own client uses 2; Python-2 carbons cannot read more
 MAX_PICKLE_FRAME = 1024 * 1024  # carbon's PICKLE_RECEIVER_MAX_LENGTH default
@@ -209,7 +209,7 @@ def pickle_point(path: str, timestamp: object, value: object) -> PicklePoint:
     ts = _builtin_number(timestamp)
     number = _builtin_number(value)
     if ts is None or number is None:
-        raise ValueError(f"not a number in pickle point {path!r}: {timestamp!r}, {value!r}")
+        raise EncodeError(f"not a number in pickle point {path!r}: {timestamp!r}, {value!r}")
     return (path if type(path) is str else str(path), (ts, number))
 
 

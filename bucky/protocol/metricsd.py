@@ -24,7 +24,7 @@ import struct
 from collections.abc import Iterable
 from typing import NamedTuple
 
-from bucky.errors import DecodeError
+from bucky.errors import DecodeError, EncodeError
 
 MAGIC = 0xAA
 MAX_STRING_BYTES = 0xFFFF - 1  # the length field counts the NUL and is 16 bits wide
@@ -268,10 +268,10 @@ def _decode_records_fast(data: bytes, pos: int, out: list[Record]) -> tuple[int,
 def encode_string(text: str, what: str = "string") -> bytes:
     """Length-prefixed, NUL-terminated UTF-8; ValueError for what the decoder would refuse."""
     if _FORBIDDEN_CHARS.search(text):
-        raise ValueError(f"{what} {text!r} has whitespace or control characters")
+        raise EncodeError(f"{what} {text!r} has whitespace or control characters")
     raw = text.encode("utf-8")
     if len(raw) > MAX_STRING_BYTES:
-        raise ValueError(f"{what} is {len(raw)} bytes long; at most {MAX_STRING_BYTES} fit")
+        raise EncodeError(f"{what} is {len(raw)} bytes long; at most {MAX_STRING_BYTES} fit")
     return _LENGTH.pack(len(raw) + 1) + raw + b"\x00"
 
 
@@ -282,7 +282,7 @@ def encode_header(host: str | None) -> bytes:
 
 def _check_number(value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        raise TypeError(f"metric value must be int or float, not {type(value).__name__}")
+        raise EncodeError(f"metric value must be int or float, not {type(value).__name__}")
 
 
 def smallest_number_type(value: int | float) -> NumberType:
@@ -293,7 +293,7 @@ def smallest_number_type(value: int | float) -> NumberType:
     for number_type, low, high in _INT_RANGES:
         if low <= value <= high:
             return number_type
-    raise ValueError(f"integer {value} does not fit in 64 bits")
+    raise EncodeError(f"integer {value} does not fit in 64 bits")
 
 
 def encode_number(value: int | float, number_type: NumberType | None = None) -> bytes:
@@ -301,17 +301,17 @@ def encode_number(value: int | float, number_type: NumberType | None = None) -> 
     _check_number(value)
     chosen = smallest_number_type(value) if number_type is None else NumberType(number_type)
     if chosen not in _FLOAT_TYPES and not isinstance(value, int):
-        raise TypeError(f"{chosen.name} needs an int, not {type(value).__name__}")
+        raise EncodeError(f"{chosen.name} needs an int, not {type(value).__name__}")
     try:
         if chosen in _FLOAT_TYPES:
             value = float(value)
             if not math.isfinite(value):
-                raise ValueError(f"metric value must be finite, not {value}")
+                raise EncodeError(f"metric value must be finite, not {value}")
         packed = _NUMBER_STRUCTS[chosen].pack(value)
     except (struct.error, OverflowError) as err:
-        raise ValueError(f"{value} does not fit in {chosen.name}: {err}") from None
+        raise EncodeError(f"{value} does not fit in {chosen.name}: {err}") from None
     if chosen is NumberType.F32 and not math.isfinite(struct.unpack(">f", packed)[0]):
-        raise ValueError(f"{value} overflows float32")
+        raise EncodeError(f"{value} overflows float32")
     return bytes((chosen,)) + packed
 
 
@@ -319,14 +319,14 @@ def encode_record(record: Record, number_type: NumberType | None = None) -> byte
     """One record; `number_type` forces the value's wire type (default: smallest_number_type)."""
     kind, action = Kind(record.kind), Action(record.action)
     if not record.name:
-        raise ValueError("metric name must not be empty")
+        raise EncodeError("metric name must not be empty")
     head = bytes((kind | action,)) + encode_string(record.name, "metric name")
     if action is Action.UPDATE:
         if record.value is None:
-            raise ValueError(f"update of {record.name!r} needs a value")
+            raise EncodeError(f"update of {record.name!r} needs a value")
         return head + encode_number(record.value, number_type)
     if record.value is not None:
-        raise ValueError(f"{action.name} of {record.name!r} takes no value")
+        raise EncodeError(f"{action.name} of {record.name!r} takes no value")
     return head
 
 

@@ -2,21 +2,15 @@
 
 import collections
 import logging
-import types
 
 import pytest
 
-from bucky.daemon.children import ProcessorRunner
+from bucky.daemon.processor import Processor
 from bucky.ratelog import RateLimitedLog
 
 
 def make_runner(fn, drop_on_error):
-    runner = types.SimpleNamespace(fn=fn, drop_on_error=drop_on_error,
-                                   counters=collections.Counter(),
-                                   ratelog=RateLimitedLog(logging.getLogger("test")))
-    for name in ("process", "_checked", "_error"):
-        setattr(runner, name, getattr(ProcessorRunner, name).__get__(runner))
-    return runner
+    return Processor(fn, drop_on_error, RateLimitedLog(logging.getLogger("test")))
 
 
 CALLS = collections.Counter()

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import bucky.protocol.metricsd as codec
-from bucky.errors import DecodeError, ProtocolError
+from bucky.errors import DecodeError, EncodeError, ProtocolError
 from bucky.protocol.metricsd import (
     Action,
     Decoded,
@@ -143,9 +143,9 @@ def test_encoder_picks_the_smallest_type(value: float, expected: NumberType) -> 
         (lambda: encode_number(1e39, NumberType.F32), ValueError),
         (lambda: encode_number(10**400, NumberType.F64), ValueError),
         (lambda: encode_number(300, NumberType.U8), ValueError),
-        (lambda: encode_number(1.5, NumberType.I32), TypeError),
-        (lambda: encode_number(True), TypeError),
-        (lambda: encode_number("1"), TypeError),  # type: ignore[arg-type]
+        (lambda: encode_number(1.5, NumberType.I32), EncodeError),
+        (lambda: encode_number(True), EncodeError),
+        (lambda: encode_number("1"), EncodeError),  # type: ignore[arg-type]
         (lambda: encode_record(Record(Kind.GAUGE, Action.UPDATE, "g")), ValueError),
         (lambda: encode_record(Record(Kind.GAUGE, Action.CLEAR, "g", 1)), ValueError),
         (lambda: encode_record(Record(Kind.GAUGE, Action.UPDATE, "", 1)), ValueError),

@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from bucky.errors import EncodeError
 from bucky.protocol.metricsd import (
     Action,
     Decoded,
@@ -145,7 +146,7 @@ def test_bad_calls_raise_at_the_call() -> None:
         client.counter("has space")
     with pytest.raises(ValueError):
         client.gauge("g", float("nan"))
-    with pytest.raises(TypeError):
+    with pytest.raises(EncodeError, match="int or float"):  # also a ValueError
         client.gauge("g", "1")  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="unknown metric kind"):
         client.clear("sum", "x")
