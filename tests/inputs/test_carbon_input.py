@@ -217,3 +217,33 @@ def test_the_bulk_path_decodes_exactly_as_parse_plaintext_line(texts: list[str])
     assert [(s, tuple(map(type, s))) for s in sink.samples] == [
         (s, tuple(map(type, s))) for s in want]
     assert carbon.counters["errors.internal"] == 0
+
+
+def test_config_errors_name_the_option() -> None:
+    import pytest
+
+    from bucky.config import make_config
+    from bucky.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="carbon_pickle_port: expected a port other than "
+                                          "carbon_line_port"):
+        make_config(carbon_enabled=True, carbon_line_port=2013, carbon_pickle_port=2013)
+    with pytest.raises(ConfigError, match="carbon_line_port: .*1-65535.*70000"):
+        make_config(carbon_line_port=70000)
+    cfg = make_config()
+    assert (cfg.carbon_enabled, cfg.carbon_ip, cfg.carbon_line_port, cfg.carbon_pickle_port) == (
+        False, "127.0.0.1", 2013, 2014)
+
+
+def test_the_socket_plan_gives_the_carbon_process_udp_and_two_tcp_listeners() -> None:
+    from bucky.config import make_config
+    from bucky.daemon import supervisor
+
+    cfg = make_config(carbon_enabled=True, statsd_enabled=False, collectd_enabled=False,
+                      metricsd_enabled=False)
+    plan = supervisor._socket_plan(cfg)
+    assert plan == {"carbon": ("udp", "127.0.0.1", 2013, 1),
+                    "carbon_line": ("tcp", "127.0.0.1", 2013, 1),
+                    "carbon_pickle": ("tcp", "127.0.0.1", 2014, 1)}
+    assert supervisor.STREAM_LISTENERS["carbon"] == (("line", "carbon_line"),
+                                                     ("pickle", "carbon_pickle"))
