@@ -16,7 +16,9 @@ Bounds and bad input (the contract: bucky.inputs.base; nothing here raises, what
   the pickle port, or a 2 GiB length prefix, ends there. A frame that is not a safe pickle of a
   list (no globals at all; decoding never recurses) is counted under bad_frames.bad-pickle and
   skipped, an entry that is not (path, (timestamp, value)) under bad_points, as carbon skips them.
-  A connection holds at most one partial frame.
+  A connection holds at most one partial frame, and all connections together at most
+  MAX_PENDING_BYTES (64 MiB): past that, a client holding a large partial frame is disconnected
+  (disconnected.buffers-full).
 - connections: at most MAX_CONNECTIONS at once (the loop refuses more: tcp.refused).
 Counters: lines, points, pickle_frames, bad_lines.<reason>, bad_frames.<reason>, bad_points,
 dropped.nan, disconnected.<reason>, errors.internal.
@@ -46,6 +48,10 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_LENGTH = 16384  # twisted's LineOnlyReceiver.MAX_LENGTH, which carbon's receiver keeps
 MAX_CONNECTIONS = 1024
+# Partial pickle frames held over all connections: past this, a client holding more than a small
+# partial frame is disconnected (1024 clients x 1 MiB frames would otherwise be 1 GiB).
+MAX_PENDING_BYTES = 64 * 1024 * 1024
+_SMALL_PARTIAL = 65536
 _LOG_PERIOD = 60.0
 
 
@@ -68,6 +74,7 @@ class CarbonInput(InputHandler):
             self.counters.update(state.get("counters") or {})
         self._sink = sink
         self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
+        self.pending_bytes = 0  # partial pickle frames held by all connections
 
     # -- the input contract (bucky.inputs.base) ------------------------------------------------
     def handle(self, data: bytes, addr: Any, now: float) -> None:
@@ -222,12 +229,19 @@ class _PickleStream:
 
     def feed(self, data: bytes, now: float) -> bool:
         owner = self._owner
-        self._buffer += data
+        buffer = self._buffer
+        held = len(buffer)
+        buffer += data
         try:
-            payloads = split_frames(self._buffer, MAX_PICKLE_FRAME)
+            payloads = split_frames(buffer, MAX_PICKLE_FRAME)
         except DecodeError as exc:
-            self._buffer.clear()
+            self._release(held)
             return owner._disconnect(exc.reason, self._addr, now, str(exc))
+        owner.pending_bytes += len(buffer) - held
+        if len(buffer) > _SMALL_PARTIAL and owner.pending_bytes > MAX_PENDING_BYTES:
+            self._release(len(buffer))
+            return owner._disconnect("buffers-full", self._addr, now,
+                                     f"partial frames of all clients over {MAX_PENDING_BYTES}")
         try:
             for payload in payloads:
                 samples = owner._points_from_payload(payload, now, self._addr)
@@ -240,4 +254,8 @@ class _PickleStream:
     def close(self, now: float) -> None:
         if self._buffer:
             self._owner.counters["bad_frames.truncated"] += 1
-            self._buffer.clear()
+            self._release(len(self._buffer))
+
+    def _release(self, held: int) -> None:
+        self._owner.pending_bytes -= held
+        self._buffer.clear()

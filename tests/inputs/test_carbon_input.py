@@ -247,3 +247,24 @@ def test_the_socket_plan_gives_the_carbon_process_udp_and_two_tcp_listeners() ->
                     "carbon_pickle": ("tcp", "127.0.0.1", 2014, 1)}
     assert supervisor.STREAM_LISTENERS["carbon"] == (("line", "carbon_line"),
                                                      ("pickle", "carbon_pickle"))
+
+
+def test_partial_frames_of_all_clients_are_bounded(monkeypatch) -> None:
+    from bucky.inputs import carbon as carbon_mod
+
+    monkeypatch.setattr(carbon_mod, "MAX_PENDING_BYTES", 350_000)
+    carbon, sink = make()
+    streams = [carbon.open_stream("pickle", ADDR) for _ in range(4)]
+    partial = struct.pack("!L", 1 << 20) + b"\x80" * 100_000  # a 1 MiB frame, 100 kB of it
+    kept = [stream.feed(partial, NOW) for stream in streams]
+    assert kept == [True, True, True, False]
+    assert carbon.counters["disconnected.buffers-full"] == 1
+    assert carbon.pending_bytes == 3 * len(partial)
+    streams[0].close(NOW)
+    assert carbon.pending_bytes == 2 * len(partial)
+    late = carbon.open_stream("pickle", ADDR)
+    assert late.feed(frame([("ok", (1, 2))]), NOW)  # small complete frames always pass
+    assert [s[1] for s in sink.samples] == ["ok"]
+    for stream in streams[1:3]:
+        stream.close(NOW)
+    assert carbon.pending_bytes == 0
