@@ -78,9 +78,14 @@ class CarbonInput(InputHandler):
 
     # -- the input contract (bucky.inputs.base) ------------------------------------------------
     def handle(self, data: bytes, addr: Any, now: float) -> None:
-        """A UDP datagram of plaintext lines (no partial line carries over, as in carbon)."""
+        """A UDP datagram of plaintext lines (no partial line carries over), split as carbon
+        splits a datagram: at every line boundary str.splitlines() knows."""
         try:
-            self.handle_lines(data.splitlines(), now, addr)
+            try:
+                lines = [line.encode() for line in data.decode("utf-8").splitlines()]
+            except UnicodeDecodeError:
+                lines = data.splitlines()  # carbon drops such a datagram; we keep its good lines
+            self.handle_lines(lines, now, addr)
         except Exception:
             self._internal_error(now)
 

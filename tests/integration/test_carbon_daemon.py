@@ -14,7 +14,7 @@ import textwrap
 import time
 
 import pytest
-from buckyproc import Bucky, free_port
+from buckyproc import Bucky, carbon_ports
 from fakecarbon import FakeCarbon
 from peers import missing
 
@@ -22,21 +22,6 @@ pytestmark = pytest.mark.integration
 
 TS = 1_700_000_000
 DEBIAN_PYTHON = "/usr/bin/python3"
-
-
-def carbon_ports() -> dict[str, int]:
-    """A line port free for TCP and UDP, and a pickle port."""
-    for _ in range(50):
-        line = free_port(socket.SOCK_STREAM)
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-                s.bind(("127.0.0.1", line))
-        except OSError:
-            continue
-        pickle_port = free_port(socket.SOCK_STREAM)
-        if pickle_port != line:
-            return {"carbon_line_port": line, "carbon_pickle_port": pickle_port}
-    raise AssertionError("no free port pair")
 
 
 def start(tmp_path, carbon: FakeCarbon, **options) -> Bucky:
