@@ -142,6 +142,7 @@ class CollectdAggregator:
         self.counters: Counter[str] = counters if counters is not None else Counter()
         self.events: list[tuple[str, str, BaseException | None]] = []
         self._series: dict[tuple[str, ...], list[Any]] = {}
+        self._series_peak = 0  # most series seen at a sweep since the table was last rebuilt
         self._carried: dict[tuple[str, ...], tuple[float, float, tuple[Any, ...]]] = {}
         self._reported_types: set[str] = set()
         self._next_sweep: float | None = None
@@ -370,6 +371,7 @@ class CollectdAggregator:
     def sweep(self, now: float) -> int:
         """Forget every series not heard of for its TTL; the number forgotten."""
         dropped = 0
+        self._series_peak = max(self._series_peak, len(self._series))
         for table in (self._series, self._carried):
             expired = [k for k, e in table.items() if e[0] <= now]
             for k in expired:
@@ -377,6 +379,11 @@ class CollectdAggregator:
             dropped += len(expired)
         if dropped:
             self.counters["series_expired"] += dropped
+            if len(self._series) < self._series_peak // 4:
+                # A dict keeps its largest table after deletions: copy it, so the memory of a
+                # burst of series is given back once they expire.
+                self._series = dict(self._series)
+                self._series_peak = len(self._series)
         return dropped
 
     def export_state(self) -> dict[tuple[str, ...], tuple[float, float, tuple[Any, ...]]]:

@@ -23,6 +23,7 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bucky.daemon.channels import Channel, ChannelReader
+from bucky.daemon.memory import Trimmer
 from bucky.daemon.processor import Processor
 from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
@@ -141,6 +142,7 @@ class InputRunner:
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
         self.spec = spec
         self.flags = flags
+        self.trimmer = Trimmer()
         cfg = spec.cfg
         qbytes = queue_bytes(cfg)
         self.sink = BatchSink(
@@ -190,7 +192,8 @@ class InputRunner:
             self._tick(time.time(), mono)
             if mono - last_parent_check > 1.0:
                 last_parent_check = mono
-                if _parent_gone(self.spec):
+                self.trimmer.maybe_trim(time.monotonic())
+            if _parent_gone(self.spec):
                     flags.stop = True
         return self._stop()
 
@@ -370,6 +373,7 @@ class ProcessorRunner:
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
         self.spec = spec
         self.flags = flags
+        self.trimmer = Trimmer()
         cfg = spec.cfg
         self.processor = Processor(cfg.processor, cfg.processor_drop_on_error,
                                    RateLimitedLog(log))
@@ -404,6 +408,7 @@ class ProcessorRunner:
             self.sink.pump()
             if self.selfmetrics.due(mono):
                 self.sink.send_self_metrics(self._self_samples(mono))
+            self.trimmer.maybe_trim(time.monotonic())
             if _parent_gone(self.spec):
                 break
         # Upstream has stopped: everything it wrote is in the pipes.
@@ -433,6 +438,7 @@ class OutputRunner:
 
         self.spec = spec
         self.flags = flags
+        self.trimmer = Trimmer()
         self.client = output_factories(spec.cfg)[spec.index].build()
         self.readers = [ch.reader() for ch in spec.in_channels]
         self.selfmetrics = SelfMetrics(spec.title, spec.cfg.self_metrics_interval, time.time)
@@ -461,6 +467,7 @@ class OutputRunner:
             if self.selfmetrics.due(now):
                 client.send(self._self_samples(now), now, front=True)
             client.poll(now)
+            self.trimmer.maybe_trim(time.monotonic())
             if _parent_gone(self.spec):
                 break
         for _ in range(1000):

@@ -308,6 +308,18 @@ def test_state_expires_after_ttl_intervals_of_its_own_interval():
     assert feed(agg, "counter", COUNTER, [(100, 500)], ti="slow") == []
 
 
+def test_the_series_table_is_rebuilt_when_most_series_expired():
+    """A dict keeps its largest table after deletions; the sweep copies it so that a burst of
+    series gives its memory back once it expires."""
+    agg = make(ttl_intervals=1)
+    agg.process([vl("gauge", 0, (GAUGE, 1.0), interval=1, ti=str(i)) for i in range(1000)],
+                now=0.0)
+    agg.process([vl("gauge", 0, (GAUGE, 1.0), interval=100, ti="stays")], now=0.0)
+    table = agg._series
+    assert agg.sweep(10.0) == 1000 and len(agg) == 1
+    assert agg._series is not table and list(agg._series) == list(table)
+
+
 def test_tick_sweeps_periodically():
     agg = make(ttl_intervals=1)
     agg.process([vl("gauge", 0, (GAUGE, 1.0), interval=1)], now=0.0)

@@ -645,3 +645,24 @@ def test_plaintext_throughput_send_to_socket_sink() -> None:
     rate = rounds * 1000 / elapsed
     print(f"\nplaintext output: {rate:,.0f} samples/s (send() to bytes received by a sink)")
     assert rate > 100_000
+
+
+def test_path_cache_forgets_names_gone_quiet_and_keeps_names_in_use() -> None:
+    from bucky.daemon.outputs.base import _PathCache
+
+    now = [0.0]
+    computed = []
+
+    class Rules:
+        def statname(self, host: str | None, name: str) -> str:
+            computed.append(name)
+            return name
+
+    cache = _PathCache(Rules(), " ", clock=lambda: now[0], generation=60.0)  # type: ignore
+    assert cache.for_batch([(None, "a", 1, 1), (None, "b", 1, 1)]) == ["a ", "b "]
+    now[0] = 61.0  # a new generation: both still found in the previous one, computed once
+    assert cache.for_batch([(None, "a", 1, 1)]) == ["a "]
+    now[0] = 122.0  # another: "b" was not used for a whole generation and is forgotten
+    assert cache.for_batch([(None, "a", 1, 1), (None, "b", 1, 1)]) == ["a ", "b "]
+    assert computed == ["a", "b", "b"]
+    assert "b" not in cache._previous.get(None, {})

@@ -15,8 +15,9 @@ from __future__ import annotations
 import select
 import socket
 import threading
+import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from operator import getitem, itemgetter
 from typing import Any
 
@@ -25,7 +26,8 @@ from bucky.protocol.graphite import clean_path
 
 IDLE_POLL = 1.0  # nothing to do until data arrives
 BUSY_POLL = 0.01  # socket full or connect in progress: look again soon, cheaply
-PATH_CACHE_LIMIT = 200_000
+PATH_CACHE_LIMIT = 100_000  # new paths per generation; two generations are kept
+PATH_CACHE_GENERATION = 60.0  # seconds
 
 _HOST = itemgetter(0)
 _NAME = itemgetter(1)
@@ -68,26 +70,48 @@ class _PathCache:
 
     Two levels, host then name, both dicts filled by `__missing__`: looking up a whole batch
     is then three C-level `map`s with no tuple built per sample (the hot path of the relay).
+    Two generations: every `generation` seconds (or when PATH_CACHE_LIMIT new paths were
+    computed) the current tables become the previous ones and a miss looks there before
+    computing. Names still in use carry over; names gone quiet are forgotten after two
+    generations, so the cache (and the process) shrinks again after a burst of cardinality.
     """
 
-    def __init__(self, rules: NameRules, suffix: str = "") -> None:
+    def __init__(self, rules: NameRules, suffix: str = "", *,
+                 clock: Callable[[], float] = time.monotonic,
+                 generation: float = PATH_CACHE_GENERATION) -> None:
         self._rules = rules
         self._suffix = suffix
+        self._clock = clock
+        self._generation = generation
         self._hosts = _HostPaths(self)
+        self._previous: dict[str | None, dict[str, str]] = {}
+        self._rotate_at = clock() + generation
         self.size = 0
 
     def path(self, host: str | None, name: str) -> str:
         return self._hosts[host][name]
 
     def for_batch(self, batch: Sequence[tuple]) -> list[str]:
+        if self._clock() >= self._rotate_at:
+            self._rotate()
         return list(map(getitem, map(self._hosts.__getitem__, map(_HOST, batch)),
                         map(_NAME, batch)))
 
+    def _rotate(self) -> None:
+        self._previous = self._hosts
+        self._hosts = _HostPaths(self)
+        self.size = 0
+        self._rotate_at = self._clock() + self._generation
+
     def _compute(self, host: str | None, name: str) -> str:
+        older = self._previous.get(host)
+        if older is not None:
+            path = older.get(name)
+            if path is not None:
+                return path
         self.size += 1
-        if self.size > PATH_CACHE_LIMIT:  # names churn: stay bounded, rebuild on demand
-            self._hosts.clear()
-            self.size = 1
+        if self.size > PATH_CACHE_LIMIT:  # names churn: stay bounded
+            self._rotate()
         return clean_path(self._rules.statname(host, name)) + self._suffix
 
 
