@@ -10,7 +10,9 @@ import argparse
 import logging
 import os
 import pwd
+import re
 import sys
+from collections.abc import Mapping
 from typing import Any
 
 import bucky
@@ -39,6 +41,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --explain: stdin holds Graphite plaintext lines")
     p.add_argument("--pkts", metavar="FILE", default=S,
                    help="with --explain: collectd datagrams from FILE (bucky-dump --pkts format)")
+    p.add_argument("--check", dest="check", action="store_true",
+                   help="check the configuration (everything start-up checks, binding nothing), "
+                        "print 'CONFIG: OK' and exit 0, or the error and exit 2")
+    p.add_argument("--verbose", "-v", dest="verbose", action="store_true",
+                   help="with --check: print the effective configuration and the plan")
     p.add_argument("--debug", dest="debug", action="store_true", default=S,
                    help="print 'name value timestamp' lines to stdout instead of sending to "
                         "Graphite; DEBUG logging")
@@ -83,10 +90,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def setup_logging(level: str) -> None:
+def wants_timestamps(setting: str | bool = "auto",
+                     environ: Mapping[str, str] | None = None) -> bool:
+    """`log_timestamps`: True/False force; "auto" = off when stderr goes to the journal
+    (JOURNAL_STREAM is set), which stamps every line itself, else on."""
+    if setting != "auto":
+        return bool(setting)
+    env = os.environ if environ is None else environ
+    return not env.get("JOURNAL_STREAM")
+
+
+def setup_logging(level: str, timestamps: bool | None = None) -> None:
+    if timestamps is None:
+        timestamps = wants_timestamps()
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s [%(levelname)s] %(processName)s: "
-                                           "%(message)s"))
+    fmt = "[%(levelname)s] %(processName)s: %(message)s"
+    handler.setFormatter(logging.Formatter("%(asctime)s " + fmt if timestamps else fmt))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -157,7 +176,8 @@ def preload_modules(cfg: Any) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     explain = {k: vars(args).pop(k) for k in ("explain", "graphite", "pkts") if k in vars(args)}
-    overrides: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "config_file"}
+    overrides: dict[str, Any] = {k: v for k, v in vars(args).items()
+                                 if k not in ("config_file", "check", "verbose")}
     setup_logging("INFO")
     full_trace = bool(overrides.pop("full_trace", False))
     try:
@@ -168,14 +188,25 @@ def main(argv: list[str] | None = None) -> int:
                 file_types = [file_types]
             overrides["collectd_types"] = list(file_types) + overrides["collectd_types"]
         cfg, warnings = config_mod.load(args.config_file, overrides, full_trace=full_trace)
+        from bucky.daemon.plan import build_plan
+
+        plan = build_plan(cfg)  # every check a child would make, before anything is bound
     except ConfigError as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    setup_logging("DEBUG" if cfg.debug and "log_level" not in overrides else cfg.log_level)
+    setup_logging("DEBUG" if cfg.debug and "log_level" not in overrides else cfg.log_level,
+                  wants_timestamps(cfg.log_timestamps))
     for warning in warnings:
         log.warning("%s", warning)
+    if args.check:
+        if args.verbose:
+            for line in effective_config(cfg) + [f"# {line}" for line in plan.describe()]:
+                print(line)
+        print(f"{args.config_file or '<defaults>'}: OK")
+        return 0
     if explain:
         return _explain(cfg, explain)
+    from bucky.daemon.notify import Notifier
     from bucky.daemon.sockets import BindError
     from bucky.daemon.supervisor import Supervisor
 
@@ -183,7 +214,8 @@ def main(argv: list[str] | None = None) -> int:
         _init_sentry(cfg)
         if cfg.nice:
             os.nice(cfg.nice)
-        supervisor = Supervisor(cfg, args.config_file, overrides)
+        supervisor = Supervisor(cfg, args.config_file, overrides, plan=plan,
+                                notifier=Notifier.from_env())
         supervisor.bind()
         prepare_directory(cfg)
         preload_modules(cfg)
@@ -226,6 +258,32 @@ def _explain(cfg: Any, flags: dict[str, Any]) -> int:
     except (BuckyError, OSError) as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
+def _show(value: Any) -> str:
+    """An option value as it could be written in the config file (functions and classes by
+    their import path)."""
+    if isinstance(value, (tuple, list)):
+        inner = ", ".join(_show(v) for v in value)
+        return f"({inner},)" if isinstance(value, tuple) and len(value) == 1 else f"[{inner}]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in value.items()) + "}"
+    if callable(value) and hasattr(value, "__qualname__"):
+        return repr(f"{value.__module__}:{value.__qualname__}")
+    if isinstance(value, re.Pattern):
+        return repr(value.pattern)
+    return repr(value)
+
+
+def effective_config(cfg: Any) -> list[str]:
+    """`name = value` per option; options that differ from the defaults are marked."""
+    defaults = config_mod.validate({})
+    lines = []
+    for opt in config_mod.OPTIONS:
+        value, default = getattr(cfg, opt.name), getattr(defaults, opt.name)
+        shown = _show(value)
+        if shown != _show(default):
+            shown += f"  # changed, default {_show(default)}"
+        lines.append(f"{opt.name} = {shown}")
+    return lines
 
 
 def _init_sentry(cfg: Any) -> None:

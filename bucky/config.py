@@ -331,6 +331,16 @@ group = _account(lambda name: grp.getgrnam(name).gr_gid,
                  "expected an existing group name or a gid")
 
 
+def auto_boolean(v: Any) -> str | bool:
+    """"auto" (or None), or a boolean that forces the choice."""
+    if v is None or (isinstance(v, str) and v.strip().lower() == "auto"):
+        return "auto"
+    try:
+        return boolean(v)
+    except Invalid:
+        raise Invalid('expected "auto", True or False') from None
+
+
 def one_of(*choices: str) -> Callable[[Any], str]:
     def check(v: Any) -> str:
         if isinstance(v, str) and v.strip().lower() in choices:
@@ -360,6 +370,8 @@ OPTIONS: tuple[Option, ...] = (
     # general
     _O("debug", False, boolean, "write 'name value timestamp' lines to stdout instead of Graphite"),
     _O("log_level", "INFO", log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    _O("log_timestamps", "auto", auto_boolean,
+       "log lines carry their own time; auto = not when JOURNAL_STREAM is set (journald)"),
     _O("nice", None, optional(int_range(-20, 19)), "adjust the process priority by this"),
     _O("uid", None, user, "user (name or number) to run as after binding sockets"),
     _O("gid", None, group, "group (name or number) to run as after binding sockets"),

@@ -11,6 +11,8 @@ Command-line options override values set here. Unknown names draw a warning.
 debug = False
 # DEBUG, INFO, WARNING, ERROR or CRITICAL
 log_level = 'INFO'
+# log lines carry their own time; 'auto' = not when JOURNAL_STREAM is set (journald)
+log_timestamps = 'auto'
 # adjust the process priority by this
 nice = None
 # user (name or number) to run as after binding sockets

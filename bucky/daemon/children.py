@@ -332,13 +332,15 @@ class InputRunner:
             self._deliver(reader.read())
         state = None
         now = time.time()
-        try:
-            if self.flags.reload:
+        # The contract: on a reload carry_state() first (what the successor takes over), then
+        # always close() (plugin shutdown callbacks run; what was handed over is not emitted).
+        if self.flags.reload:
+            try:
                 state = self.handler.carry_state()
-        except Exception:
-            log.exception("%s: error while handing over state", self.spec.title)
+            except Exception:
+                log.exception("%s: error while handing its state over", self.spec.title)
         try:
-            self.handler.close(now)  # always, after carry_state on a reload (bucky.inputs.base)
+            self.handler.close(now)
         except Exception:
             log.exception("%s: error while stopping", self.spec.title)
         mono = time.monotonic()

@@ -1,11 +1,29 @@
 """The supervisor: binds sockets, owns the channels, starts and watches the children.
 
 Modelled on gunicorn's arbiter: signal handlers only record the signal and wake the loop; the loop
-acts (handle_term, handle_hup, ...). Children are watched through `Process.sentinel`, never
-SIGCHLD. A child that dies unexpectedly is restarted with backoff, reusing its sockets and
-channels; one that cannot boot, or dies too often, halts the daemon with a non-zero exit so the
-init system takes over. Shutdown is ordered: inputs, then the processor, then the outputs, each
-given `process_join_timeout` before being killed. The supervisor never touches a sample.
+acts (SIGTERM/SIGINT: ordered stop, SIGQUIT: stop at once, SIGHUP: reload). Children are watched
+through `Process.sentinel` and their control pipes, never SIGCHLD, and the loop never blocks
+waiting for one: a child's boot ("ready", "error", death, or BOOT_TIMEOUT) is an event like a
+signal, so a SIGTERM during a slow boot is acted on at once.
+
+What runs comes from a `Plan` (bucky.daemon.plan): built and checked before anything is bound, so
+a config that a child would refuse is refused here. A child that dies unexpectedly is restarted
+after a `Backoff` delay, reusing its sockets and channels; one that cannot boot at start-up, or
+dies too often, halts the daemon with a non-zero exit so the init system takes over. Shutdown is
+ordered: inputs, then the processor, then the outputs, each given `process_join_timeout` before
+being killed (a child still booting holds no data and is killed at once).
+
+Reload (SIGHUP): the new config is loaded, its plan built and its new sockets bound before the
+running children are touched; any failure is one log line and the running config stays. Then:
+- outputs whose options and inputs are unchanged keep running (with what they buffer); the old
+  inputs hand their state over and stop, the old processor drains and stops, the new processor
+  and inputs start;
+- otherwise the new outputs (and processor) start first, next to the old ones; once they are up
+  the old inputs hand their state over and stop and the new inputs start on the same sockets
+  (the kernel buffers what arrives meanwhile); once those are up the old processor and outputs
+  drain and stop. A new output or processor that cannot boot cancels the reload.
+sd_notify (bucky.daemon.notify) reports READY=1, RELOADING=1, STOPPING=1 and STATUS= lines.
+The supervisor never touches a sample.
 """
 
 from __future__ import annotations
@@ -22,8 +40,17 @@ from multiprocessing.connection import Connection, wait
 from typing import Any
 
 from bucky import config as config_mod
+from bucky.daemon.backoff import Backoff
 from bucky.daemon.channels import Channel
 from bucky.daemon.children import ChildSpec, child_main
+from bucky.daemon.notify import Notifier
+from bucky.daemon.plan import (
+    STAGE_INPUT,
+    STAGE_OUTPUT,
+    STAGE_PROCESSOR,
+    Plan,
+    build_plan,
+)
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
 
@@ -32,6 +59,8 @@ log = logging.getLogger("bucky")
 BOOT_TIMEOUT = 60.0  # a plugin host importing plugins may be slow; a hung boot still ends
 RESTART_WINDOW = 60.0
 MAX_RESTARTS = 5  # deaths within RESTART_WINDOW before the daemon gives up
+RESTART_DELAY, RESTART_FACTOR, RESTART_MAX_DELAY = 0.5, 2.0, 30.0  # 0.5, 1, 2, ... 30 s
+STABLE_AFTER = 10.0  # a child that ran this long starts its restart delays afresh
 _ctx = multiprocessing.get_context("fork")  # children inherit the bound sockets and pipes
 _OUTPUT_OPTION_PREFIXES = ("graphite_", "influxdb_", "name_")
 _OUTPUT_OPTIONS = {"debug", "custom_clients", "self_metrics_interval", "process_join_timeout",
@@ -42,21 +71,27 @@ class HaltError(BuckyError):
     """The daemon cannot go on; the message says why."""
 
 
-@dataclasses.dataclass
+def _restart_backoff() -> Backoff:
+    return Backoff(RESTART_DELAY, RESTART_FACTOR, RESTART_MAX_DELAY, -1,
+                   stable_after=STABLE_AFTER)
+
+
+@dataclasses.dataclass(eq=False)
 class Slot:
     spec: ChildSpec
-    stage: int  # 0 inputs, 1 processor, 2 outputs: the shutdown order
+    stage: int  # bucky.daemon.plan.STAGE_*: the shutdown order
     process: Any = None
     ctrl: Connection | None = None
     deaths: deque = dataclasses.field(default_factory=deque)
+    backoff: Backoff = dataclasses.field(default_factory=_restart_backoff)
     restart_at: float | None = None
     stopping: bool = False
+    boot_deadline: float | None = None  # set while the child has not reported "ready"
+    booted_once: bool = False
 
-
-def _output_names(cfg: Any) -> list[str]:
-    from bucky.daemon.outputs import output_factories
-
-    return [factory.name for factory in output_factories(cfg)]
+    @property
+    def booting(self) -> bool:
+        return self.boot_deadline is not None
 
 
 @dataclasses.dataclass
@@ -64,185 +99,147 @@ class Sockets:
     udp: dict[str, list[socket.socket]]
     tcp: dict[str, socket.socket]
 
-    def close(self) -> None:
-        for socks in self.udp.values():
-            for s in socks:
+    def all(self) -> list[socket.socket]:
+        return [s for group in self.udp.values() for s in group] + list(self.tcp.values())
+
+    def close(self, keep: Sockets | None = None) -> None:
+        """Close every socket that `keep` does not hold too."""
+        kept = {id(s) for s in keep.all()} if keep is not None else set()
+        for s in self.all():
+            if id(s) not in kept:
                 s.close()
-        for s in self.tcp.values():
-            s.close()
 
 
-def _socket_plan(cfg: Any) -> dict[str, Any]:
-    plan: dict[str, Any] = {}
-    if cfg.collectd_enabled:
-        plan["collectd"] = ("udp", cfg.collectd_ip, cfg.collectd_port, cfg.collectd_workers)
-    if cfg.statsd_enabled:
-        plan["statsd"] = ("udp", cfg.statsd_ip, cfg.statsd_port, 1)
-        if cfg.statsd_tcp_port:
-            plan["statsd_tcp"] = ("tcp", cfg.statsd_ip, cfg.statsd_tcp_port, 1)
-    if cfg.metricsd_enabled:
-        plan["metricsd"] = ("udp", cfg.metricsd_ip, cfg.metricsd_port, 1)
-    if cfg.carbon_enabled:  # one process: plaintext over UDP and TCP, pickle over TCP
-        plan["carbon"] = ("udp", cfg.carbon_ip, cfg.carbon_line_port, 1)
-        plan["carbon_line"] = ("tcp", cfg.carbon_ip, cfg.carbon_line_port, 1)
-        plan["carbon_pickle"] = ("tcp", cfg.carbon_ip, cfg.carbon_pickle_port, 1)
-    return plan
-
-
-# The TCP listeners an input reads as streams (ChildSpec.streams): input -> (kind, plan name).
-STREAM_LISTENERS = {"carbon": (("line", "carbon_line"), ("pickle", "carbon_pickle"))}
-
-
-def bind_all(cfg: Any, reuse: Sockets | None = None, old_plan: dict | None = None) -> Sockets:
-    """Bind every socket the config asks for; sockets whose address did not change are reused."""
-    plan = _socket_plan(cfg)
+def bind_all(plan: Plan, reuse: Sockets | None = None, old: Plan | None = None) -> Sockets:
+    """Bind every socket of the plan; those whose address did not change since `old` are reused."""
     socks = Sockets({}, {})
     try:
-        for name, (proto, host, port, count) in plan.items():
-            if reuse is not None and old_plan is not None and old_plan.get(name) == plan[name]:
-                if proto == "udp":
-                    socks.udp[name] = reuse.udp[name]
+        for spec in plan.sockets:
+            before = old.socket(spec.name) if old is not None else None
+            if reuse is not None and before is not None and before.address == spec.address:
+                if spec.proto == "udp":
+                    socks.udp[spec.name] = reuse.udp[spec.name]
                 else:
-                    socks.tcp[name] = reuse.tcp[name]
+                    socks.tcp[spec.name] = reuse.tcp[spec.name]
                 continue
-            purpose = name.replace("_tcp", "")
-            if proto == "udp":
-                socks.udp[name] = bind_udp_workers(host, port, purpose, count)
+            if spec.proto == "udp":
+                socks.udp[spec.name] = bind_udp_workers(spec.host, spec.port, spec.purpose,
+                                                        spec.count)
             else:
-                socks.tcp[name] = bind_tcp(host, port, purpose)
+                socks.tcp[spec.name] = bind_tcp(spec.host, spec.port, spec.purpose)
     except BindError:
-        for key, group in socks.udp.items():
-            if reuse is None or reuse.udp.get(key) is not group:
-                for s in group:
-                    s.close()
-        for key, s in socks.tcp.items():
-            if reuse is None or reuse.tcp.get(key) is not s:
-                s.close()
+        socks.close(keep=reuse)
         raise
     return socks
 
 
+def _child_entry(spec: ChildSpec, foreign: list[socket.socket]) -> None:
+    """In the forked child: let go of the sockets that belong to other children (a socket the
+    supervisor closes later must not stay bound through a child), then run it."""
+    for sock in foreign:
+        try:
+            sock.close()
+        except OSError:
+            pass
+    child_main(spec)
+
+
+@dataclasses.dataclass(eq=False)
+class Reload:
+    """A reload in progress: the new generation, and what it replaces."""
+
+    cfg: Any
+    plan: Plan
+    sockets: Sockets
+    slots: list[Slot]  # the new generation, kept outputs included
+    channels: list[Channel]
+    kept: list[Slot]  # output slots that keep running
+    leftover: list[Channel]  # old channels the new generation does not reuse
+    phase: str = "downstream"  # then "inputs"
+    old_slots: list[Slot] = dataclasses.field(default_factory=list)
+
+
 class Supervisor:
     def __init__(self, cfg: Any, config_path: str | None = None,
-                 cli_overrides: dict[str, Any] | None = None) -> None:
+                 cli_overrides: dict[str, Any] | None = None, *, plan: Plan | None = None,
+                 notifier: Notifier | None = None) -> None:
         self.cfg = cfg
         self.config_path = config_path
         self.cli_overrides = cli_overrides or {}
+        self.plan = plan if plan is not None else build_plan(cfg)
         self.slots: list[Slot] = []
         self.channels: list[Channel] = []
         self.signals: deque[int] = deque()
         self.sockets: Sockets | None = None
-        self.plan: dict[str, Any] = {}
+        self.notifier = notifier or Notifier(None)
+        self.started = False
+        self.reload: Reload | None = None
+        self.hup_again = False
         self._wakeup_r: socket.socket | None = None
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
-        self.sockets = bind_all(self.cfg)
-        self.plan = _socket_plan(self.cfg)
+        self.sockets = bind_all(self.plan)
 
-    def _build_slots(self, cfg: Any, states: dict[str, Any] | None = None,
-                     keep_outputs: list[Slot] | None = None) -> list[Slot]:
-        """Plan every child and the channels between them.
-
-        With `keep_outputs` (a reload that leaves the outputs alone) the running output slots
-        and their channels are reused, so what they buffer (carbon down) survives the reload."""
-        assert self.sockets is not None
-        states = states or {}
-        old_channels = {ch.name: ch for ch in self.channels} if keep_outputs else {}
+    def _materialize(self, plan: Plan, sockets: Sockets, keep: list[Slot] | None = None,
+                     old_channels: list[Channel] | None = None
+                     ) -> tuple[list[Slot], list[Channel], list[Channel]]:
+        """Slots and channels for a plan: (slots in start order, channels, old channels left
+        unused). With `keep` (running output slots) the channels into them are reused by name,
+        so what the old generation wrote into them is read by the same processes."""
+        reuse = {ch.name: ch for ch in old_channels or []} if keep else {}
+        kept = {slot.spec.title: slot for slot in keep or []}
+        slots: dict[str, Slot] = {}
+        for child in plan.children:
+            if child.role == "output" and child.title in kept:
+                slot = kept[child.title]
+                slot.spec.in_channels = []
+            else:
+                spec = ChildSpec(
+                    child.role, child.kind, child.title, plan.cfg, index=child.index,
+                    udp=[sockets.udp[name][i] for name, i in child.udp],
+                    tcp=sockets.tcp.get(child.tcp) if child.tcp else None,
+                    streams=[(kind, sockets.tcp[name]) for kind, name in child.streams],
+                )
+                slot = Slot(spec, child.stage)
+            slots[child.title] = slot
         channels: list[Channel] = []
-
-        def channel(name: str) -> Channel:
-            ch = old_channels.pop(name, None) or Channel(name)
+        for cp in plan.channels:
+            ch = reuse.pop(cp.name, None) or Channel(cp.name)
             channels.append(ch)
-            return ch
-
-        if keep_outputs:
-            out_slots = keep_outputs
-            for out in out_slots:
-                out.spec.in_channels = []
-        else:
-            out_slots = [
-                Slot(ChildSpec("output", name, name, cfg, index=i), stage=2)
-                for i, name in enumerate(_output_names(cfg))
-            ]
-        inputs: list[Slot] = []
-        for name, socks in self.sockets.udp.items():
-            for i, sock in enumerate(socks):
-                title = name if len(socks) == 1 else f"{name}.{i + 1}"
-                spec = ChildSpec("input", name, title, cfg, udp=[sock], state=states.get(title))
-                if name == "statsd":
-                    spec.tcp = self.sockets.tcp.get("statsd_tcp")
-                spec.streams = [(kind, self.sockets.tcp[listener])
-                                for kind, listener in STREAM_LISTENERS.get(name, ())]
-                inputs.append(Slot(spec, stage=0))
-        host_slot = None
-        if cfg.collectd_python_config:
-            host_slot = Slot(ChildSpec("input", "python_plugins", "python_plugins", cfg,
-                                       state=states.get("python_plugins")), stage=0)
-            for slot in inputs:
-                if slot.spec.kind == "collectd":
-                    ch = channel(f"{slot.spec.title}->python_plugins")
-                    slot.spec.record_channels.append(ch)
-                    host_slot.spec.in_channels.append(ch)
-            inputs.append(host_slot)
-        processor = None
-        if cfg.processor is not None:
-            processor = Slot(ChildSpec("processor", "processor", "processor", cfg), stage=1)
-            for slot in inputs:
-                ch = channel(f"{slot.spec.title}->processor")
-                slot.spec.out_channels.append(ch)
-                processor.spec.in_channels.append(ch)
-            for out in out_slots:
-                ch = channel(f"processor->{out.spec.title}")
-                processor.spec.out_channels.append(ch)
-                out.spec.in_channels.append(ch)
-        else:
-            for slot in inputs:
-                for out in out_slots:
-                    ch = channel(f"{slot.spec.title}->{out.spec.title}")
-                    slot.spec.out_channels.append(ch)
-                    out.spec.in_channels.append(ch)
-        for ch in old_channels.values():
-            ch.close()
-        self.channels = channels
-        # Consumers start before producers.
-        return out_slots + ([processor] if processor else []) + inputs
+            producer, consumer = slots[cp.producer].spec, slots[cp.consumer].spec
+            (producer.record_channels if cp.records else producer.out_channels).append(ch)
+            consumer.in_channels.append(ch)
+        return list(slots.values()), channels, list(reuse.values())
 
     # -- children ------------------------------------------------------------------------------
+    def _all_slots(self) -> list[Slot]:
+        if self.reload is None:
+            return list(self.slots)
+        new = [s for s in self.reload.slots if s not in self.slots]
+        return list(self.slots) + new
+
+    def _foreign_sockets(self, spec: ChildSpec) -> list[socket.socket]:
+        mine = {id(s) for s in spec.udp} | ({id(spec.tcp)} if spec.tcp is not None else set())
+        mine |= {id(listener) for _, listener in spec.streams}
+        held: dict[int, socket.socket] = {}
+        for socks in (self.sockets, self.reload.sockets if self.reload else None):
+            if socks is not None:
+                held.update((id(s), s) for s in socks.all())
+        return [s for key, s in held.items() if key not in mine]
+
     def _spawn(self, slot: Slot) -> None:
         parent_end, child_end = _ctx.Pipe(duplex=False)
         slot.spec.ctrl = child_end
         slot.spec.parent_pid = os.getpid()
-        proc = _ctx.Process(target=child_main, args=(slot.spec,), name=f"bucky: {slot.spec.title}")
+        proc = _ctx.Process(target=_child_entry, args=(slot.spec, self._foreign_sockets(slot.spec)),
+                            name=f"bucky: {slot.spec.title}")
         proc.daemon = False
         proc.start()
         child_end.close()
         slot.process, slot.ctrl, slot.stopping, slot.restart_at = proc, parent_end, False, None
+        slot.boot_deadline = time.monotonic() + BOOT_TIMEOUT
         slot.spec.state = None  # state is handed over once
-
-    def _await_boot(self, slots: list[Slot]) -> None:
-        deadline = time.monotonic() + BOOT_TIMEOUT
-        waiting = {id(s): s for s in slots}
-        while waiting:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                names = ", ".join(s.spec.title for s in waiting.values())
-                raise HaltError(f"{names} did not start within {BOOT_TIMEOUT:.0f} s")
-            conns = {s.ctrl: s for s in waiting.values()}
-            sentinels = {s.process.sentinel: s for s in waiting.values()}
-            for ready in wait(list(conns) + list(sentinels), remaining):
-                slot = conns.get(ready) or sentinels.get(ready)  # type: ignore[arg-type]
-                if slot is None or id(slot) not in waiting:
-                    continue
-                msg = self._recv(slot)
-                if msg and msg[0] == "ready":
-                    del waiting[id(slot)]
-                elif msg and msg[0] == "error":
-                    raise HaltError(f"{slot.spec.title} failed to start: {msg[1]}")
-                elif not slot.process.is_alive():
-                    slot.process.join(0.1)
-                    raise HaltError(f"{slot.spec.title} failed to start "
-                                    f"(exit code {slot.process.exitcode})")
 
     @staticmethod
     def _recv(slot: Slot) -> tuple | None:
@@ -277,21 +274,19 @@ class Supervisor:
     def run(self) -> int:
         """Start everything and supervise until told to stop; returns the exit status."""
         self._install_signals()
-        self.slots = self._build_slots(self.cfg)
-        try:
-            for slot in self.slots:
-                self._spawn(slot)
-            self._await_boot(self.slots)
-        except HaltError as exc:
-            log.error("%s", exc)
-            self._stop_all(graceful=False)
-            return 1
-        log.info("bucky started: %s", ", ".join(s.spec.title for s in self.slots))
+        if self.sockets is None:
+            self.bind()
+        assert self.sockets is not None
+        self.slots, self.channels, _ = self._materialize(self.plan, self.sockets)
+        self.notifier.status("starting: " + ", ".join(s.spec.title for s in self.slots))
+        for slot in self.slots:  # consumers first; nobody waits for anybody to boot
+            self._spawn(slot)
         try:
             return self._loop()
         except HaltError as exc:
             log.error("%s; stopping", exc)
-            self._stop_all(graceful=True)
+            self.notifier.stopping(f"stopping: {exc}")
+            self._stop_all(graceful=self.started)
             return 1
 
     def _loop(self) -> int:
@@ -300,47 +295,108 @@ class Supervisor:
                 sig = self.signals.popleft()
                 if sig in (signal.SIGTERM, signal.SIGINT):
                     log.info("received %s: stopping", signal.Signals(sig).name)
+                    self.notifier.stopping("stopping")
                     clean = self._stop_all(graceful=True)
                     return 0 if clean else 1
                 if sig == signal.SIGQUIT:
                     log.info("received SIGQUIT: stopping at once")
+                    self.notifier.stopping("stopping at once")
                     self._stop_all(graceful=False)
                     return 0
                 if sig == signal.SIGHUP:
-                    self.handle_hup()
+                    if not self.started or self.reload is not None:
+                        self.hup_again = True  # taken up once what is under way is done
+                        log.info("received SIGHUP: reloading once the %s is done",
+                                 "start" if not self.started else "current reload")
+                    else:
+                        self.handle_hup()
             now = time.monotonic()
             waitables: list[Any] = [self._wakeup_r]
             timeout = 1.0
-            for slot in self.slots:
+            for slot in self._all_slots():
                 if slot.process is not None and slot.process.is_alive():
                     waitables.append(slot.process.sentinel)
+                    if slot.booting and slot.ctrl is not None:
+                        waitables.append(slot.ctrl)
+                        timeout = min(timeout, max(slot.boot_deadline - now, 0.0))  # type: ignore[operator]
                 elif slot.restart_at is not None:
                     timeout = min(timeout, max(slot.restart_at - now, 0.0))
             wait(waitables, timeout)
             self._drain_wakeup()
             self._reap_and_restart()
+            self._progress()
+
+    def _progress(self) -> None:
+        """Move the start or a reload on when the children it waits for have booted."""
+        if not self.started:
+            if all(not s.booting for s in self.slots):
+                self.started = True
+                titles = ", ".join(s.spec.title for s in self.slots)
+                log.info("bucky started: %s", titles)
+                self.notifier.ready(f"running: {titles}")
+        elif self.reload is not None:
+            self._advance_reload()
+        if self.started and self.reload is None and self.hup_again:
+            self.hup_again = False
+            self.handle_hup()
 
     def _reap_and_restart(self) -> None:
+        """Read boot reports, notice deaths and boot timeouts, restart what is due."""
         now = time.monotonic()
-        for slot in self.slots:
+        for slot in self._all_slots():
             proc = slot.process
-            if proc is not None and not proc.is_alive() and slot.restart_at is None:
+            if proc is not None and slot.booting:
+                msg = self._recv(slot)
+                if msg and msg[0] == "ready":
+                    slot.boot_deadline = None
+                    slot.backoff.connected(now)
+                    if slot.booted_once and self.started:
+                        log.info("%s restarted", slot.spec.title)
+                    slot.booted_once = True
+                elif msg and msg[0] == "error":
+                    self._boot_failed(slot, str(msg[1]), now)
+                    continue
+                elif not proc.is_alive():
+                    proc.join(0.1)
+                    self._boot_failed(slot, f"exit code {proc.exitcode}", now)
+                    continue
+                elif now >= slot.boot_deadline:  # type: ignore[operator]
+                    proc.kill()
+                    proc.join(1.0)
+                    self._boot_failed(slot, f"did not start within {BOOT_TIMEOUT:.0f} s", now)
+                    continue
+            elif (proc is not None and not proc.is_alive() and slot.restart_at is None
+                  and not slot.stopping):
                 proc.join(0.1)
-                code = proc.exitcode
-                slot.deaths.append(now)
-                while slot.deaths and now - slot.deaths[0] > RESTART_WINDOW:
-                    slot.deaths.popleft()
-                if len(slot.deaths) > MAX_RESTARTS:
-                    raise HaltError(f"{slot.spec.title} keeps dying ({len(slot.deaths)} times in "
-                                    f"{RESTART_WINDOW:.0f} s, last exit code {code})")
-                delay = min(0.5 * 2 ** (len(slot.deaths) - 1), 30.0)
-                log.error("%s died unexpectedly (exit code %s); restarting in %.1f s",
-                          slot.spec.title, code, delay)
-                slot.restart_at = now + delay
+                self._died(slot, f"died unexpectedly (exit code {proc.exitcode})", now)
             if slot.restart_at is not None and now >= slot.restart_at:
                 self._spawn(slot)
-                self._await_boot([slot])
-                log.info("%s restarted", slot.spec.title)
+
+    def _died(self, slot: Slot, what: str, now: float) -> None:
+        slot.deaths.append(now)
+        while slot.deaths and now - slot.deaths[0] > RESTART_WINDOW:
+            slot.deaths.popleft()
+        if len(slot.deaths) > MAX_RESTARTS:
+            code = slot.process.exitcode if slot.process is not None else None
+            raise HaltError(f"{slot.spec.title} keeps dying ({len(slot.deaths)} times in "
+                            f"{RESTART_WINDOW:.0f} s, last exit code {code})")
+        if slot.backoff.is_stable(now):
+            slot.backoff.reset()
+        slot.backoff.failure(now)
+        delay = slot.backoff.current_delay()
+        log.error("%s %s; restarting in %.1f s", slot.spec.title, what, delay)
+        slot.restart_at = now + delay
+        slot.boot_deadline = None
+
+    def _boot_failed(self, slot: Slot, reason: str, now: float) -> None:
+        slot.boot_deadline = None
+        if not self.started:
+            raise HaltError(f"{slot.spec.title} failed to start: {reason}")
+        reload = self.reload
+        if reload is not None and reload.phase == "downstream" and slot in reload.slots:
+            self._cancel_reload(f"{slot.spec.title} failed to start: {reason}")
+            return
+        self._died(slot, f"failed to start: {reason}", now)
 
     # -- stopping ------------------------------------------------------------------------------
     def _stop_stage(self, slots: list[Slot], sig: int) -> tuple[bool, dict[str, Any]]:
@@ -350,12 +406,14 @@ class Supervisor:
         for slot in live:
             slot.stopping = True
             try:
-                os.kill(slot.process.pid, sig)
+                # A child still booting holds no data: it is not waited for.
+                os.kill(slot.process.pid, signal.SIGKILL if slot.booting else sig)
             except ProcessLookupError:
                 pass
         deadline = time.monotonic() + timeout
         clean = True
         for slot in live:
+            was_booting = slot.booting
             while True:
                 remaining = deadline - time.monotonic()
                 msg = self._recv(slot)
@@ -371,24 +429,31 @@ class Supervisor:
                 slot.process.kill()
                 slot.process.join(1.0)
                 clean = False
-            elif slot.process.exitcode != 0:
+            elif slot.process.exitcode != 0 and not was_booting:
                 clean = False
             msg = self._recv(slot)
             if msg and msg[0] == "state":
                 states[slot.spec.title] = msg[1]
         for slot in slots:
             slot.restart_at = None
+            slot.boot_deadline = None
         return clean, states
 
     def _stop_all(self, graceful: bool) -> bool:
         clean = True
         sig = signal.SIGTERM if graceful else signal.SIGKILL
-        for stage in (0, 1, 2):
-            ok, _ = self._stop_stage([s for s in self.slots if s.stage == stage], sig)
+        slots = self._all_slots()
+        for stage in sorted({s.stage for s in slots}):
+            ok, _ = self._stop_stage([s for s in slots if s.stage == stage], sig)
             clean = clean and ok
-        for slot in self.slots:
+        for slot in slots:
             slot.process = None
-        for ch in self.channels:
+        channels = list(self.channels)
+        if self.reload is not None:
+            channels += [ch for ch in self.reload.channels if ch not in channels]
+            self.reload.sockets.close(keep=self.sockets)
+            self.reload = None
+        for ch in channels:
             ch.close()
         self.channels.clear()
         return clean
@@ -396,55 +461,105 @@ class Supervisor:
     # -- reload --------------------------------------------------------------------------------
     def handle_hup(self) -> None:
         log.info("received SIGHUP: reloading %s", self.config_path or "the configuration")
+        self.notifier.reloading("reloading")
         try:
             new_cfg, warnings = config_mod.load(self.config_path, self.cli_overrides)
-        except ConfigError as exc:
+            new_plan = build_plan(new_cfg)
+            assert self.sockets is not None
+            new_socks = bind_all(new_plan, reuse=self.sockets, old=self.plan)
+        except (ConfigError, BindError) as exc:
             log.error("reload failed, keeping the running configuration: %s", exc)
+            self.notifier.ready("running; the last reload failed: " + str(exc))
+            return
+        except Exception as exc:  # a bug in a check must not take the running daemon down
+            log.exception("reload failed, keeping the running configuration: %s: %s",
+                          exc.__class__.__name__, exc)
+            self.notifier.ready("running; the last reload failed")
             return
         for warning in warnings:
             log.warning("%s", warning)
-        assert self.sockets is not None
-        try:
-            new_socks = bind_all(new_cfg, reuse=self.sockets, old_plan=self.plan)
-        except BindError as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
-            return
-        # Inputs hand their state (gauges, rate state, pending aggregates) to their successors;
-        # the processor drains what is in flight. Outputs keep running (with what they buffer)
-        # unless their own options or the shape of the pipeline changed.
-        keep = self._outputs_unchanged(new_cfg, new_socks)
-        _, states = self._stop_stage([s for s in self.slots if s.stage == 0], signal.SIGHUP)
-        self._stop_stage([s for s in self.slots if s.stage == 1], signal.SIGTERM)
-        kept_outputs = [s for s in self.slots if s.stage == 2] if keep else None
+        keep = self._outputs_unchanged(new_cfg, new_plan)
+        kept = [s for s in self.slots if s.stage == STAGE_OUTPUT] if keep else []
+        slots, channels, leftover = self._materialize(
+            new_plan, new_socks, keep=kept or None, old_channels=self.channels)
         if not keep:
-            self._stop_stage([s for s in self.slots if s.stage == 2], signal.SIGTERM)
-            for ch in self.channels:
-                ch.close()
-            self.channels.clear()
-        old = self.sockets
-        for key, group in old.udp.items():
-            if new_socks.udp.get(key) is not group:
-                for s in group:
-                    s.close()
-        for key, s in old.tcp.items():
-            if new_socks.tcp.get(key) is not s:
-                s.close()
-        self.sockets, self.plan, self.cfg = new_socks, _socket_plan(new_cfg), new_cfg
-        self.slots = self._build_slots(new_cfg, states, keep_outputs=kept_outputs)
-        fresh = [s for s in self.slots if not (kept_outputs and s in kept_outputs)]
-        for slot in fresh:
-            self._spawn(slot)
-        self._await_boot(fresh)
-        log.info("configuration reloaded%s", " (outputs kept running)" if kept_outputs else "")
+            leftover = list(self.channels)
+        self.reload = Reload(new_cfg, new_plan, new_socks, slots, channels, kept, leftover,
+                             old_slots=list(self.slots))
+        if keep:
+            # The outputs' channels are shared: the old writers stop before the new ones start.
+            self._hand_over(stop_processor=True)
+        else:
+            for slot in slots:
+                if slot.stage != STAGE_INPUT:
+                    self._spawn(slot)
+        self._advance_reload()
 
-    def _outputs_unchanged(self, new_cfg: Any, new_socks: Sockets) -> bool:
+    def _hand_over(self, stop_processor: bool) -> None:
+        """Old inputs hand their state over and stop; the new inputs (and, with
+        `stop_processor`, the new processor in place of the old) start."""
+        reload = self.reload
+        assert reload is not None and self.sockets is not None
+        old_inputs = [s for s in reload.old_slots if s.stage == STAGE_INPUT]
+        _, states = self._stop_stage(old_inputs, signal.SIGHUP)
+        if stop_processor:
+            self._stop_stage([s for s in reload.old_slots if s.stage == STAGE_PROCESSOR],
+                             signal.SIGTERM)
+        for slot in old_inputs:
+            slot.process = None
+        self.sockets.close(keep=reload.sockets)  # the old inputs were their last readers
+        self.sockets = reload.sockets
+        for slot in reload.slots:
+            if slot.process is None and (slot.stage == STAGE_INPUT or stop_processor):
+                slot.spec.state = states.get(slot.spec.title)
+                self._spawn(slot)
+        reload.phase = "inputs"
+
+    def _advance_reload(self) -> None:
+        reload = self.reload
+        if reload is None:
+            return
+        if reload.phase == "downstream":
+            if any(s.booting for s in reload.slots if s.process is not None):
+                return
+            self._hand_over(stop_processor=False)
+        if any(s.booting for s in reload.slots):
+            return
+        # Every new child is up: the old generation drains and stops, in order.
+        old = [s for s in reload.old_slots if s not in reload.slots and s.process is not None]
+        for stage in sorted({s.stage for s in old}):
+            self._stop_stage([s for s in old if s.stage == stage], signal.SIGTERM)
+        for ch in reload.leftover:
+            ch.close()
+        self.slots, self.channels = reload.slots, reload.channels
+        self.cfg, self.plan = reload.cfg, reload.plan
+        self.reload = None
+        titles = ", ".join(s.spec.title for s in self.slots)
+        log.info("configuration reloaded%s", " (outputs kept running)" if reload.kept else "")
+        self.notifier.ready(f"running: {titles}")
+
+    def _cancel_reload(self, why: str) -> None:
+        """A new output or processor could not boot: the old generation never stopped."""
+        reload = self.reload
+        assert reload is not None
+        new = [s for s in reload.slots if s not in reload.old_slots]
+        for slot in new:
+            if slot.process is not None and slot.process.is_alive():
+                slot.process.kill()
+                slot.process.join(1.0)
+            slot.process, slot.restart_at, slot.boot_deadline = None, None, None
+        for ch in reload.channels:
+            if ch not in self.channels:
+                ch.close()
+        reload.sockets.close(keep=self.sockets)
+        self.reload = None
+        log.error("reload failed, keeping the running configuration: %s", why)
+        self.notifier.ready("running; the last reload failed: " + why)
+
+    def _outputs_unchanged(self, new_cfg: Any, new_plan: Plan) -> bool:
         def output_options(cfg: Any) -> dict[str, Any]:
             return {name: getattr(cfg, name) for name in config_mod.OPTION_BY_NAME
                     if name.startswith(_OUTPUT_OPTION_PREFIXES) or name in _OUTPUT_OPTIONS}
 
-        def shape(cfg: Any, socks: Sockets) -> tuple:
-            inputs = tuple((name, len(group)) for name, group in socks.udp.items())
-            return inputs, cfg.processor is None, bool(cfg.collectd_python_config)
-
         return (output_options(new_cfg) == output_options(self.cfg)
-                and shape(new_cfg, new_socks) == shape(self.cfg, self.sockets))
+                and new_plan.shape() == self.plan.shape())

@@ -54,6 +54,7 @@ class MetricsdInput(InputHandler):
     ) -> None:
         self.counters: Counter[str] = Counter(state.counters) if state else Counter()
         self._sink = sink
+        self._handed_over = False
         self._rng = rng or (state.rng if state else random.Random())
         self._ratelog = RateLimitedLog(log, LOG_PERIOD)
         self._table = MetricTable(
@@ -97,10 +98,11 @@ class MetricsdInput(InputHandler):
         self._emit(self._table.due(now))
 
     def close(self, now: float) -> None:
-        """Flushes every live metric, unless carry_state() handed them to a successor."""
-        if not self._handed_over:
-            self._emit(self._table.flush_all(now))
-        self._handed_over = True
+        """Final flush of every live metric, unless carry_state() handed them to a successor
+        (a reload): then the successor emits them and close() emits nothing."""
+        if self._handed_over:
+            return
+        self._emit(self._table.flush_all(now))
 
     def carry_state(self) -> MetricsdState:
         self._handed_over = True

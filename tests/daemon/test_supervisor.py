@@ -32,6 +32,7 @@ def harness(monkeypatch):
     clock = Clock()
     monkeypatch.setattr(sup.time, "monotonic", clock)
     s = sup.Supervisor(make_config())
+    s.started = True
     slot = sup.Slot(ChildSpec("input", "statsd", "statsd", s.cfg), stage=0, process=DeadProcess())
     s.slots = [slot]
     spawned = []
@@ -42,7 +43,6 @@ def harness(monkeypatch):
         slot.restart_at = None
 
     monkeypatch.setattr(s, "_spawn", fake_spawn)
-    monkeypatch.setattr(s, "_await_boot", lambda slots: None)
     return s, slot, clock, spawned
 
 

@@ -237,34 +237,14 @@ def test_config_errors_name_the_option() -> None:
 
 def test_the_socket_plan_gives_the_carbon_process_udp_and_two_tcp_listeners() -> None:
     from bucky.config import make_config
-    from bucky.daemon import supervisor
+    from bucky.daemon import plan as plan_mod
 
     cfg = make_config(carbon_enabled=True, statsd_enabled=False, collectd_enabled=False,
                       metricsd_enabled=False)
-    plan = supervisor._socket_plan(cfg)
-    assert plan == {"carbon": ("udp", "127.0.0.1", 2013, 1),
-                    "carbon_line": ("tcp", "127.0.0.1", 2013, 1),
-                    "carbon_pickle": ("tcp", "127.0.0.1", 2014, 1)}
-    assert supervisor.STREAM_LISTENERS["carbon"] == (("line", "carbon_line"),
-                                                     ("pickle", "carbon_pickle"))
-
-
-def test_partial_frames_of_all_clients_are_bounded(monkeypatch) -> None:
-    from bucky.inputs import carbon as carbon_mod
-
-    monkeypatch.setattr(carbon_mod, "MAX_PENDING_BYTES", 350_000)
-    carbon, sink = make()
-    streams = [carbon.open_stream("pickle", ADDR) for _ in range(4)]
-    partial = struct.pack("!L", 1 << 20) + b"\x80" * 100_000  # a 1 MiB frame, 100 kB of it
-    kept = [stream.feed(partial, NOW) for stream in streams]
-    assert kept == [True, True, True, False]
-    assert carbon.counters["disconnected.buffers-full"] == 1
-    assert carbon.pending_bytes == 3 * len(partial)
-    streams[0].close(NOW)
-    assert carbon.pending_bytes == 2 * len(partial)
-    late = carbon.open_stream("pickle", ADDR)
-    assert late.feed(frame([("ok", (1, 2))]), NOW)  # small complete frames always pass
-    assert [s[1] for s in sink.samples] == ["ok"]
-    for stream in streams[1:3]:
-        stream.close(NOW)
-    assert carbon.pending_bytes == 0
+    plan = plan_mod.build_plan(cfg)
+    assert [(s.name, s.proto, s.host, s.port) for s in plan.sockets] == [
+        ("carbon", "udp", "127.0.0.1", 2013), ("carbon_line", "tcp", "127.0.0.1", 2013),
+        ("carbon_pickle", "tcp", "127.0.0.1", 2014)]
+    [carbon] = [c for c in plan.children if c.role == "input"]
+    assert (carbon.kind, carbon.udp, carbon.streams) == (
+        "carbon", (("carbon", 0),), (("line", "carbon_line"), ("pickle", "carbon_pickle")))

@@ -167,3 +167,26 @@ def test_carbons_own_client_protocols(tmp_path):
             assert carbon.wait_for(lambda pts: want <= set(pts), 15), carbon.points
         finally:
             assert bucky.stop() == 0
+
+
+def test_a_reload_keeps_the_carbon_listeners(tmp_path):
+    import signal
+
+    with FakeCarbon() as carbon:
+        bucky = start(tmp_path, carbon)
+        try:
+            port, pport = bucky.options["carbon_line_port"], bucky.options["carbon_pickle_port"]
+            with socket.create_connection(("127.0.0.1", port)) as tcp:
+                tcp.sendall(b"before.reload 1 1700000000\n")
+            assert carbon.wait_for(lambda pts: ("before.reload", 1, TS) in pts, 15)
+            bucky.send_signal(signal.SIGHUP)
+            bucky.wait_stderr(lambda line: "configuration reloaded" in line, 30)
+            with socket.create_connection(("127.0.0.1", port)) as tcp:
+                tcp.sendall(b"after.reload 2 1700000001\n")
+            with socket.create_connection(("127.0.0.1", pport)) as pk:
+                pk.sendall(frame([("after.reload.pickle", (TS + 2, 3))]))
+            assert carbon.wait_for(lambda pts: {("after.reload", 2, TS + 1),
+                                                ("after.reload.pickle", 3, TS + 2)} <= set(pts),
+                                   15)
+        finally:
+            assert bucky.stop() == 0

@@ -1,0 +1,317 @@
+"""The daemon's plan: what the supervisor binds, starts and connects, built and checked first.
+
+What this module is for: `build_plan(cfg)` turns a validated Config into a `Plan`, a plain value
+(no socket bound, no process started) naming
+- the sockets to bind (`SocketPlan`, by name: "statsd", "statsd_tcp", "collectd", ...),
+- the children (`ChildPlan`, in start order: consumers before producers) with the stage that
+  orders the shutdown,
+- the channels between them (`ChannelPlan`: producer title -> consumer title),
+- the output factories (name -> how the output process builds its client).
+
+Every check that could otherwise fail only inside a child runs here (`check_children`): the
+collectd auth file's contents, the types.db files, the converters and entry points, the plugin
+host's config file (parsed; plugin modules found on the ModulePath, not imported: importing runs
+plugin code, which belongs in the plugin process), the output factories (InfluxDB hosts,
+destinations). The processor and custom clients were already imported by `bucky.config`. A
+failure is a ConfigError of one line: "<config file>: <option>: <what is wrong>".
+
+`bucky --check` builds the plan and prints it; start-up builds it before binding anything (so such
+an error exits 2); SIGHUP builds the new plan and binds what is new before touching the running
+children. Helpers that add children or sockets extend `socket_plan`, `input_children` or
+`extra_children`; nothing else needs to change for the supervisor to run them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.machinery
+from collections.abc import Iterable
+from typing import Any
+
+from bucky.errors import BuckyError, ConfigError
+
+# Shutdown order: inputs stop first (their last batches flow on), then the processor, then the
+# outputs, then anything that only watches (e.g. a status server).
+STAGE_INPUT, STAGE_PROCESSOR, STAGE_OUTPUT, STAGE_WATCHER = 0, 1, 2, 3
+
+
+@dataclasses.dataclass(frozen=True)
+class SocketPlan:
+    name: str  # key in the plan, e.g. "statsd", "statsd_tcp"
+    proto: str  # "udp" or "tcp"
+    host: str
+    port: int
+    count: int = 1  # UDP: one socket per worker, sharing the port through SO_REUSEPORT
+    purpose: str = ""  # what the bind error names
+
+    @property
+    def address(self) -> tuple[str, str, int, int]:
+        """Two sockets with the same address are the same socket (kept across a reload)."""
+        return (self.proto, self.host, self.port, self.count)
+
+
+@dataclasses.dataclass(frozen=True)
+class ChildPlan:
+    role: str  # "input", "processor", "output" (or what a new child runner registers)
+    kind: str  # input kind ("statsd", ...), "processor", the output's name, ...
+    title: str  # process title suffix and self-metric process name, e.g. "collectd.1"
+    stage: int
+    udp: tuple[tuple[str, int], ...] = ()  # (socket name, index in that socket group)
+    tcp: str | None = None  # socket name of a TCP listener
+    streams: tuple[tuple[str, str], ...] = ()  # (stream kind, TCP socket name): open_stream()
+    index: int = 0  # which output factory, for role "output"
+
+
+@dataclasses.dataclass(frozen=True)
+class ChannelPlan:
+    name: str
+    producer: str  # child title
+    consumer: str  # child title
+    records: bool = False  # decoded collectd records (to the plugin host), not samples
+
+
+@dataclasses.dataclass(frozen=True)
+class Plan:
+    cfg: Any
+    sockets: tuple[SocketPlan, ...]
+    children: tuple[ChildPlan, ...]
+    channels: tuple[ChannelPlan, ...]
+    outputs: tuple[Any, ...]  # bucky.daemon.outputs.OutputFactory
+
+    def socket(self, name: str) -> SocketPlan | None:
+        for sock in self.sockets:
+            if sock.name == name:
+                return sock
+        return None
+
+    def titles(self, role: str | None = None) -> list[str]:
+        return [c.title for c in self.children if role is None or c.role == role]
+
+    def shape(self) -> tuple:
+        """What the outputs see of the rest: who writes to them. Equal shapes let a reload keep
+        the running output processes (and what they buffer)."""
+        return tuple((c.producer, c.consumer) for c in self.channels
+                     if c.consumer in self.titles("output"))
+
+    def describe(self) -> list[str]:
+        """One line per socket, child and channel (`bucky --check --verbose`)."""
+        lines = []
+        for s in self.sockets:
+            workers = f" x{s.count}" if s.count > 1 else ""
+            where = f"[{s.host}]:{s.port}" if ":" in s.host else f"{s.host}:{s.port}"
+            lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}")
+        for c in self.children:
+            lines.append(f"process {c.title}: {c.role}")
+        for ch in self.channels:
+            lines.append(f"channel {ch.producer} -> {ch.consumer}"
+                         + (" (collectd records)" if ch.records else ""))
+        return lines
+
+
+# --- checks that used to fail only inside a child ------------------------------------------------
+
+
+def _fail(cfg: Any, option: str, exc: BaseException | str) -> ConfigError:
+    message = str(exc)
+    for lead in (f"{option}: ", f"{option} "):  # messages that already name the option
+        if message.startswith(lead):
+            message = message[len(lead):]
+    return ConfigError(f"{cfg.source}: {option}: {message}")
+
+
+def check_collectd(cfg: Any) -> None:
+    """types.db files, converters (and entry points), the auth file: what the collectd input and
+    the plugin host load when they start."""
+    from bucky.aggregate.collectd_names import build_converter_table
+    from bucky.inputs.collectd import load_auth_file, load_datasets
+
+    if not (cfg.collectd_enabled or cfg.collectd_python_config):
+        return
+    try:
+        load_datasets(cfg.collectd_types)
+    except ConfigError as exc:
+        raise _fail(cfg, "collectd_types", exc) from None
+    try:
+        build_converter_table(cfg.collectd_converters, cfg.collectd_use_entry_points)
+    except Exception as exc:  # a broken entry point raises anything its module raises
+        option = "collectd_converters"
+        if cfg.collectd_use_entry_points and "entry point" in str(exc):
+            option = "collectd_use_entry_points"
+        raise _fail(cfg, option, exc) from None
+    if cfg.collectd_enabled and cfg.collectd_auth_file:
+        try:
+            load_auth_file(cfg.collectd_auth_file, cfg.collectd_security_level)
+        except ConfigError as exc:
+            raise _fail(cfg, "collectd_auth_file", exc) from None
+
+
+def check_plugins(cfg: Any) -> None:
+    """The plugin host's config file: parsed, its TypesDB files loaded, its <Plugin python>
+    statements checked, and every Import found on sys.path plus its ModulePaths. Plugin modules
+    are not imported here: importing runs plugin code (threads, sockets, a slow start) and that
+    belongs in the plugin process; an import that raises is still found there, at its boot."""
+    from bucky.inputs.collectd import load_datasets
+    from bucky.plugin_host.host import PythonSetup
+
+    path = cfg.collectd_python_config
+    if not path:
+        return
+    option = "collectd_python_config"
+    try:
+        setup = PythonSetup.from_file(path)
+        load_datasets(cfg.collectd_types, setup.types_db, path)
+        paths: list[str] = []
+        for node in setup.statements:
+            key = node.key.lower()
+            if key in ("modulepath", "import", "encoding") and (
+                    len(node.values) != 1 or not isinstance(node.values[0], str)):
+                raise ConfigError(f"{node.where}: {node.key} needs exactly one string argument")
+            if key == "modulepath":
+                paths.insert(0, node.values[0])
+            elif key == "import":
+                _find_module(node.values[0], paths, node.where)
+            elif key == "encoding":
+                import codecs
+
+                try:
+                    codecs.lookup(node.values[0])
+                except LookupError:
+                    raise ConfigError(f"{node.where}: unknown Encoding {node.values[0]!r}") \
+                        from None
+            elif key not in ("module", "logtraces", "interactive"):
+                raise ConfigError(f"{node.where}: unknown option {node.key!r} in <Plugin python>")
+    except ConfigError as exc:
+        raise _fail(cfg, option, exc) from None
+
+
+def _find_module(name: str, paths: list[str], where: str) -> None:
+    import sys
+
+    top = name.partition(".")[0]
+    if top in sys.modules or importlib.machinery.BuiltinImporter.find_spec(top) is not None:
+        return
+    if importlib.machinery.PathFinder.find_spec(top, paths + sys.path) is None:
+        raise ConfigError(f"{where}: cannot import plugin module {name!r}: no module named "
+                          f"{top!r} on the ModulePath or sys.path")
+
+
+def output_factories(cfg: Any) -> list[Any]:
+    """The configured outputs (name and factory each), checked; no client is built."""
+    from bucky.daemon.outputs import output_factories as factories
+
+    try:
+        return list(factories(cfg))
+    except ConfigError as exc:
+        message = str(exc)
+        option = message.partition(":")[0]
+        if option in _option_names():
+            raise _fail(cfg, option, exc) from None
+        raise ConfigError(f"{cfg.source}: {message}") from None
+
+
+def output_names(cfg: Any) -> list[str]:
+    return [factory.name for factory in output_factories(cfg)]
+
+
+def _option_names() -> Iterable[str]:
+    from bucky.config import OPTION_BY_NAME
+
+    return OPTION_BY_NAME
+
+
+def check_children(cfg: Any) -> None:
+    """Every check a child would otherwise make at its start (see the module docstring)."""
+    check_collectd(cfg)
+    check_plugins(cfg)
+    output_factories(cfg)
+
+
+# --- the plan -------------------------------------------------------------------------------------
+
+
+def socket_plan(cfg: Any) -> list[SocketPlan]:
+    plan = []
+    if cfg.collectd_enabled:
+        plan.append(SocketPlan("collectd", "udp", cfg.collectd_ip, cfg.collectd_port,
+                               cfg.collectd_workers, "collectd"))
+    if cfg.statsd_enabled:
+        plan.append(SocketPlan("statsd", "udp", cfg.statsd_ip, cfg.statsd_port, 1, "statsd"))
+        if cfg.statsd_tcp_port:
+            plan.append(SocketPlan("statsd_tcp", "tcp", cfg.statsd_ip, cfg.statsd_tcp_port, 1,
+                                   "statsd"))
+    if cfg.metricsd_enabled:
+        plan.append(SocketPlan("metricsd", "udp", cfg.metricsd_ip, cfg.metricsd_port, 1,
+                               "metricsd"))
+    if cfg.carbon_enabled:  # one process: plaintext over UDP and TCP, pickle over TCP
+        plan.append(SocketPlan("carbon", "udp", cfg.carbon_ip, cfg.carbon_line_port, 1, "carbon"))
+        plan.append(SocketPlan("carbon_line", "tcp", cfg.carbon_ip, cfg.carbon_line_port, 1,
+                               "carbon"))
+        plan.append(SocketPlan("carbon_pickle", "tcp", cfg.carbon_ip, cfg.carbon_pickle_port, 1,
+                               "carbon"))
+    return plan
+
+
+# The TCP listeners an input reads as streams (ChildSpec.streams): input -> (kind, socket name).
+STREAM_LISTENERS = {"carbon": (("line", "carbon_line"), ("pickle", "carbon_pickle"))}
+
+
+def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
+    """One input process per UDP socket (collectd workers: one each); the StatsD input also
+    takes the TCP listener, the carbon input its line and pickle listeners. The plugin host
+    comes last (it reads collectd records)."""
+    by_name = {s.name: s for s in sockets}
+    children = []
+    for sock in sockets:
+        if sock.proto != "udp":
+            continue
+        for i in range(sock.count):
+            title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
+            tcp = "statsd_tcp" if sock.name == "statsd" and "statsd_tcp" in by_name else None
+            children.append(ChildPlan("input", sock.name, title, STAGE_INPUT,
+                                      udp=((sock.name, i),), tcp=tcp,
+                                      streams=STREAM_LISTENERS.get(sock.name, ())))
+    if cfg.collectd_python_config:
+        children.append(ChildPlan("input", "python_plugins", "python_plugins", STAGE_INPUT))
+    return children
+
+
+def extra_children(cfg: Any) -> list[ChildPlan]:
+    """Children outside the data path (none yet; e.g. a status server)."""
+    return []
+
+
+def build_plan(cfg: Any) -> Plan:
+    """Check everything a child would check, then lay out sockets, children and channels."""
+    check_children(cfg)
+    sockets = socket_plan(cfg)
+    outputs = output_factories(cfg)
+    out_children = [ChildPlan("output", f.name, f.name, STAGE_OUTPUT, index=i)
+                    for i, f in enumerate(outputs)]
+    inputs = input_children(cfg, sockets)
+    channels: list[ChannelPlan] = []
+
+    def connect(producer: str, consumer: str, records: bool = False) -> None:
+        channels.append(ChannelPlan(f"{producer}->{consumer}", producer, consumer, records))
+
+    host = [c for c in inputs if c.kind == "python_plugins"]
+    if host:
+        for child in inputs:
+            if child.kind == "collectd":
+                connect(child.title, host[0].title, records=True)
+    processor: list[ChildPlan] = []
+    if cfg.processor is not None:
+        processor = [ChildPlan("processor", "processor", "processor", STAGE_PROCESSOR)]
+        for child in inputs:
+            connect(child.title, "processor")
+        for out in out_children:
+            connect("processor", out.title)
+    else:
+        for child in inputs:
+            for out in out_children:
+                connect(child.title, out.title)
+    # Consumers start before producers.
+    children = out_children + processor + inputs + extra_children(cfg)
+    titles = [c.title for c in children]
+    if len(set(titles)) != len(titles):  # a bug in a planning function, never the user's
+        raise BuckyError(f"two processes would share a name: {titles}")
+    return Plan(cfg, tuple(sockets), tuple(children), tuple(channels), tuple(outputs))
