@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from bucky.errors import ConfigError
+from bucky.protocol import placement
 from bucky.protocol.collectd_security import parse_security_level
 
 
@@ -350,6 +351,18 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return check
 
 
+def destinations(v: Any) -> tuple[placement.Destination, ...]:
+    """carbon's DESTINATIONS: a list of "host:port[:instance]" (or one comma-separated string)."""
+    if v is None:
+        return ()
+    if not isinstance(v, str) and (not isinstance(v, Iterable) or isinstance(v, Mapping)):
+        raise Invalid(f"expected a list of {placement.DESTINATION_FORM}")
+    try:
+        return placement.parse_destinations(v)
+    except ValueError as exc:
+        raise Invalid(str(exc)) from None
+
+
 def anything(v: Any) -> Any:
     return v
 
@@ -480,6 +493,17 @@ OPTIONS: tuple[Option, ...] = (
     _O("graphite_pickle_buffer_size", 500, int_range(1, 100000), "points per pickle message"),
     _O("graphite_buffer_size", 1000000, int_range(1, None),
        "datapoints kept while carbon is unreachable; oldest dropped beyond"),
+    _O("graphite_destinations", (), destinations,
+       "carbons as 'host:port[:instance]' ([::1]:2004:a); empty = graphite_ip:graphite_port"),
+    _O("graphite_relay_method", "consistent-hashing", one_of(*placement.METHODS),
+       "which destination(s) get a metric: consistent-hashing, fast-hashing, jump-hashing, "
+       "broadcast"),
+    _O("graphite_hash_type", None, optional(one_of(*placement.ALL_HASH_TYPES)),
+       "carbon_ch, fnv1a_ch, mmh3_ch or jump_fnv1a_ch; None = the method's default"),
+    _O("graphite_replication_factor", 1, int_range(1, None),
+       "destinations per metric (carbon's REPLICATION_FACTOR)"),
+    _O("graphite_diverse_replicas", False, boolean,
+       "replicas on different hosts only (carbon's DIVERSE_REPLICAS)"),
     # influxdb (Bucky 2)
     _O("influxdb_enabled", False, boolean, "send InfluxDB line protocol over UDP"),
     _O("influxdb_hosts", ("127.0.0.1:8089",), text_list, "host:port destinations"),
@@ -509,6 +533,13 @@ def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
     if values["graphite_backoff_max"] < values["graphite_reconnect_delay"]:
         problems.append(("graphite_backoff_max",
                          "expected a number >= graphite_reconnect_delay"))
+    if values["graphite_enabled"]:
+        # graphite_destinations' own checker already refused bad strings and duplicates
+        effective = values["graphite_destinations"] or (
+            placement.Destination(values["graphite_ip"], values["graphite_port"]),)
+        problems += placement.check_plan(
+            effective, values["graphite_relay_method"], values["graphite_hash_type"],
+            values["graphite_replication_factor"], values["graphite_diverse_replicas"])
     if values["sentry_enabled"]:
         try:
             importlib.import_module("sentry_sdk")

@@ -219,6 +219,20 @@ graphite_pickle_buffer_size = 500
 # datapoints kept while carbon is unreachable; oldest dropped beyond
 graphite_buffer_size = 1000000
 
+# --- Graphite clusters (README "Graphite clusters") ---------------------------------------------
+
+# carbons as 'host:port[:instance]' ([::1]:2004:a); empty = graphite_ip:graphite_port, e.g.
+# ['127.0.0.1:2004:a', '127.0.0.1:2104:b', '127.0.0.1:2204:c'] (carbon's DESTINATIONS)
+graphite_destinations = []
+# which destination(s) get a metric: consistent-hashing, fast-hashing, jump-hashing, broadcast
+graphite_relay_method = 'consistent-hashing'
+# carbon_ch, fnv1a_ch or mmh3_ch (jump_fnv1a_ch for jump-hashing); None = the method's default
+graphite_hash_type = None
+# destinations per metric (carbon's REPLICATION_FACTOR)
+graphite_replication_factor = 1
+# replicas on different hosts only (carbon's DIVERSE_REPLICAS; carbon-relay's default is True)
+graphite_diverse_replicas = False
+
 # --- InfluxDB output (UDP line protocol) -------------------------------------------------------
 
 # send InfluxDB line protocol over UDP

@@ -18,8 +18,9 @@ re-implements their placement bit for bit:
 
 The routing key is the name after ``normalize_path`` (carbon-relay's ``TAG_RELAY_NORMALIZED``:
 ``TaggedSeries.parse(name).path``), and that normalized name is what should be sent. A router
-caches its answer per name (the cache is emptied when it reaches ``cache_size`` names), so the
-output hot path pays one dict lookup per point for a name it has seen.
+caches its answer per name (two generations of ``cache_size / 2`` names: names in use carry
+over, names gone quiet are forgotten), so the output hot path pays one dict lookup per point for a
+name it has seen.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ import functools
 import re
 from collections.abc import Callable, Iterable, Sequence
 from hashlib import md5
+from operator import itemgetter
 from typing import Any, NamedTuple
 
 METHODS = ("consistent-hashing", "fast-hashing", "jump-hashing", "broadcast")
@@ -41,7 +43,7 @@ HASH_TYPES: dict[str, tuple[str, ...]] = {
 }
 ALL_HASH_TYPES = ("carbon_ch", "fnv1a_ch", "mmh3_ch", "jump_fnv1a_ch")
 RING_REPLICAS = 100  # carbon's ConsistentHashRing replica_count, also carbon-c-relay's
-CACHE_SIZE = 200_000  # names a router remembers before it starts over
+CACHE_SIZE = 200_000  # names a router remembers at most (two generations of half that)
 DESTINATION_FORM = "host:port[:instance] (IPv6 as [::1]:2004:a)"
 
 Indexes = tuple[int, ...]
@@ -80,7 +82,7 @@ class Destination(NamedTuple):
 
 
 def _bad(text: Any, why: str) -> ValueError:
-    return ValueError(f"expected {DESTINATION_FORM}, got {text!r}: {why}")
+    return ValueError(f"expected {DESTINATION_FORM}: {text!r} {why}")
 
 
 def parse_destination(text: str, default_port: int | None = None) -> Destination:
@@ -91,17 +93,17 @@ def parse_destination(text: str, default_port: int | None = None) -> Destination
     nonsense (no host, an empty instance, a port int() happens to read such as "+2_004"), this
     raises ValueError. With `default_port`, a bare ``host`` / ``[v6addr]`` is accepted too."""
     if not isinstance(text, str):
-        raise _bad(text, "not a string")
+        raise _bad(text, "is not a string")
     s = text.strip()
     if not s:
-        raise _bad(text, "empty")
+        raise _bad(text, "is empty")
     if s.startswith("["):
         end = s.rfind("]:")
         if end < 0:
             if s.endswith("]") and default_port is not None:
                 host, rest = s[1:-1], str(default_port)
             else:
-                raise _bad(text, "no ']:port' after the IPv6 address")
+                raise _bad(text, "has no ']:port' after the IPv6 address")
         else:
             host, rest = s[1:end], s[end + 2:]
     elif ":" in s:
@@ -110,17 +112,19 @@ def parse_destination(text: str, default_port: int | None = None) -> Destination
     elif default_port is not None:
         host, rest = s, str(default_port)
     else:
-        raise _bad(text, "no port")
+        raise _bad(text, "has no port")
     port_text, sep, instance_text = rest.partition(":")
     instance = instance_text if sep else None
+    if not host and not s.startswith("[") and s.count(":") >= 2:
+        raise _bad(text, "needs brackets around the IPv6 address")
     if not host or any(c.isspace() for c in host) or "[" in host or "]" in host:
-        raise _bad(text, "bad host")
+        raise _bad(text, "has no valid host")
     if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
         if ":" in host or (not s.startswith("[") and rest.count(":") >= 2):
-            raise _bad(text, "an IPv6 address must be written in brackets")
-        raise _bad(text, "the port must be a number 1-65535")
+            raise _bad(text, "needs brackets around the IPv6 address")
+        raise _bad(text, "has no port number 1-65535")
     if instance is not None and (not instance or any(c.isspace() for c in instance)):
-        raise _bad(text, "empty instance or whitespace in it")
+        raise _bad(text, "has an empty instance or whitespace in it")
     return Destination(host, int(port_text), instance)
 
 
@@ -138,9 +142,8 @@ def parse_destinations(items: Iterable[str] | str, default_port: int | None = No
         dest = parse_destination(item, default_port)
         if dest.node in seen:
             raise ValueError(
-                f"expected each (host, instance) once, got {str(seen[dest.node])!r} and "
-                f"{str(dest)!r}: carbon's ring has one node per host and instance; "
-                "give them different instances")
+                f"expected each (host, instance) once: {str(seen[dest.node])!r} and {str(dest)!r} "
+                f"are both node {dest.node!r} of carbon's ring; give them different instances")
         seen[dest.node] = dest
         out.append(dest)
     return tuple(out)
@@ -357,6 +360,8 @@ def _take(nodes: Iterable[int], destinations: Sequence[Destination], replication
 class _Ring:
     """carbon.hashing.ConsistentHashRing, with every start position's answer computed up front."""
 
+    select: Callable[[str], Indexes]
+
     def __init__(self, destinations: Sequence[Destination], hash_type: str,
                  replication_factor: int, diverse_replicas: bool) -> None:
         self.hash = hash_function(hash_type)
@@ -383,6 +388,27 @@ class _Ring:
             _take(self._walk(owners, k, n), destinations, replication_factor, diverse_replicas)
             for k in range(size)
         ]
+        # bisect_left past the last position wraps to the first entry
+        wrapped = [*self.answers, self.answers[0]]
+        positions, bisect_left = self.positions, bisect.bisect_left
+        if hash_type == "carbon_ch":
+            # 16-bit positions: one answer per possible hash, no search (512 KiB of references)
+            table = [wrapped[bisect_left(positions, p)] for p in range(65536)]
+
+            def select(key: str) -> Indexes:
+                try:
+                    data = key.encode()
+                except UnicodeEncodeError:
+                    data = _utf8(key)
+                d = md5(data).digest()
+                return table[d[0] << 8 | d[1]]
+        else:
+            hash_ = self.hash
+
+            def select(key: str) -> Indexes:
+                return wrapped[bisect_left(positions, hash_(key))]
+
+        self.select = select
 
     @staticmethod
     def _walk(owners: list[int], index: int, n: int) -> Iterable[int]:
@@ -401,13 +427,11 @@ class _Ring:
                 yield node
             index = (index + 1) % size
 
-    def select(self, key: str) -> Indexes:
-        answers = self.answers
-        return answers[bisect.bisect_left(self.positions, self.hash(key)) % len(answers)]
-
 
 class _FastRing:
     """carbon.routers.FastHashRing: nodes sorted by the hash of str((server, instance))."""
+
+    select: Callable[[str], Indexes]
 
     def __init__(self, destinations: Sequence[Destination], hash_type: str,
                  replication_factor: int, diverse_replicas: bool) -> None:
@@ -421,10 +445,13 @@ class _FastRing:
                   diverse_replicas)
             for seed in range(n)
         ]
+        answers, hash_ = self.answers, self.hash
 
-    def select(self, key: str) -> Indexes:
-        answers = self.answers
-        return answers[self.hash(key) % len(answers)]
+        def select(key: str) -> Indexes:
+            return answers[hash_(key) % n]  # n: the number of destinations
+
+        self.select = select
+
 
 
 def _jump_member_order(destinations: Sequence[Destination]) -> list[int]:
@@ -478,9 +505,45 @@ class _Jump:
 # --- the router -----------------------------------------------------------------------------------
 
 
+_SECOND = itemgetter(1)
+
+
+class _PlacementCache(dict):
+    """path -> (normalized path, indexes), computed by `__missing__` once per name.
+
+    Two generations of at most `limit` names each: when the current one is full it becomes the
+    previous one (a copy) and starts empty; a miss looks in the previous generation before
+    computing, so names in use carry over and the whole stays under 2 * `limit` entries."""
+
+    __slots__ = ("_compute", "_limit", "_previous")
+
+    def __init__(self, compute: Callable[[str], tuple[str, Indexes]], limit: int) -> None:
+        super().__init__()
+        self._compute = compute
+        self._limit = limit
+        self._previous: dict[str, tuple[str, Indexes]] = {}
+
+    def __missing__(self, path: str) -> tuple[str, Indexes]:
+        answer = self._previous.get(path)
+        if answer is None:
+            answer = self._compute(path)
+        if len(self) >= self._limit:
+            self._previous = self.copy()
+            self.clear()
+        self[path] = answer
+        return answer
+
+    def entries(self) -> int:
+        """Names held, both generations."""
+        return len(self) + len(self._previous)
+
+
 class Router:
     """Placement for one destination list: ``route(path)`` -> destination indexes (carbon's
-    order), ``place(path)`` -> ``(normalized path to send, indexes)``. Both are cached per name."""
+    order), ``place(path)`` -> ``(normalized path to send, indexes)``; ``route_batch`` and
+    ``place_batch`` do a list of paths at once. All are cached per name (``place`` is then one
+    C-level dict lookup). ``constant`` is the indexes when they never depend on the name (one
+    destination, broadcast), else None."""
 
     route: Callable[[str], Indexes]
     place: Callable[[str], tuple[str, Indexes]]
@@ -521,28 +584,31 @@ class Router:
             else:
                 select = _Jump(destinations, replication_factor).select
         self.select = select
-        cache: dict[str, tuple[str, Indexes]] = {}
-        self._cache = cache
-        get = cache.get
-
-        def miss(path: str) -> tuple[str, Indexes]:
+        def compute(path: str) -> tuple[str, Indexes]:
             key = normalize_path(path)
-            answer = (key, select(key))
-            if len(cache) >= cache_size:
-                cache.clear()
-            cache[path] = answer
-            return answer
+            return (key, select(key))
 
-        def place(path: str) -> tuple[str, Indexes]:
-            answer = get(path)
-            return miss(path) if answer is None else answer
+        cache = _PlacementCache(compute, max(1, cache_size // 2))
+        self._cache = cache
+        get = cache.__getitem__
+        self.place = get  # a C-level dict lookup for a name seen before
 
         def route(path: str) -> Indexes:
-            answer = get(path)
-            return (miss(path) if answer is None else answer)[1]
+            return get(path)[1]
 
-        self.place = place
         self.route = route
+
+    def cached(self) -> int:
+        """How many names the cache holds now (at most `cache_size`)."""
+        return self._cache.entries()
+
+    def place_batch(self, paths: Iterable[str]) -> list[tuple[str, Indexes]]:
+        """``[place(p) for p in paths]`` with no Python call per cached name."""
+        return list(map(self._cache.__getitem__, paths))
+
+    def route_batch(self, paths: Iterable[str]) -> list[Indexes]:
+        """``[route(p) for p in paths]`` with no Python call per cached name."""
+        return list(map(_SECOND, map(self._cache.__getitem__, paths)))
 
     def describe(self) -> str:
         """One line for --explain and the start-up log."""
