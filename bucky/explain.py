@@ -57,16 +57,13 @@ def _placement(cfg: Any) -> tuple[str, Callable[[str], tuple[str, tuple[str, ...
         return "off (graphite_enabled = False)", lambda path: (path, ())
     if cfg.debug:
         return "debug: printed on stdout", lambda path: (path, ("stdout",))
-    from bucky.protocol.placement import Destination, destinations_from_config, make_router
+    from bucky.protocol.placement import destinations_from_config
 
     try:
         plan = destinations_from_config(cfg)
-        destinations, router = plan.destinations, plan.router
-    except AttributeError:  # a config without the cluster options: the one destination
-        destinations = (Destination(str(cfg.graphite_ip).strip("[]"), int(cfg.graphite_port)),)
-        router = make_router(destinations)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    destinations, router = plan.destinations, plan.router
     names = tuple(str(d) for d in destinations)
     protocol = "pickle" if cfg.graphite_pickle_enabled else "plaintext"
     description = f"{router.describe()}, {protocol}: {', '.join(names)}"

@@ -6,13 +6,11 @@ diff: it is the behaviour change)."""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import socket
 import subprocess
 import sys
-import types
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +18,6 @@ import pytest
 
 from bucky import config as config_mod
 from bucky.explain import explain_text
-from bucky.protocol.placement import parse_destinations
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT / "tests" / "data" / "explain"
@@ -37,16 +34,6 @@ def check_golden(name: str, text: str) -> None:
     assert text == path.read_text(), f"differs from {path} (BUCKY_REGEN_GOLDEN=1 to update)"
 
 
-def with_cluster(cfg: Any, destinations: list[str], method: str, hash_type: str | None,
-                 replication: int, diverse: bool = False) -> Any:
-    """cfg plus the Graphite cluster options."""
-    values = {f.name: getattr(cfg, f.name) for f in dataclasses.fields(cfg)}
-    values.update(graphite_destinations=parse_destinations(destinations),
-                  graphite_relay_method=method, graphite_hash_type=hash_type,
-                  graphite_replication_factor=replication, graphite_diverse_replicas=diverse)
-    return types.SimpleNamespace(**values)
-
-
 def test_statsd_golden() -> None:
     cfg, _ = config_mod.load(str(DATA / "statsd_config.py"))
     text = explain_text(cfg, "statsd", (DATA / "statsd.txt").read_bytes(), NOW)
@@ -59,9 +46,11 @@ def test_statsd_golden() -> None:
 
 
 def test_graphite_golden_on_a_cluster() -> None:
-    cfg = with_cluster(config_mod.make_config(name_prefix="never", carbon_enabled=True),
-                       ["127.0.0.1:2004:a", "127.0.0.2:2004:b", "127.0.0.3:2004:c"],
-                       "consistent-hashing", "carbon_ch", 2)
+    cfg = config_mod.make_config(
+        name_prefix="never", carbon_enabled=True,
+        graphite_destinations=["127.0.0.1:2004:a", "127.0.0.2:2004:b", "127.0.0.3:2004:c"],
+        graphite_relay_method="consistent-hashing", graphite_hash_type="carbon_ch",
+        graphite_replication_factor=2)
     text = explain_text(cfg, "graphite", (DATA / "graphite.txt").read_bytes(), NOW)
     check_golden("graphite", text)
     assert "never." not in text  # carbon-input paths pass the name rules unchanged
@@ -100,10 +89,10 @@ def test_nothing_is_opened(monkeypatch: pytest.MonkeyPatch) -> None:
         raise AssertionError("--explain opened a socket")
 
     monkeypatch.setattr(socket.socket, "__init__", refuse)
-    cfg = with_cluster(config_mod.make_config(), ["carbon-a.example:2004", "carbon-b.example:2004"],
-                       "consistent-hashing", "carbon_ch", 1)
+    cfg = config_mod.make_config(
+        graphite_destinations=["carbon-a.example:2004:a", "carbon-b.example:2004:b"])
     text = explain_text(cfg, "statsd", b"a:1|c\n", NOW)
-    assert "carbon-a.example:2004" in text or "carbon-b.example:2004" in text
+    assert "carbon-a.example:2004:a" in text or "carbon-b.example:2004:b" in text
 
 
 def test_command_line(tmp_path: Path) -> None:
