@@ -158,7 +158,10 @@ def preload_modules(cfg: Any) -> None:
     wanted = ["bucky.daemon.outputs", "multiprocessing.popen_fork", "multiprocessing.connection",
               "multiprocessing.reduction", "json", "tempfile", "hmac", "hashlib", "random",
               "importlib.metadata", "selectors", "pickle", "encodings.idna", "ipaddress",
-              "concurrent.futures", "queue", "threading", "traceback", "setproctitle"]
+              "concurrent.futures", "queue", "threading", "traceback", "setproctitle",
+              # what a reload's checks import (bucky.daemon.plan), whatever it enables
+              "bucky.inputs.collectd", "bucky.aggregate.collectd_names",
+              "bucky.plugin_host.host", "codecs"]
     for kind, enabled in (("collectd", cfg.collectd_enabled), ("statsd", cfg.statsd_enabled),
                           ("metricsd", cfg.metricsd_enabled), ("carbon", cfg.carbon_enabled),
                           ("python_plugins", cfg.collectd_python_config)):

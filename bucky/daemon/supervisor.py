@@ -385,6 +385,7 @@ class Supervisor:
         slot.backoff.failure(now)
         delay = slot.backoff.current_delay()
         log.error("%s %s; restarting in %.1f s", slot.spec.title, what, delay)
+        self.notifier.status(f"{slot.spec.title} {what}; restarting in {delay:.1f} s")
         slot.restart_at = now + delay
         slot.boot_deadline = None
 
@@ -522,6 +523,8 @@ class Supervisor:
         if reload.phase == "downstream":
             if any(s.booting for s in reload.slots if s.process is not None):
                 return
+            log.info("reload: %s up next to the running processes; the inputs hand over",
+                     ", ".join(s.spec.title for s in reload.slots if s.process is not None))
             self._hand_over(stop_processor=False)
         if any(s.booting for s in reload.slots):
             return

@@ -74,3 +74,16 @@ def test_deaths_far_apart_do_not_halt(harness):
         clock.t = slot.restart_at + sup.RESTART_WINDOW  # a long healthy run between deaths
         s._reap_and_restart()
     assert len(spawned) == 3 * sup.MAX_RESTARTS
+
+
+def test_delays_start_afresh_after_a_healthy_run(harness):
+    s, slot, clock, spawned = harness
+    for _ in range(3):
+        s._reap_and_restart()
+        clock.t = slot.restart_at
+        s._reap_and_restart()
+    assert slot.backoff.current_delay() == 2.0
+    slot.backoff.connected(clock.t)  # it booted ...
+    clock.t += sup.STABLE_AFTER  # ... and ran healthy for a while
+    s._reap_and_restart()
+    assert slot.restart_at - clock.t == sup.RESTART_DELAY

@@ -78,13 +78,27 @@ def test_plugins_read_and_write_through_the_daemon(tmp_path):
             assert bucky.stop() == 0
 
 
-def test_plugin_that_cannot_import_halts_the_daemon(tmp_path):
+def test_plugin_that_cannot_be_found_is_a_config_error(tmp_path):
     conf = tmp_path / "python.conf"
     conf.write_text('Hostname "h"\n<Plugin python>\n  Import "no_such_plugin_xyz"\n</Plugin>\n')
     bucky = Bucky(tmp_path, {"statsd_enabled": False, "metricsd_enabled": False,
                              "collectd_python_config": str(conf), "graphite_port": 9})
     bucky.start(wait_ready=False)
     code = bucky.proc.wait(60)
-    assert code == 1
-    assert any("python_plugins failed to start" in line and "no_such_plugin_xyz" in line
+    assert code == 2  # found missing by the plan, before anything started
+    assert any("collectd_python_config" in line and "no_such_plugin_xyz" in line
+               for line in bucky.stderr_lines)
+
+
+def test_plugin_whose_import_raises_halts_the_daemon(tmp_path):
+    (tmp_path / "broken_plugin_xyz.py").write_text("raise RuntimeError('broken at import')\n")
+    conf = tmp_path / "python.conf"
+    conf.write_text(f'Hostname "h"\n<Plugin python>\n  ModulePath "{tmp_path}"\n'
+                    '  Import "broken_plugin_xyz"\n</Plugin>\n')
+    bucky = Bucky(tmp_path, {"statsd_enabled": False, "metricsd_enabled": False,
+                             "collectd_python_config": str(conf), "graphite_port": 9})
+    bucky.start(wait_ready=False)
+    code = bucky.proc.wait(60)
+    assert code == 1  # plugin code runs in the plugin process only: found when it starts
+    assert any("python_plugins failed to start" in line and "broken at import" in line
                for line in bucky.stderr_lines)
