@@ -5,7 +5,10 @@ the real processor process (with a pass-through processor function) and the real
 Graphite output process carry them to a TCP sink that counts lines. No parsing is measured here:
 see udp_load.py for the inputs. Reports samples/s, CPU seconds and peak RSS of the process tree.
 
-    python bench/pipeline.py [--samples 5000000] [--no-processor]
+    python bench/pipeline.py [--samples 5000000] [--no-processor] [--http]
+
+--http attaches the status server as the daemon does by default: the output sends it status
+snapshots and a sampled tap of its batches, and a real http process reads them.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from bucky.config import make_config  # noqa: E402
 from bucky.daemon.channels import Channel  # noqa: E402
 from bucky.daemon.children import BATCH_SIZE, ChildSpec, child_main, queue_bytes  # noqa: E402
 from bucky.daemon.sink import BatchSink  # noqa: E402
+from bucky.daemon.sockets import bind_tcp  # noqa: E402
 
 ctx = multiprocessing.get_context("fork")
 
@@ -62,19 +66,28 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--samples", type=int, default=5_000_000)
     ap.add_argument("--no-processor", action="store_true")
+    ap.add_argument("--http", action="store_true", help="the output feeds a status server")
     args = ap.parse_args()
     sink = LineSink()
     cfg = make_config(graphite_port=sink.port, self_metrics_interval=0,
                       processor=None if args.no_processor else passthrough,
                       process_join_timeout=30)
     to_output = Channel("to-output")
-    procs = [start(ChildSpec("output", "graphite", "graphite", cfg, in_channels=[to_output]))]
+    to_http = Channel("graphite->http") if args.http else None
+    procs = [start(ChildSpec("output", "graphite", "graphite", cfg, in_channels=[to_output],
+                             out_channels=[to_http] if to_http else []))]
+    names = ["generator", "output"]
+    if to_http is not None:
+        procs.append(start(ChildSpec("http", "http", "http", cfg, in_channels=[to_http],
+                                     tcp=bind_tcp("127.0.0.1", 0, "http"))))
+        names.append("http")
     if args.no_processor:
         first = to_output
     else:
         first = Channel("to-processor")
         procs.append(start(ChildSpec("processor", "processor", "processor", cfg,
                                      in_channels=[first], out_channels=[to_output])))
+        names.append("processor")
     t0 = time.monotonic()
     gen = ctx.Process(target=generate, args=(first, args.samples, cfg))
     gen.start()
@@ -88,14 +101,15 @@ def main() -> None:
     elapsed = (sink.last_at or time.monotonic()) - t0
     cpu = cpu_seconds(pids)
     per_process = ", ".join(f"{name} {cpu_seconds([pid]):.1f} s" for name, pid in
-                            zip(["generator", "output", "processor"], pids, strict=False))
+                            zip(names, pids, strict=False))
     sink_cpu = cpu_seconds([os.getpid()])
     hwm = rss_mb(pids, peak=True)
     gen.join(10)
     for p in procs:
         os.kill(p.pid, 15)
         p.join(30)
-    print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}): "
+    print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}"
+          f"{', status server' if args.http else ''}): "
           f"{sink.lines:,} of {args.samples:,} samples in {elapsed:.2f} s = "
           f"{sink.lines / elapsed:,.0f} samples/s; CPU {cpu:.1f} s ({per_process}; "
           f"the sink {sink_cpu:.1f} s); peak RSS {hwm:.0f} MB (sum of processes' peaks)")

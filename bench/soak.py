@@ -16,12 +16,14 @@ growth over the baseline, or when the peak exceeds `--max-rss` MB.
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -29,6 +31,24 @@ from bench.common import LineSink, cpu_seconds, descendants, rss_mb  # noqa: E40
 from bench.udp_load import free_udp_port  # noqa: E402
 
 BLOCK = 20  # keys per StatsD datagram, and a datagram's worth of collectd values
+
+
+def _sink_process(port_out: Any, lines: Any) -> None:
+    sink = LineSink()
+    port_out.send(sink.port)
+    while True:
+        time.sleep(0.5)
+        lines.value = sink.lines
+
+
+def start_sink() -> tuple[int, Any, multiprocessing.Process]:
+    """A carbon sink in a process of its own: the sender's loop must not slow it down (a slow
+    sink would fill Bucky's output buffer and the RSS figures would measure that instead)."""
+    ours, theirs = multiprocessing.Pipe()
+    lines = multiprocessing.Value("q", 0)
+    proc = multiprocessing.Process(target=_sink_process, args=(theirs, lines), daemon=True)
+    proc.start()
+    return ours.recv(), lines, proc
 
 
 def statsd_blocks(max_keys: int) -> list[bytes]:
@@ -90,12 +110,12 @@ def main() -> int:
     ap.add_argument("--max-rss", type=float, default=1024.0, help="MB, with --check")
     args = ap.parse_args()
 
-    sink = LineSink()
+    sink_port, sink_lines, sink_proc = start_sink()
     sport, cport = free_udp_port(), free_udp_port()
     tmp = tempfile.mkdtemp(prefix="bucky-soak-")
     cfg = os.path.join(tmp, "config.py")
     with open(cfg, "w") as fh:
-        fh.write(f"graphite_port = {sink.port}\ndirectory = {tmp!r}\nself_metrics_interval = 5\n"
+        fh.write(f"graphite_port = {sink_port}\ndirectory = {tmp!r}\nself_metrics_interval = 5\n"
                  f"statsd_port = {sport}\ncollectd_port = {cport}\nmetricsd_enabled = False\n"
                  "statsd_flush_time = 2.0\nstatsd_delete_idlestats = True\n"
                  "statsd_gauges_max_ttl = 10.0\ncollectd_series_ttl_intervals = 4\n"
@@ -152,11 +172,13 @@ def main() -> int:
     at_end = rss_by_process(proc.pid)
     proc.terminate()
     proc.wait(60)
-    sink.close()
+    time.sleep(1.0)
+    lines = sink_lines.value
+    sink_proc.terminate()
 
     print(f"soak {args.minutes:g} min: statsd {args.statsd_rate:,.0f} lines/s, collectd "
           f"{args.collectd_rate:,.0f} values/s, keys per input {args.min_keys:,} -> "
-          f"{args.max_keys:,} -> {args.min_keys:,}; {sink.lines:,} lines to carbon; "
+          f"{args.max_keys:,} -> {args.min_keys:,}; {lines:,} lines to carbon; "
           f"CPU {cpu / seconds:.2f} cores")
     print(f"{'t (s)':>7} {'keys':>8} {'RSS (MB)':>9}")
     step = max(1, len(samples) // 30)

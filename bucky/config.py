@@ -351,6 +351,17 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return check
 
 
+def self_metrics_prefix(v: Any) -> str:
+    """A dotted prefix where `{host}` stands for the short host name."""
+    form = "expected a dotted name, '{host}' standing for the short host name (e.g. 'bucky.{host}')"
+    if not isinstance(v, str) or any(c.isspace() for c in v):
+        raise Invalid(form)
+    rest = v.replace("{host}", "")
+    if "{" in rest or "}" in rest or ".." in v:
+        raise Invalid(form)
+    return v.strip(".")
+
+
 def destinations(v: Any) -> tuple[placement.Destination, ...]:
     """carbon's DESTINATIONS: a list of "host:port[:instance]" (or one comma-separated string)."""
     if v is None:
@@ -398,7 +409,15 @@ OPTIONS: tuple[Option, ...] = (
        "function(host, name, value, timestamp) -> tuple or None, run in its own process"),
     _O("processor_drop_on_error", False, boolean, "drop a sample when the processor raises"),
     _O("self_metrics_interval", 10.0, float_min(0),
-       "seconds between Bucky's own metrics (bucky.<process>.<counter>); 0 = off"),
+       "seconds between Bucky's own metrics (<self_metrics_prefix>.<process>.<counter>); 0 = off"),
+    _O("self_metrics_prefix", "bucky.{host}", self_metrics_prefix,
+       "prefix of Bucky's own metrics; {host} = the short host name"),
+    # http status server
+    _O("http_enabled", True, boolean, "run the HTTP status server (/, /health, /metrics, /api/)"),
+    _O("http_ip", "127.0.0.1", address, "HTTP status server listen address"),
+    _O("http_port", 8127, port, "HTTP status server TCP port"),
+    _O("http_history_seconds", 600.0, float_min(0, False),
+       "how long the status page keeps the series it saw"),
     # sentry (Bucky 2; needs the sentry-sdk package when enabled)
     _O("sentry_enabled", False, boolean, "report errors to Sentry (needs sentry-sdk)"),
     _O("sentry_dsn", None, optional(text), "Sentry DSN"),

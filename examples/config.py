@@ -33,8 +33,20 @@ custom_clients = []
 processor = None
 # drop a sample when the processor raises
 processor_drop_on_error = False
-# seconds between Bucky's own metrics (bucky.<process>.<counter>); 0 = off
+# seconds between Bucky's own metrics (<self_metrics_prefix>.<process>.<counter>); 0 = off
 self_metrics_interval = 10.0
+# prefix of Bucky's own metrics; {host} = the short host name
+self_metrics_prefix = "bucky.{host}"
+
+# --- HTTP status server (a page, /health, /metrics) ---------------------------------------------
+# run the HTTP status server (/, /health, /metrics, /api/)
+http_enabled = True
+# HTTP status server listen address
+http_ip = "127.0.0.1"
+# HTTP status server TCP port
+http_port = 8127
+# how long the status page keeps the series it saw
+http_history_seconds = 600.0
 
 # --- sentry ------------------------------------------------------------------------------------
 

@@ -46,6 +46,7 @@ def free_ports() -> dict[str, int]:
         "statsd_port": free_port(),
         "collectd_port": free_port(),
         "metricsd_port": free_port(),
+        "http_port": free_port(socket.SOCK_STREAM),  # never the default 8127: tests run in parallel
     }
 
 
@@ -63,7 +64,7 @@ class Bucky:
             **self.ports,
         }
         opts.update(options or {})
-        for key in ("statsd_port", "collectd_port", "metricsd_port"):
+        for key in ("statsd_port", "collectd_port", "metricsd_port", "http_port"):
             self.ports[key] = opts[key]
         self.options = opts
         self.config_path = tmp_path / "bucky_config.py"
@@ -137,6 +138,18 @@ class Bucky:
                 except ValueError:
                     continue
         return out
+
+    def http_get(self, path: str, timeout: float = 5.0) -> tuple[int, bytes]:
+        """GET from the status server (http_port): (status, body)."""
+        import http.client
+
+        conn = http.client.HTTPConnection("127.0.0.1", self.ports["http_port"], timeout=timeout)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            return resp.status, resp.read()
+        finally:
+            conn.close()
 
     def send_udp(self, port_key: str, data: bytes, host: str = "127.0.0.1") -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -408,7 +408,7 @@ class MetricTable:
     registry refuses it), since both would write the same Graphite paths. `counters` receives
     "metrics_created", "metrics_expired", "dropped.max_metrics",
     "dropped.kind_mismatch", "dropped.unknown_metric" (clear/delete of a metric that does not
-    exist), "dropped.non_finite" (a stat that overflowed), and "updates", "clears", "deletes"
+    exist), "dropped.not_finite" (a stat that overflowed), and "updates", "clears", "deletes"
     (records applied).
     """
 
@@ -553,7 +553,7 @@ class MetricTable:
         if expired:
             self.counters["metrics_expired"] += len(expired)
         if non_finite:
-            self.counters["dropped.non_finite"] += non_finite
+            self.counters["dropped.not_finite"] += non_finite
 
     def export(self) -> list[CarriedMetric]:
         """The live metrics, to be adopted by the table of a reloaded input."""

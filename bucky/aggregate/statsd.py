@@ -406,7 +406,7 @@ class StatsdAggregator:
         self._reset_interval(now, final)
         self.last_timestamp = timestamp
         if skipped:
-            self.totals["dropped.non_finite"] += skipped
+            self.totals["dropped.not_finite"] += skipped
         self.totals["flushes"] += 1
         self.totals["samples"] += len(out)
         return out

@@ -25,9 +25,10 @@ from typing import Any
 from bucky.daemon.channels import Channel, ChannelReader
 from bucky.daemon.memory import Trimmer
 from bucky.daemon.processor import Processor
-from bucky.daemon.selfmetrics import SelfMetrics
+from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
+from bucky.http.feed import MAX_PENDING_BYTES, HttpFeed
 from bucky.inputs.base import InputHandler, Stream
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import NOTIFICATION
@@ -62,7 +63,7 @@ class ChildSpec:
     tcp: socket.socket | None = None  # the input's line listener (handle_lines)
     streams: list[tuple[str, socket.socket]] = dataclasses.field(default_factory=list)
     in_channels: list[Channel] = dataclasses.field(default_factory=list)
-    out_channels: list[Channel] = dataclasses.field(default_factory=list)
+    out_channels: list[Channel] = dataclasses.field(default_factory=list)  # outputs: to http
     record_channels: list[Channel] = dataclasses.field(default_factory=list)
     state: Any = None
     ctrl: Connection | None = None
@@ -153,7 +154,8 @@ class InputRunner:
         )
         self.handler: InputHandler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state)
         self.readers = [ch.reader() for ch in spec.in_channels]
-        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
+        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time,
+                                       prefix_from_config(cfg))
         self.counters: Counter[str] = Counter()
         self.ratelog = RateLimitedLog(log)
         self.tcp_conns: dict[socket.socket, Stream] = {}
@@ -206,7 +208,7 @@ class InputRunner:
         self.sink.flush_if_due(mono)
         self.sink.pump()
         if self.selfmetrics.due(mono):
-            self.sink.send_self_metrics(self._self_samples(mono))
+            self.sink.send_self_metrics(self._self_samples(mono), self.selfmetrics.gauge_names)
 
     def _self_samples(self, mono: float) -> list[tuple]:
         gauges = {"queue_bytes": self.sink.pending_bytes()}
@@ -345,7 +347,7 @@ class InputRunner:
             log.exception("%s: error while stopping", self.spec.title)
         mono = time.monotonic()
         if self.spec.cfg.self_metrics_interval > 0:
-            self.sink.send_self_metrics(self._self_samples(mono))
+            self.sink.send_self_metrics(self._self_samples(mono), self.selfmetrics.gauge_names)
         self.sink.drain(mono + max(self.spec.cfg.process_join_timeout * 0.4, 0.2))
         return state
 
@@ -383,7 +385,8 @@ class ProcessorRunner:
         qbytes = queue_bytes(cfg)
         self.writers = [ch.writer(qbytes) for ch in spec.out_channels]
         self.sink = BatchSink(self.writers, batch_size=BATCH_SIZE, max_age=BATCH_MAX_AGE)
-        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time)
+        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time,
+                                       prefix_from_config(cfg))
 
     def _handle(self, objs: list[object]) -> None:
         for obj in objs:
@@ -391,7 +394,7 @@ class ProcessorRunner:
                 self.sink.extend(self.processor.process(obj))
             elif type(obj) is tuple and obj and obj[0] == SELF_METRICS:
                 self.sink.flush()  # keep order: what came before goes first
-                self.sink.send_self_metrics(obj[1])
+                self.sink.send_self_metrics(obj[1], obj[2] if len(obj) > 2 else ())
             elif type(obj) is tuple and obj and obj[0] == NOTIFICATION:
                 self.sink.flush()
                 self.sink.notify(obj[1])
@@ -409,7 +412,7 @@ class ProcessorRunner:
             self.sink.flush_if_due(mono)
             self.sink.pump()
             if self.selfmetrics.due(mono):
-                self.sink.send_self_metrics(self._self_samples(mono))
+                self.sink.send_self_metrics(self._self_samples(mono), self.selfmetrics.gauge_names)
             self.trimmer.maybe_trim(time.monotonic())
             if _parent_gone(self.spec):
                 break
@@ -421,7 +424,7 @@ class ProcessorRunner:
             self._handle(objs)
         mono = time.monotonic()
         if self.spec.cfg.self_metrics_interval > 0:
-            self.sink.send_self_metrics(self._self_samples(mono))
+            self.sink.send_self_metrics(self._self_samples(mono), self.selfmetrics.gauge_names)
         self.sink.drain(mono + max(self.spec.cfg.process_join_timeout * 0.4, 0.2))
         return None
 
@@ -443,17 +446,27 @@ class OutputRunner:
         self.trimmer = Trimmer()
         self.client = output_factories(spec.cfg)[spec.index].build()
         self.readers = [ch.reader() for ch in spec.in_channels]
-        self.selfmetrics = SelfMetrics(spec.title, spec.cfg.self_metrics_interval, time.time)
+        self.selfmetrics = SelfMetrics(spec.title, spec.cfg.self_metrics_interval, time.time,
+                                       prefix_from_config(spec.cfg))
         self.counters: Counter[str] = Counter()
+        self.feed = None
+        if spec.out_channels:  # an output's only way out of the process: the status server
+            self.feed = HttpFeed(spec.out_channels[0].writer(MAX_PENDING_BYTES), spec.title,
+                                 tap=spec.index == 0, forward_self=spec.index == 0,
+                                 counters=self.counters)
 
     def _handle(self, objs: list[object], now: float) -> None:
-        client = self.client
+        client, feed = self.client, self.feed
         for obj in objs:
             if type(obj) is list:
                 self.counters["received"] += len(obj)
                 client.send(obj, now)
+                if feed is not None:
+                    feed.batch(obj)
             elif type(obj) is tuple and obj and obj[0] == SELF_METRICS:
                 client.send(obj[1], now, front=True)
+                if feed is not None:
+                    feed.self_metrics(obj)
             elif type(obj) is tuple and obj and obj[0] == NOTIFICATION:
                 client.notify(obj[1])
 
@@ -469,6 +482,8 @@ class OutputRunner:
             if self.selfmetrics.due(now):
                 client.send(self._self_samples(now), now, front=True)
             client.poll(now)
+            if self.feed is not None:
+                self.feed.tick(now, client)
             self.trimmer.maybe_trim(time.monotonic())
             if _parent_gone(self.spec):
                 break
@@ -491,10 +506,20 @@ class OutputRunner:
 
     def _self_samples(self, now: float) -> list[tuple]:
         corrupt = sum(r.corrupt_frames for r in self.readers)
-        return self.selfmetrics.collect(
+        samples = self.selfmetrics.collect(
             now, [self.client.counters, self.counters, {"corrupt_frames": corrupt}],
             {"pending": self.client.pending()},
         )
+        if self.feed is not None:
+            self.feed.self_metrics((SELF_METRICS, samples, self.selfmetrics.gauge_names), own=True)
+        return samples
 
 
-RUNNERS = {"input": InputRunner, "processor": ProcessorRunner, "output": OutputRunner}
+def _http_runner(spec: ChildSpec, flags: _Flags) -> Any:
+    from bucky.http.server import HttpRunner
+
+    return HttpRunner(spec, flags)
+
+
+RUNNERS = {"input": InputRunner, "processor": ProcessorRunner, "output": OutputRunner,
+           "http": _http_runner}

@@ -219,11 +219,18 @@ def _option_names() -> Iterable[str]:
     return OPTION_BY_NAME
 
 
+def check_http(cfg: Any) -> None:
+    """The status server's code and page, loaded here, before privileges are dropped."""
+    if cfg.http_enabled:
+        import bucky.http.server  # noqa: F401
+
+
 def check_children(cfg: Any) -> None:
     """Every check a child would otherwise make at its start (see the module docstring)."""
     check_collectd(cfg)
     check_plugins(cfg)
     output_factories(cfg)
+    check_http(cfg)
 
 
 # --- the plan -------------------------------------------------------------------------------------
@@ -248,6 +255,8 @@ def socket_plan(cfg: Any) -> list[SocketPlan]:
                                "carbon"))
         plan.append(SocketPlan("carbon_pickle", "tcp", cfg.carbon_ip, cfg.carbon_pickle_port, 1,
                                "carbon"))
+    if cfg.http_enabled:
+        plan.append(SocketPlan("http", "tcp", cfg.http_ip, cfg.http_port, 1, "the status server"))
     return plan
 
 
@@ -276,7 +285,9 @@ def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
 
 
 def extra_children(cfg: Any) -> list[ChildPlan]:
-    """Children outside the data path (none yet; e.g. a status server)."""
+    """Children outside the data path: the status server (bucky/http), when enabled."""
+    if cfg.http_enabled:
+        return [ChildPlan("http", "http", "http", STAGE_WATCHER, tcp="http")]
     return []
 
 
@@ -309,8 +320,13 @@ def build_plan(cfg: Any) -> Plan:
         for child in inputs:
             for out in out_children:
                 connect(child.title, out.title)
+    extra = extra_children(cfg)
+    if any(c.role == "http" for c in extra):
+        # Each output sends the status server copies (status, a sampled tap, self-metrics).
+        for out in out_children:
+            connect(out.title, "http")
     # Consumers start before producers.
-    children = out_children + processor + inputs + extra_children(cfg)
+    children = extra + out_children + processor + inputs
     titles = [c.title for c in children]
     if len(set(titles)) != len(titles):  # a bug in a planning function, never the user's
         raise BuckyError(f"two processes would share a name: {titles}")

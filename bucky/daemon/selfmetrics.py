@@ -1,22 +1,56 @@
-"""Bucky's own metrics: every process's counters become samples `bucky.<process>.<counter>`.
+"""Bucky's own metrics: every process's counters become samples `<prefix>.<process>.<counter>`.
 
+The prefix is `self_metrics_prefix` (default "bucky.{host}", `{host}` = this machine's short host
+name as one path component), so two Buckys writing to one carbon keep their numbers apart.
 Counters are cumulative inside a process; what is emitted is the change since the last report, so
-Graphite shows events per interval (like StatsD counts). Gauges (queue depths) are emitted as is.
+Graphite shows events per interval (like StatsD counts). Gauges (queue depths) are emitted as is;
+`gauge_names` says which of the names just collected were gauges (the status server needs it).
 The timestamp is wall-clock seconds; the interval comes from `self_metrics_interval` (0 = off).
+
+Counter names follow one style: lower_case words, '.' only between a kind and its reason
+(`dropped.queue_full`, `errors.tick`, `bad_datagrams.<reason>`, `rejected.<reason>`).
 """
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+
+
+def short_host(hostname: str | None = None) -> str:
+    """The short host name as one Graphite path component: up to the first '.', other
+    characters than letters, digits, '_' and '-' replaced by '_' ("localhost" when empty)."""
+    name = (hostname if hostname is not None else socket.gethostname()).split(".")[0].strip()
+    return _UNSAFE.sub("_", name) or "localhost"
+
+
+def expand_prefix(template: str, hostname: str | None = None) -> str:
+    """`self_metrics_prefix` with `{host}` filled in, without a trailing '.'."""
+    return template.replace("{host}", short_host(hostname)).strip(".")
+
+
+def prefix_from_config(cfg: Any) -> str:
+    return expand_prefix(cfg.self_metrics_prefix)
+
+
+def process_component(process: str) -> str:
+    """A process title ("collectd.1") as one path component ("collectd_1")."""
+    return process.replace(".", "_")
 
 
 class SelfMetrics:
-    def __init__(self, process: str, interval: float, wallclock: Callable[[], float]) -> None:
-        self._prefix = "bucky." + process.replace(".", "_") + "."
+    def __init__(self, process: str, interval: float, wallclock: Callable[[], float],
+                 prefix: str = "bucky") -> None:
+        self._prefix = (prefix + "." if prefix else "") + process_component(process) + "."
         self._interval = interval
         self._wallclock = wallclock
         self._last: dict[str, float] = {}
         self._next_due: float | None = None
+        self.gauge_names: list[str] = []
 
     def due(self, now: float) -> bool:
         if self._interval <= 0:
@@ -43,6 +77,7 @@ class SelfMetrics:
             delta = total - last.get(key, 0)
             last[key] = total
             out.append((None, prefix + key, delta, ts))
+        self.gauge_names = [prefix + key for key in (gauges or {})]
         for key, value in (gauges or {}).items():
             out.append((None, prefix + key, value, ts))
         return out

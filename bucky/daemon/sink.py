@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from bucky.daemon.channels import ChannelWriter, encode_frame
 from bucky.sample import NOTIFICATION
 
-SELF_METRICS = "self"  # ("self", samples): Bucky's own metrics, sent ahead and never processed
+SELF_METRICS = "self"  # ("self", samples[, gauge names]): Bucky's own metrics, never processed
 RECORDS = "records"  # ("records", value_lists): decoded collectd records for the plugin host
 
 
@@ -66,9 +66,12 @@ class BatchSink:
             self._send(encode_frame((RECORDS, value_lists)), 0, self._record_writers)
 
     # -- what the process loop calls -----------------------------------------------------------
-    def send_self_metrics(self, samples: list[tuple]) -> None:
+    def send_self_metrics(self, samples: list[tuple], gauges: list[str] | tuple = ()) -> None:
+        """`gauges`: the names among `samples` that are levels, not changes (for the status
+        server; carbon gets the samples alone)."""
         if samples:
-            self._send(encode_frame((SELF_METRICS, samples)), len(samples), self._writers)
+            frame = (SELF_METRICS, samples, list(gauges)) if gauges else (SELF_METRICS, samples)
+            self._send(encode_frame(frame), len(samples), self._writers)
 
     def flush(self) -> None:
         batch = self._buf

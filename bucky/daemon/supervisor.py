@@ -41,7 +41,7 @@ from typing import Any
 
 from bucky import config as config_mod
 from bucky.daemon.backoff import Backoff
-from bucky.daemon.channels import Channel
+from bucky.daemon.channels import Channel, ChannelWriter
 from bucky.daemon.children import ChildSpec, child_main
 from bucky.daemon.notify import Notifier
 from bucky.daemon.plan import (
@@ -62,9 +62,10 @@ MAX_RESTARTS = 5  # deaths within RESTART_WINDOW before the daemon gives up
 RESTART_DELAY, RESTART_FACTOR, RESTART_MAX_DELAY = 0.5, 2.0, 30.0  # 0.5, 1, 2, ... 30 s
 STABLE_AFTER = 10.0  # a child that ran this long starts its restart delays afresh
 _ctx = multiprocessing.get_context("fork")  # children inherit the bound sockets and pipes
-_OUTPUT_OPTION_PREFIXES = ("graphite_", "influxdb_", "name_")
-_OUTPUT_OPTIONS = {"debug", "custom_clients", "self_metrics_interval", "process_join_timeout",
-                   "max_sample_queue"}
+_OUTPUT_OPTION_PREFIXES = ("graphite_", "influxdb_", "name_", "http_")
+_OUTPUT_OPTIONS = {"debug", "custom_clients", "self_metrics_interval", "self_metrics_prefix",
+                   "process_join_timeout", "max_sample_queue"}
+HTTP_REPORT_INTERVAL = 1.0  # seconds between process lists sent to the status server
 
 
 class HaltError(BuckyError):
@@ -176,6 +177,11 @@ class Supervisor:
         self.reload: Reload | None = None
         self.hup_again = False
         self._wakeup_r: socket.socket | None = None
+        # The process list for the status server (bucky/http): one channel for the daemon's life.
+        self._http_channel: Channel | None = None
+        self._http_writer: ChannelWriter | None = None
+        self._http_reported = 0.0
+        self._http_last: list[dict[str, Any]] = []
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -278,6 +284,7 @@ class Supervisor:
             self.bind()
         assert self.sockets is not None
         self.slots, self.channels, _ = self._materialize(self.plan, self.sockets)
+        self._attach_http(self.slots)
         self.notifier.status("starting: " + ", ".join(s.spec.title for s in self.slots))
         for slot in self.slots:  # consumers first; nobody waits for anybody to boot
             self._spawn(slot)
@@ -325,6 +332,32 @@ class Supervisor:
             self._drain_wakeup()
             self._reap_and_restart()
             self._progress()
+            self._report_to_http()
+
+    # -- the status server -----------------------------------------------------------------------
+    def _attach_http(self, slots: list[Slot]) -> None:
+        """Give a new status-server slot the supervisor's channel (which processes are up)."""
+        for slot in slots:
+            if slot.spec.role != "http" or slot.process is not None:
+                continue
+            if self._http_channel is None:
+                self._http_channel = Channel("supervisor->http")
+                self._http_writer = self._http_channel.writer(1 << 20)
+            if self._http_channel not in slot.spec.in_channels:
+                slot.spec.in_channels.append(self._http_channel)
+
+    def _report_to_http(self, force: bool = False) -> None:
+        """The process list for /health: at once on a change, else once a second."""
+        if self._http_writer is None:
+            return
+        now = time.monotonic()
+        procs = [{"title": s.spec.title, "role": s.spec.role, "kind": s.spec.kind,
+                  "up": bool(s.process is not None and s.process.is_alive() and not s.booting
+                             and not s.stopping and s.restart_at is None),
+                  "restarts": len(s.deaths)} for s in self.slots]
+        if force or procs != self._http_last or now - self._http_reported >= HTTP_REPORT_INTERVAL:
+            self._http_reported, self._http_last = now, procs
+            self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
 
     def _progress(self) -> None:
         """Move the start or a reload on when the children it waits for have booted."""
@@ -457,6 +490,9 @@ class Supervisor:
         for ch in channels:
             ch.close()
         self.channels.clear()
+        if self._http_channel is not None:
+            self._http_channel.close()
+            self._http_channel = self._http_writer = None
         return clean
 
     # -- reload --------------------------------------------------------------------------------
@@ -483,6 +519,7 @@ class Supervisor:
         kept = [s for s in self.slots if s.stage == STAGE_OUTPUT] if keep else []
         slots, channels, leftover = self._materialize(
             new_plan, new_socks, keep=kept or None, old_channels=self.channels)
+        self._attach_http(slots)
         if not keep:
             leftover = list(self.channels)
         self.reload = Reload(new_cfg, new_plan, new_socks, slots, channels, kept, leftover,

@@ -17,7 +17,7 @@ Rules:
   values, samples, notifications, notifications.<severity>, rejected.<reason> (whole value
   lists: unknown_type, ds_count_mismatch, ds_type_mismatch, invalid_value), dropped.<why> (single
   values: converter_none, converter_error, empty_name, out_of_range, not_finite, counter_reset,
-  time_not_increasing), primed, series_expired, auth_file.reloads, auth_file.errors, tick_errors.
+  time_not_increasing), primed, series_expired, auth_file.reloads, errors.auth_file, errors.tick.
 """
 
 from __future__ import annotations
@@ -176,7 +176,7 @@ class CollectdInput(InputHandler):
             if self._wants_records:
                 self._sink.records(value_lists)
         except Exception as exc:  # a bug, never the datagram's fault: count, log, carry on
-            counters["bad_datagrams.internal_error"] += 1
+            counters["errors.internal"] += 1
             self._log(logging.ERROR, "internal_error", now,
                       "collectd datagram from %s could not be handled", addr, exc_info=exc)
 
@@ -190,7 +190,7 @@ class CollectdInput(InputHandler):
             if self._auth is not None:
                 self._check_auth_file(now)
         except Exception as exc:
-            self.counters["tick_errors"] += 1
+            self.counters["errors.tick"] += 1
             self._log(logging.ERROR, "tick_error", now, "collectd tick failed", exc_info=exc)
 
     def close(self, now: float) -> None:
@@ -231,7 +231,7 @@ class CollectdInput(InputHandler):
             if not auth.refresh(now):
                 return
         except (OSError, ValueError) as exc:
-            self.counters["auth_file.errors"] += 1
+            self.counters["errors.auth_file"] += 1
             self._log(logging.ERROR, "auth_file", now,
                       "collectd_auth_file %r cannot be read (%s); keeping the %d users loaded "
                       "before", auth.path, exc, len(auth.credentials))

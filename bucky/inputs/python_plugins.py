@@ -14,8 +14,8 @@ TypesDB files added to `collectd_types`), starts the plugins, and then:
 Rules: a plugin that cannot be imported, a config callback that raises or a bad config file is a
 ConfigError at construction (the daemon halts with it). After that nothing a plugin does stops
 this input: tick/deliver/close never raise (problems are counted and logged). No socket.
-Counters: read.calls, read.failures, callback.errors, values.dispatched, notifications.dispatched,
-dropped.<why>, tick_errors, plus the pipeline's (rejected.<reason>, dropped.<why>, ...).
+Counters: read.calls, read.failures, errors.callback, values.dispatched, notifications.dispatched,
+dropped.<why>, errors.tick, plus the pipeline's (rejected.<reason>, dropped.<why>, ...).
 """
 
 from __future__ import annotations
@@ -64,7 +64,7 @@ class PluginHostInput(InputHandler):
         try:
             self.host.deliver(items)
         except Exception:
-            self.counters["deliver_errors"] += 1
+            self.counters["errors.deliver"] += 1
             log.exception("delivering collectd records to the plugins failed")
 
     def tick(self, now: float) -> None:
@@ -73,7 +73,7 @@ class PluginHostInput(InputHandler):
             self._forward(now)
             self.pipeline.tick(now)
         except Exception:
-            self.counters["tick_errors"] += 1
+            self.counters["errors.tick"] += 1
             log.exception("python plugin host tick failed")
 
     def close(self, now: float) -> None:
@@ -81,7 +81,7 @@ class PluginHostInput(InputHandler):
             self.host.shutdown()
             self._forward(now)
         except Exception:
-            self.counters["tick_errors"] += 1
+            self.counters["errors.tick"] += 1
             log.exception("stopping the python plugins failed")
 
     def carry_state(self) -> object:

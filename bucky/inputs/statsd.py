@@ -236,7 +236,7 @@ class StatsdInput(InputHandler):
             return True
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("StatsD: cannot adopt the previous state (%s); starting without", exc)
-            self.counters["state_errors"] += 1
+            self.counters["errors.state"] += 1
             return False
 
     def _start(self, now: float) -> None:
@@ -294,12 +294,12 @@ class StatsdInput(InputHandler):
             return None
         except OSError as exc:
             log.warning("StatsD: cannot read saved gauges %s: %s", path, exc)
-            self.counters["gauges_load_errors"] += 1
+            self.counters["errors.gauges_load"] += 1
             return None
         try:
             gauges, skipped = decode_gauges(data)
         except DecodeError as exc:
-            self.counters["gauges_corrupt_files"] += 1
+            self.counters["errors.gauges_corrupt"] += 1
             try:
                 moved = _move_aside(path)
             except OSError as move_exc:
@@ -335,7 +335,7 @@ class StatsdInput(InputHandler):
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             atomic_write(path, data)
         except (OSError, ValueError) as exc:
-            self.counters["gauges_save_errors"] += 1
+            self.counters["errors.gauges_save"] += 1
             self._log(logging.ERROR, "gauges-save", now, "StatsD: cannot save gauges: %s", exc)
             return
         self._last_saved = data

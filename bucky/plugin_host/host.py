@@ -654,7 +654,7 @@ class PluginHost:
                 try:
                     c.call(severity, message)
                 except (Exception, SystemExit):  # as collectd: printed, never logged
-                    self._count("log_callback.errors")
+                    self._count("errors.log_callback")
                     traceback.print_exc()
                 finally:
                     self._context.in_log_callback = False
@@ -678,7 +678,7 @@ class PluginHost:
             callback.call(*args)
             return True
         except (Exception, SystemExit) as exc:
-            self._count("callback.errors")
+            self._count("errors.callback")
             self._report(callback, exc, context)
             return False
 

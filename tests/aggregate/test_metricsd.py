@@ -257,7 +257,7 @@ def test_huge_values_never_give_non_finite_stats_to_the_table() -> None:
         table.apply(None, Record(Kind.HISTOGRAM, Action.UPDATE, "big", v), T0)
     samples = table.flush_all(T0)
     assert all(math.isfinite(s[2]) for s in samples)
-    assert counters["dropped.non_finite"] >= 1  # std overflows
+    assert counters["dropped.not_finite"] >= 1  # std overflows
 
 
 def test_timer_is_a_histogram_plus_a_meter_with_one_count() -> None:

@@ -433,7 +433,7 @@ def test_non_finite_results_are_never_emitted() -> None:
     assert "stats_counts.ok" in got and "stats_counts.big" not in got
     assert "stats.timers.sq.upper" in got and "stats.timers.sq.sum_squares" not in got
     assert "stats.gauges.g" not in got
-    assert agg.counts()["dropped.non_finite"] >= 4
+    assert agg.counts()["dropped.not_finite"] >= 4
 
 
 def test_add_records_and_export_import_state() -> None:

@@ -223,7 +223,7 @@ def test_handler_never_raises_on_sink_failure(caplog):
     with caplog.at_level(logging.ERROR, logger="bucky.inputs.collectd"):
         inp.handle(datagram(value_list(T0)), None, 0.0)
         inp.handle(datagram(value_list(T0 + 1)), None, 1.0)
-    assert inp.counters["bad_datagrams.internal_error"] == 2
+    assert inp.counters["errors.internal"] == 2
     assert len(caplog.records) == 1
 
 
@@ -234,7 +234,7 @@ def test_any_bytes_never_raise(data):
     inp.handle(data, ("192.0.2.1", 1), now=0.0)
     inp.tick(0.5)
     assert inp.counters["datagrams"] == 1
-    assert inp.counters["bad_datagrams.internal_error"] == 0
+    assert inp.counters["errors.internal"] == 0
 
 
 def test_bad_datagrams_counted_by_reason_and_logged_once_a_minute(caplog):
@@ -252,7 +252,7 @@ def test_truncated_vector_datagrams_never_raise():
     packet = read_pkts(VECTORS / "plain.pkts")[0]
     for end in range(0, len(packet), 7):
         inp.handle(packet[:end], None, now=0.0)
-    assert inp.counters["bad_datagrams.internal_error"] == 0
+    assert inp.counters["errors.internal"] == 0
 
 
 def test_close_and_tick_are_safe():
@@ -348,13 +348,13 @@ def test_auth_file_reload(tmp_path, caplog):
         for i in range(2, 10):
             inp.tick(float(i))
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
-    assert inp.counters["auth_file.errors"] == 8 and len(errors) == 1
+    assert inp.counters["errors.auth_file"] == 8 and len(errors) == 1
     inp.handle(from_bob, None, now=10.0)
     assert len(sink.samples) == 2
 
     auth.write_bytes(b"bob: \xff\xfe\n")  # not UTF-8: unreadable, keep the old credentials
     inp.tick(11.0)
-    assert inp.counters["auth_file.errors"] == 9
+    assert inp.counters["errors.auth_file"] == 9
     write_auth(auth, "alice: secret\n", 1_000_200)  # bob removed
     inp.tick(12.0)
     inp.handle(from_bob, None, now=12.0)

@@ -235,7 +235,7 @@ def test_a_failed_save_leaves_the_old_file_and_no_temporary(
     inp.close(T0 + 2)
     assert save.read_bytes() == old
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gauges.save"]
-    assert inp.counters["gauges_save_errors"] == 1
+    assert inp.counters["errors.gauges_save"] == 1
     assert sink.last()["stats.gauges.new"] == 2.0  # the flush went out all the same
 
 
@@ -246,7 +246,7 @@ def test_a_corrupt_file_is_moved_aside_and_the_input_starts(
     for attempt, junk in enumerate([b'{"a": [1.0, {}', b"\x00\xff", b"[]", b'{"a": "x"}']):
         save.write_bytes(junk)
         inp = started(persistent(tmp_path), sink)
-        assert inp.counters["gauges_corrupt_files"] == 1
+        assert inp.counters["errors.gauges_corrupt"] == 1
         assert not save.exists()
         suffix = ".corrupt" + (f".{attempt}" if attempt else "")
         assert (tmp_path / ("gauges.save" + suffix)).read_bytes() == junk
@@ -265,7 +265,7 @@ def test_an_unusable_directory_is_survived(tmp_path: Path, sink: ListSink) -> No
     inp.tick(T0 + 1.5)
     inp.tick(T0 + 10)
     inp.close(T0 + 11)
-    assert inp.counters["gauges_save_errors"] >= 2
+    assert inp.counters["errors.gauges_save"] >= 2
     assert sink.batches[0][0][0] is None and "stats.gauges.g" in sink.last()
 
 
@@ -329,7 +329,7 @@ def test_carry_state_hands_pending_data_to_the_next_instance(
 
 def test_a_bad_state_is_reported_and_ignored(tmp_path: Path, sink: ListSink) -> None:
     inp = started(make_cfg(tmp_path), sink, state={"version": 1, "aggregator": {"version": 7}})
-    assert inp.counters["state_errors"] == 1
+    assert inp.counters["errors.state"] == 1
     inp.handle(b"a:1|c", None, T0 + 1)
     inp.tick(T0 + 10)
     assert sink.last()["stats_counts.a"] == 1.0

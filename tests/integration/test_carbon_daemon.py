@@ -81,7 +81,7 @@ def test_plaintext_tcp_udp_and_pickle_reach_carbon_unchanged(tmp_path, mode):
 
 def test_bad_clients_are_disconnected_while_a_good_one_keeps_flowing(tmp_path):
     with FakeCarbon() as carbon:
-        bucky = start(tmp_path, carbon, self_metrics_interval=1.0)
+        bucky = start(tmp_path, carbon, self_metrics_interval=1.0, self_metrics_prefix="bucky")
         try:
             port, pport = bucky.options["carbon_line_port"], bucky.options["carbon_pickle_port"]
             good = socket.create_connection(("127.0.0.1", port))

@@ -20,6 +20,10 @@ from buckyproc import Bucky
 from fakecarbon import FakeCarbon
 from peers import missing
 
+from bucky.daemon.selfmetrics import expand_prefix
+
+SELF = expand_prefix("bucky.{host}") + "."  # self-metrics of this host
+
 pytestmark = pytest.mark.integration
 
 COLLECTD = Path("/usr/sbin/collectd")
@@ -137,7 +141,7 @@ def test_wrong_password_delivers_nothing(tmp_path, security, level):
     try:
         # collectd did send: Bucky counts the rejected datagrams by reason...
         assert carbon.wait_for(lambda pts: any(
-            p.startswith("bucky.collectd.bad_datagrams.") and reason.replace("_", "-") in p
+            p.startswith(SELF + "collectd.bad_datagrams.") and reason.replace("_", "-") in p
             and v > 0 for p, v, _ in pts), 30), carbon.paths()
         time.sleep(1.5)
         # ...and not one value got through.

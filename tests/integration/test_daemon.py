@@ -9,7 +9,10 @@ import pytest
 from buckyproc import Bucky
 from fakecarbon import FakeCarbon
 
+from bucky.daemon.selfmetrics import expand_prefix
 from bucky.sender.metricsd import MetricsdClient
+
+SELF = expand_prefix("bucky.{host}") + "."  # self-metrics of this host
 
 pytestmark = pytest.mark.integration
 
@@ -203,8 +206,8 @@ def test_self_metrics_are_sent(tmp_path, carbon):
     bucky = start(tmp_path, carbon, self_metrics_interval=0.5)
     try:
         statsd(bucky, b"x:1|c")
-        assert carbon.wait_for(lambda pts: any(p[0].startswith("bucky.statsd.") for p in pts)
-                               and any(p[0].startswith("bucky.graphite.") for p in pts), 15)
+        assert carbon.wait_for(lambda pts: any(p[0].startswith(SELF + "statsd.") for p in pts)
+                               and any(p[0].startswith(SELF + "graphite.") for p in pts), 15)
     finally:
         assert bucky.stop() == 0
 

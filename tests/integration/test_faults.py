@@ -25,11 +25,13 @@ import pytest
 from buckyproc import Bucky, process_tree
 from fakecarbon import FakeCarbon
 
+from bucky.daemon.selfmetrics import expand_prefix
 from bucky.protocol.collectd import encode
 from bucky.protocol.collectd_records import GAUGE, ValueList
 from bucky.sender.metricsd import MetricsdClient
 
 pytestmark = pytest.mark.integration
+SELF = expand_prefix("bucky.{host}") + "."  # self-metrics of this host
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 HOST = "127.0.0.1"
@@ -321,7 +323,7 @@ def test_3_stalled_carbon_keeps_memory_bounded_and_recovers(tmp_path, buffer_siz
             return sum(p.startswith("k3.faults.gauge.s") for p, _, _ in carbon.points)
 
         def dropped() -> float:
-            return sum(v for p, v, _ in carbon.points if p == "bucky.graphite.dropped.buffer_full")
+            return sum(v for p, v, _ in carbon.points if p == SELF + "graphite.dropped.buffer_full")
 
         got = wait_stable(lambda: (delivered(), dropped()), 2.5, 30)  # self-metrics every 1 s
         report(f"3/{'default' if buffer_size is None else buffer_size}", offered=offered,

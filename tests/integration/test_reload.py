@@ -128,7 +128,8 @@ def test_valid_reload_that_replaces_the_outputs_loses_nothing(tmp_path):
         # The new graphite process was up before the old inputs handed over (and before the
         # old graphite process was told to stop).
         lines = bucky.stderr_lines
-        assert any("reload: graphite up next to the running processes" in ln for ln in lines)
+        assert any("reload: " in ln and "graphite" in ln.split("reload: ")[1].split(" up next")[0]
+                   and "up next to the running processes" in ln for ln in lines), lines
 
         def got(_pts=None):
             return (total(carbon_a, "stats_counts.flow.count")

@@ -37,7 +37,8 @@ def test_runsv_supervises_bucky_and_sv_term_restarts_it():
     config.write_text(
         f"debug = True\nstatsd_port = {port}\nstatsd_flush_time = 0.5\n"
         f"collectd_enabled = False\nmetricsd_enabled = False\n"
-        f"directory = {str(base / 'state')!r}\nself_metrics_interval = 0\n")
+        f"directory = {str(base / 'state')!r}\nself_metrics_interval = 0\n"
+        f"http_port = {free_port(socket.SOCK_STREAM)}\n")
     bucky_cmd = shutil.which("bucky") or f"{sys.executable} -m bucky"
     env = dict(os.environ, BUCKY=bucky_cmd, BUCKY_CONFIG=str(config), BUCKY_USER="root",
                BUCKY_GROUP="root", PYTHONUNBUFFERED="1", PYTHONPATH=str(ROOT))

@@ -205,7 +205,7 @@ def test_reads_follow_their_interval_and_back_off_after_failures(make_host) -> N
     step(100.0)
     step(100.1)
     assert host._reads["python.broken"].effective_interval == MAX_READ_INTERVAL
-    assert host.counters["read.failures"] == 3 and host.counters["callback.errors"] == 3
+    assert host.counters["read.failures"] == 3 and host.counters["errors.callback"] == 3
 
 
 def test_a_hung_read_blocks_only_itself(make_host, capsys) -> None:
@@ -413,7 +413,7 @@ def test_callback_errors_are_counted_and_logged_once_a_minute(make_host, caplog)
     collectd.register_write(failing_write, name="w")
     host.deliver([ValueList("h", "p", "", "gauge", "", 1.0, 10.0, ((GAUGE, float(i)),))
                   for i in range(3)])
-    poll(lambda: host.counters["callback.errors"] == 3)
+    poll(lambda: host.counters["errors.callback"] == 3)
     reports = [r.getMessage() for r in caplog.records if "write callback python.w" in
                r.getMessage()]
     assert reports == ["Unhandled python exception in write callback python.w: ValueError: "

@@ -100,7 +100,7 @@ def test_the_collectd_python_man_page_examples_run(start, tmp_path, capsys, capl
     handler.deliver([ValueList("net", "cpu", "0", "gauge", "idle", 5.0, 10.0,
                                ((GAUGE, 42.0),))], time.time())
     ticks_until(handler, lambda: "cpu (gauge): 42.000000" in capsys.readouterr().out)
-    assert handler.counters["read.calls"] >= 1 and not handler.counters["callback.errors"]
+    assert handler.counters["read.calls"] >= 1 and not handler.counters["errors.callback"]
 
 
 PLUGIN = '''
@@ -212,4 +212,4 @@ def test_an_unmodified_third_party_plugin_from_pypi(start, tmp_path, listener, c
     got = sink.samples[:4]
     assert {s[1] for s in got} == names
     assert all(s[0] == "testhost" and s[2] >= 0 for s in got)
-    assert not handler.counters["callback.errors"]
+    assert not handler.counters["errors.callback"]

@@ -26,7 +26,7 @@ from bucky.protocol.graphite import clean_path
 
 IDLE_POLL = 1.0  # nothing to do until data arrives
 BUSY_POLL = 0.01  # socket full or connect in progress: look again soon, cheaply
-PATH_CACHE_LIMIT = 100_000  # new paths per generation; two generations are kept
+PATH_CACHE_LIMIT = 250_000  # new paths per generation; two generations are kept
 PATH_CACHE_GENERATION = 60.0  # seconds
 
 _HOST = itemgetter(0)

@@ -1,0 +1,1 @@
+"""The HTTP status server: a child process that shows what flows through Bucky (see server.py)."""

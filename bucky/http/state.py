@@ -1,0 +1,385 @@
+"""What the status server knows, and the answers it gives: sans-I/O (times are passed in).
+
+Fed by the http process's loop with the messages below (see bucky/http/feed.py for who sends
+them); read by the request handlers. Every structure is bounded whatever the cardinality:
+
+- series seen by the tap: at most `max_series` (default 2,000) paths, least recently updated
+  evicted first (counted in `evicted_series`), at most `max_points` (default 120) points each,
+  and nothing older than `history_seconds`: 240,000 points of ~120 bytes (a tuple of two
+  floats in a deque), under 32 MB at worst (tests/http/test_state.py measures it).
+- self-metrics: at most MAX_SELF_SERIES (process, counter) pairs, further ones are ignored and
+  counted in `dropped_self_metrics`.
+- destinations: what the output processes report (one entry per configured destination).
+
+Messages (all plain tuples, sent over a Channel; unknown ones are counted and ignored):
+
+- ("procs", {"time": wall s, "processes": [{"title", "role", "kind", "up", "restarts"}]})
+  from the supervisor: which processes run.
+- ("status", output_title, snapshot) from each output process, about once a second. A snapshot is
+  {"time": wall s, "pending": int, "counters": {name: cumulative count},
+   "destinations": [{"label": str, "address": str, "state": "up" | "connecting" | "down",
+                     "accepting": bool, "pending": int, "counters": {name: cumulative count},
+                     "spool": optional, what waits on disk}]}.
+  `accepting` is False once a destination has used up its reconnect plan
+  (graphite_max_reconnects failed attempts) and drops new data until it connects again.
+- ("tap", output_title, [(host, name, value, timestamp), ...]): a sample of what an output sent.
+- ("self", samples[, gauge_names]): self-metrics of any process, as on the data channels.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+MAX_SERIES = 2000
+MAX_POINTS = 120
+MAX_SELF_SERIES = 5000
+STATUS_STALE = 10.0  # seconds without a status snapshot before an output counts as silent
+PROCS_STALE = 10.0
+REJECT_KINDS = ("dropped", "rejected", "bad_datagrams", "bad_lines", "errors")
+_PROM_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
+
+
+class Series:
+    __slots__ = ("points", "seen")
+
+    def __init__(self, max_points: int) -> None:
+        self.points: deque[tuple[float, float]] = deque(maxlen=max_points)
+        self.seen = 0.0
+
+
+class SeriesStore:
+    """The recent points of the series the tap saw, bounded (see the module doc)."""
+
+    def __init__(self, history_seconds: float, max_series: int = MAX_SERIES,
+                 max_points: int = MAX_POINTS) -> None:
+        self.history = history_seconds
+        self.max_series = max_series
+        self.max_points = max_points
+        self._series: OrderedDict[str, Series] = OrderedDict()
+        self.evicted_series = 0
+        self.points_added = 0
+
+    def __len__(self) -> int:
+        return len(self._series)
+
+    def add(self, path: str, value: float, ts: float, now: float) -> None:
+        series = self._series.get(path)
+        if series is None:
+            series = self._series[path] = Series(self.max_points)
+            if len(self._series) > self.max_series:
+                self._series.popitem(last=False)
+                self.evicted_series += 1
+        else:
+            self._series.move_to_end(path)
+        series.seen = now
+        series.points.append((ts, value))
+        self.points_added += 1
+
+    def expire(self, now: float) -> None:
+        """Forget series not seen for `history` seconds (the least recently seen come first)."""
+        cutoff = now - self.history
+        while self._series:
+            path, series = next(iter(self._series.items()))
+            if series.seen >= cutoff:
+                break
+            del self._series[path]
+
+    def points(self, path: str, now: float) -> list[list[float]] | None:
+        series = self._series.get(path)
+        if series is None:
+            return None
+        cutoff = now - self.history
+        return [[ts, value] for ts, value in series.points if ts >= cutoff]
+
+    def tree(self, prefix: str) -> list[dict[str, Any]]:
+        """The children of `prefix` ("" = the top): name, path, leaf, series below, last value."""
+        base = prefix + "." if prefix else ""
+        nodes: dict[str, dict[str, Any]] = {}
+        for path, series in self._series.items():
+            if not path.startswith(base) or path == prefix:
+                continue
+            rest = path[len(base):]
+            head, dot, _ = rest.partition(".")
+            node = nodes.get(head)
+            if node is None:
+                node = nodes[head] = {"name": head, "path": base + head, "leaf": False,
+                                      "series": 0}
+            node["series"] += 1
+            if not dot:
+                node["leaf"] = True
+                last = series.points[-1] if series.points else None
+                node["last"] = None if last is None else _json_number(last[1])
+                node["last_time"] = None if last is None else last[0]
+        return sorted(nodes.values(), key=lambda n: n["name"])
+
+
+def _json_number(value: float) -> float | None:
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if math.isfinite(value) else None
+
+
+class Rate:
+    """Events per second from successive cumulative totals."""
+
+    __slots__ = ("last_total", "last_time", "rate")
+
+    def __init__(self) -> None:
+        self.last_total: float | None = None
+        self.last_time = 0.0
+        self.rate = 0.0
+
+    def update(self, total: float, now: float) -> None:
+        if self.last_total is not None and now > self.last_time:
+            delta = total - self.last_total
+            self.rate = delta / (now - self.last_time) if delta >= 0 else 0.0
+        self.last_total, self.last_time = total, now
+
+
+class StatusState:
+    def __init__(self, self_prefix: str, history_seconds: float,
+                 statname: Callable[[str | None, str], str], *,
+                 max_series: int = MAX_SERIES, max_points: int = MAX_POINTS) -> None:
+        self.self_prefix = self_prefix + "." if self_prefix else ""
+        self.series = SeriesStore(history_seconds, max_series, max_points)
+        self._statname = statname
+        self.procs: dict[str, Any] | None = None
+        self.procs_seen = 0.0
+        self.outputs: dict[str, dict[str, Any]] = {}
+        self.outputs_seen: dict[str, float] = {}
+        self.dest_rates: dict[tuple[str, str], Rate] = {}
+        # (process, counter) -> [kind, total, last delta, last report time]
+        self.selfm: dict[tuple[str, str], list] = {}
+        self.self_rates: dict[tuple[str, str], Rate] = {}
+        self.counters: dict[str, float] = {"messages": 0, "unknown_messages": 0,
+                                           "dropped_self_metrics": 0, "tap_samples": 0,
+                                           "requests": 0, "refused": 0}
+
+    # -- feeding ---------------------------------------------------------------------------------
+    def handle(self, msg: object, now: float) -> None:
+        """One message from a channel; `now` is wall-clock seconds."""
+        self.counters["messages"] += 1
+        try:
+            kind = msg[0] if type(msg) is tuple and msg else None  # type: ignore[index]
+            if kind == "procs":
+                self.procs = dict(msg[1])  # type: ignore[index]
+                self.procs_seen = now
+            elif kind == "status":
+                self._status(str(msg[1]), dict(msg[2]), now)  # type: ignore[index]
+            elif kind == "tap":
+                self._tap(msg[2], now)  # type: ignore[index]
+            elif kind == "self":
+                gauges = msg[2] if len(msg) > 2 else ()  # type: ignore[arg-type]
+                self._self(msg[1], set(gauges), now)  # type: ignore[index]
+            else:
+                self.counters["unknown_messages"] += 1
+        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+            self.counters["unknown_messages"] += 1
+
+    def expire(self, now: float) -> None:
+        self.series.expire(now)
+
+    def _status(self, title: str, snap: dict[str, Any], now: float) -> None:
+        self.outputs[title] = snap
+        self.outputs_seen[title] = now
+        for dest in snap.get("destinations") or ():
+            rate = self.dest_rates.setdefault((title, str(dest.get("label"))), Rate())
+            rate.update(float((dest.get("counters") or {}).get("sent", 0)), now)
+
+    def _tap(self, samples: Iterable[tuple], now: float) -> None:
+        add, statname = self.series.add, self._statname
+        n = 0
+        for host, name, value, ts in samples:
+            try:
+                add(statname(host, name), float(value), float(ts), now)
+            except (TypeError, ValueError):
+                continue
+            n += 1
+        self.counters["tap_samples"] += n
+
+    def _self(self, samples: Iterable[tuple], gauges: set, now: float) -> None:
+        prefix = self.self_prefix
+        for _host, name, value, _ts in samples:
+            if not name.startswith(prefix):
+                continue
+            process, _, counter = name[len(prefix):].partition(".")
+            if not counter:
+                continue
+            key = (process, counter)
+            entry = self.selfm.get(key)
+            if entry is None:
+                if len(self.selfm) >= MAX_SELF_SERIES:
+                    self.counters["dropped_self_metrics"] += 1
+                    continue
+                entry = self.selfm[key] = ["gauge" if name in gauges else "counter", 0.0, 0.0, 0]
+                self.self_rates[key] = Rate()
+            if entry[0] == "gauge":
+                entry[1] = float(value)
+            else:
+                entry[1] += float(value)
+                self.self_rates[key].update(entry[1], now)
+            entry[2], entry[3] = float(value), now
+
+    # -- answers ---------------------------------------------------------------------------------
+    def health(self, now: float) -> tuple[bool, dict[str, Any]]:
+        reasons: list[str] = []
+        processes = []
+        if self.procs is None:
+            reasons.append("no process list from the supervisor yet")
+        else:
+            if now - self.procs_seen > PROCS_STALE:
+                reasons.append(f"no process list from the supervisor for "
+                               f"{now - self.procs_seen:.0f} s")
+            for proc in self.procs.get("processes") or ():
+                processes.append(proc)
+                if proc.get("role") in ("input", "output") and not proc.get("up"):
+                    reasons.append(f"process {proc.get('title')} is down")
+        outputs = [p.get("title") for p in processes if p.get("role") == "output"]
+        destinations = []
+        for title in outputs:
+            seen = self.outputs_seen.get(title)
+            if seen is None:
+                reasons.append(f"no status from output {title} yet")
+                continue
+            if now - seen > STATUS_STALE:
+                reasons.append(f"no status from output {title} for {now - seen:.0f} s")
+            for dest in self.outputs[title].get("destinations") or ():
+                state = dest.get("state")
+                accepting = dest.get("accepting", True)
+                ok = state == "up" or bool(accepting)
+                destinations.append({"output": title, "label": dest.get("label"),
+                                     "state": state, "accepting": accepting, "ok": ok})
+                if not ok:
+                    reasons.append(f"destination {dest.get('label')} ({title}) is {state} and "
+                                   "its reconnect plan is used up")
+        body = {"status": "ok" if not reasons else "unhealthy", "reasons": reasons,
+                "processes": processes, "destinations": destinations}
+        return not reasons, body
+
+    def status(self, now: float) -> dict[str, Any]:
+        """Everything the page shows apart from the series tree."""
+        procs = {}
+        for proc in (self.procs or {}).get("processes") or ():
+            procs[process_key(proc.get("title", ""))] = proc
+        counters: dict[str, list[dict[str, Any]]] = {}
+        rejects = []
+        for (process, counter), (kind, total, _last, _seen) in sorted(self.selfm.items()):
+            rate = self.self_rates[(process, counter)].rate if kind == "counter" else None
+            row = {"counter": counter, "kind": kind, "value": _json_number(total),
+                   "rate": _json_number(rate) if rate is not None else None}
+            counters.setdefault(process, []).append(row)
+            if kind == "counter" and counter.split(".", 1)[0] in REJECT_KINDS and total:
+                rejects.append({"process": process, **row})
+        destinations = []
+        for title, snap in sorted(self.outputs.items()):
+            for dest in snap.get("destinations") or ():
+                rate = self.dest_rates.get((title, str(dest.get("label"))))
+                dcounters = dest.get("counters") or {}
+                destinations.append({
+                    "output": title, "label": dest.get("label"),
+                    "address": dest.get("address"), "state": dest.get("state"),
+                    "accepting": dest.get("accepting", True), "pending": dest.get("pending", 0),
+                    "spool": dest.get("spool"), "sent": dcounters.get("sent", 0),
+                    "rate_out": _json_number(rate.rate) if rate else 0.0,
+                    "dropped": sum(v for k, v in dcounters.items() if k.startswith("dropped")),
+                })
+        inputs = []
+        for process, rows in sorted(counters.items()):
+            role = (procs.get(process) or {}).get("role")
+            if role != "input":
+                continue
+            by_name = {r["counter"]: r for r in rows}
+            rate_in = next(((by_name[c]["rate"] or 0.0) for c in _IN_COUNTERS if c in by_name),
+                           0.0)
+            rate_out = (by_name.get("queued") or {}).get("rate") or 0.0
+            inputs.append({"process": process, "rate_in": rate_in, "rate_out": rate_out})
+        return {"time": now, "processes": list(procs.values()), "inputs": inputs,
+                "destinations": destinations, "rejects": rejects, "counters": counters,
+                "series": len(self.series), "history_seconds": self.series.history,
+                "http": dict(self.counters, evicted_series=self.series.evicted_series)}
+
+    def prometheus(self, now: float) -> str:
+        """Every self-metric and destination figure in the Prometheus text format."""
+        families: dict[str, tuple[str, str, list[str]]] = {}
+
+        def add(name: str, kind: str, help_text: str, labels: dict[str, str],
+                value: float) -> None:
+            fam = families.get(name)
+            if fam is None:
+                fam = families[name] = (kind, help_text, [])
+            elif fam[0] != kind:
+                return
+            label_text = ",".join(f'{k}="{_prom_escape(v)}"' for k, v in labels.items())
+            fam[2].append(f"{name}{{{label_text}}} {_prom_value(value)}")
+
+        for proc in (self.procs or {}).get("processes") or ():
+            add("bucky_process_up", "gauge", "1 when the process runs",
+                {"process": process_key(proc.get("title", ""))}, 1.0 if proc.get("up") else 0.0)
+            add("bucky_process_restarts_total", "counter", "times the process was restarted",
+                {"process": process_key(proc.get("title", ""))}, float(proc.get("restarts", 0)))
+        # An output's per-destination self-metrics (<label>.<counter>) are exported below with a
+        # destination label, from the status snapshots: not twice.
+        labelled = {(process_key(title), str(dest.get("label")))
+                    for title, snap in self.outputs.items()
+                    for dest in snap.get("destinations") or ()}
+        for (process, counter), (kind, total, _last, _seen) in sorted(self.selfm.items()):
+            if "." in counter and (process, counter.split(".", 1)[0]) in labelled:
+                continue
+            base = "bucky_" + _PROM_UNSAFE.sub("_", counter)
+            if kind == "counter":
+                add(base + "_total", "counter", f"Bucky self-metric {counter}",
+                    {"process": process}, total)
+            else:
+                add(base, "gauge", f"Bucky self-metric {counter}", {"process": process}, total)
+        for title, snap in sorted(self.outputs.items()):
+            process = process_key(title)
+            for dest in snap.get("destinations") or ():
+                labels = {"process": process, "destination": str(dest.get("label"))}
+                add("bucky_destination_up", "gauge", "1 when connected to the destination",
+                    labels, 1.0 if dest.get("state") == "up" else 0.0)
+                add("bucky_destination_pending", "gauge", "datapoints held for the destination",
+                    labels, float(dest.get("pending") or 0))
+                for counter, value in sorted((dest.get("counters") or {}).items()):
+                    add("bucky_destination_" + _PROM_UNSAFE.sub("_", counter) + "_total",
+                        "counter", f"destination counter {counter}", labels, float(value))
+        for counter, value in sorted(self.counters.items()):
+            add("bucky_http_" + counter + "_total", "counter", f"status server {counter}",
+                {"process": "http"}, float(value))
+        add("bucky_http_series", "gauge", "series kept for the status page",
+            {"process": "http"}, float(len(self.series)))
+        add("bucky_http_evicted_series_total", "counter", "series evicted to keep the bound",
+            {"process": "http"}, float(self.series.evicted_series))
+        lines = []
+        for name, (kind, help_text, samples) in families.items():
+            family = name[: -len("_total")] if kind == "counter" else name
+            lines.append(f"# HELP {family} {help_text}")
+            lines.append(f"# TYPE {family} {kind}")
+            lines.extend(samples)
+        return "\n".join(lines) + "\n"
+
+
+_IN_COUNTERS = ("datagrams", "values.dispatched")  # what an input counts as arriving, first found
+
+
+def process_key(title: str) -> str:
+    """A process title as it appears in self-metric names and labels ("collectd.1" ->
+    "collectd_1")."""
+    return str(title).replace(".", "_")
+
+
+def _prom_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+def _prom_value(value: float) -> str:
+    if math.isnan(value):
+        return "NaN"
+    if math.isinf(value):
+        return "+Inf" if value > 0 else "-Inf"
+    return repr(float(value))

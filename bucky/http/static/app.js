@@ -1,0 +1,157 @@
+// The status page: tables from /api/status, the series tree from /api/tree, plots from
+// /api/series (drawn by plot.js). Everything is served by Bucky itself; no network beyond it.
+"use strict";
+const selected = new Set();
+const openPlots = new Set();
+
+async function getJSON(url) {
+  const r = await fetch(url, {cache: "no-store"});
+  return {status: r.status, body: await r.json()};
+}
+
+function cell(tr, text, cls) {
+  const td = document.createElement("td");
+  td.textContent = text === undefined || text === null ? "–" : text;
+  if (cls) td.className = cls;
+  tr.appendChild(td);
+  return td;
+}
+
+function fillTable(id, rows, render) {
+  const tbody = document.querySelector(`#${id} tbody`);
+  tbody.textContent = "";
+  for (const row of rows) {
+    const tr = document.createElement("tr");
+    render(tr, row);
+    tbody.appendChild(tr);
+  }
+  if (!rows.length) {
+    const tr = document.createElement("tr");
+    const td = cell(tr, "nothing yet", "muted");
+    td.colSpan = document.querySelectorAll(`#${id} thead th`).length;
+    tbody.appendChild(tr);
+  }
+}
+
+async function refreshStatus() {
+  try {
+    const [health, status] = await Promise.all([getJSON("/health"), getJSON("/api/status")]);
+    const badge = document.getElementById("health");
+    badge.textContent = health.status === 200 ? "healthy" : "unhealthy: " + health.body.reasons.join("; ");
+    badge.className = "badge " + (health.status === 200 ? "ok" : "bad");
+    const s = status.body;
+    document.getElementById("updated").textContent = "updated " + fmtTime(s.time);
+    document.getElementById("history").textContent = s.history_seconds;
+    document.getElementById("series-count").textContent = `(${s.series} series)`;
+    fillTable("inputs", s.inputs, (tr, r) => {
+      cell(tr, r.process); cell(tr, fmtNum(r.rate_in), "num"); cell(tr, fmtNum(r.rate_out), "num");
+    });
+    fillTable("destinations", s.destinations, (tr, d) => {
+      cell(tr, d.output); cell(tr, `${d.label} (${d.address})`);
+      cell(tr, d.state + (d.accepting ? "" : ", reconnects used up"), "state-" + d.state);
+      cell(tr, d.pending, "num"); cell(tr, d.spool === null || d.spool === undefined ? "–" : d.spool, "num");
+      cell(tr, fmtNum(d.rate_out), "num"); cell(tr, d.sent, "num"); cell(tr, d.dropped, "num");
+    });
+    fillTable("rejects", s.rejects, (tr, r) => {
+      cell(tr, r.process); cell(tr, r.counter); cell(tr, fmtNum(r.value), "num"); cell(tr, fmtNum(r.rate), "num");
+    });
+    fillTable("processes", s.processes, (tr, p) => {
+      cell(tr, p.title); cell(tr, p.role); cell(tr, p.up ? "up" : "down", p.up ? "state-up" : "state-down");
+      cell(tr, p.restarts, "num");
+    });
+  } catch (e) {
+    document.getElementById("health").textContent = "no answer from Bucky";
+    document.getElementById("health").className = "badge bad";
+  }
+}
+
+function nodeElement(node) {
+  const li = document.createElement("li");
+  li.dataset.path = node.path;
+  if (node.leaf && node.series === 1) {
+    li.className = "leaf";
+    const box = document.createElement("input");
+    box.type = "checkbox"; box.className = "select"; box.checked = selected.has(node.path);
+    box.addEventListener("change", () => {
+      if (box.checked) selected.add(node.path); else selected.delete(node.path);
+      refreshOverlay();
+    });
+    const name = document.createElement("span");
+    name.className = "leaf-name"; name.textContent = node.name;
+    name.addEventListener("click", () => togglePlot(li, node.path));
+    const last = document.createElement("span");
+    last.className = "last"; last.textContent = "= " + fmtNum(node.last);
+    li.append(box, " ", name, last);
+    const plot = document.createElement("div");
+    plot.className = "series-plot";
+    li.appendChild(plot);
+    if (openPlots.has(node.path)) drawPlot(plot, [node.path]);
+  } else {
+    li.className = "node";
+    const toggle = document.createElement("span");
+    toggle.className = "toggle"; toggle.textContent = "▸";
+    const name = document.createElement("span");
+    name.className = "branch-name"; name.textContent = node.name;
+    const count = document.createElement("span");
+    count.className = "muted"; count.textContent = ` (${node.series})`;
+    const children = document.createElement("ul");
+    li.append(toggle, name, count, children);
+    const open = async () => {
+      if (li.classList.contains("open")) {
+        li.classList.remove("open"); toggle.textContent = "▸"; children.textContent = "";
+      } else {
+        li.classList.add("open"); toggle.textContent = "▾";
+        await loadTree(children, node.path);
+      }
+    };
+    toggle.addEventListener("click", open);
+    name.addEventListener("click", open);
+  }
+  return li;
+}
+
+async function loadTree(ul, prefix) {
+  const r = await getJSON("/api/tree?prefix=" + encodeURIComponent(prefix));
+  ul.textContent = "";
+  for (const node of r.body.children) ul.appendChild(nodeElement(node));
+  ul.dataset.loaded = "1";
+}
+
+async function drawPlot(div, paths) {
+  const q = paths.map(p => "path=" + encodeURIComponent(p)).join("&");
+  const r = await getJSON("/api/series?" + q);
+  const data = {};
+  for (const p of paths) data[p] = r.body.series[p] || [];
+  plotSeries(div, data);
+}
+
+function togglePlot(li, path) {
+  const div = li.querySelector(".series-plot");
+  if (openPlots.has(path)) { openPlots.delete(path); div.textContent = ""; li.classList.remove("plotted"); }
+  else { openPlots.add(path); li.classList.add("plotted"); drawPlot(div, [path]); }
+}
+
+async function refreshOverlay() {
+  const div = document.getElementById("overlay-plot");
+  if (!selected.size) { div.textContent = "Tick series in the tree to overlay them here."; return; }
+  await drawPlot(div, Array.from(selected).sort());
+}
+
+async function refreshPlots() {
+  for (const li of document.querySelectorAll("li.leaf.plotted")) {
+    drawPlot(li.querySelector(".series-plot"), [li.dataset.path]);
+  }
+  if (selected.size) refreshOverlay();
+}
+
+async function refreshTopOfTree() {
+  // The top level is reloaded while nothing is expanded, so new branches appear by themselves.
+  const tree = document.getElementById("tree");
+  if (!tree.querySelector("li.open") && !tree.querySelector("li.plotted")) await loadTree(tree, "");
+}
+
+refreshStatus();
+loadTree(document.getElementById("tree"), "");
+setInterval(refreshStatus, 2000);
+setInterval(refreshTopOfTree, 3000);
+setInterval(refreshPlots, 5000);

@@ -1,0 +1,243 @@
+"""The status server's state: bounds, health rules, the Prometheus text and the output feed."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from buckyproc import ROOT
+from prometheus_client.parser import text_string_to_metric_families
+
+from bucky.daemon.channels import Channel
+from bucky.daemon.selfmetrics import SelfMetrics, expand_prefix, short_host
+from bucky.http.feed import TAP_BUDGET, HttpFeed, destination_status
+from bucky.http.state import MAX_SELF_SERIES, SeriesStore, StatusState
+from bucky.names import NameRules
+
+PREFIX = "bucky.h1"
+
+
+def new_state(**kw) -> StatusState:
+    return StatusState(PREFIX, 600.0, NameRules().statname, **kw)
+
+
+def procs(*entries: tuple[str, str, bool]) -> tuple:
+    return ("procs", {"time": 0, "processes": [
+        {"title": t, "role": r, "kind": t, "up": up, "restarts": 0} for t, r, up in entries]})
+
+
+def status(title: str, state: str = "up", accepting: bool = True, sent: int = 0) -> tuple:
+    return ("status", title, {"time": 0, "pending": 3, "counters": {"received": sent},
+                              "destinations": [{"label": "c1", "address": "127.0.0.1:2003",
+                                                "state": state, "accepting": accepting,
+                                                "pending": 3, "counters": {"sent": sent}}]})
+
+
+def test_series_store_is_bounded_and_evicts_least_recently_updated() -> None:
+    store = SeriesStore(600.0, max_series=100, max_points=5)
+    for i in range(1000):
+        store.add(f"a.b{i % 250}", float(i), float(i), now=float(i))
+    assert len(store) == 100
+    assert store.evicted_series == 150 + 750  # every new name beyond 100 evicts one
+    assert store.points("a.b0", now=1000.0) is None  # evicted
+    for i in range(20):
+        store.add("a.hot", float(i), 1000.0 + i, now=1000.0 + i)
+        store.add(f"a.cold{i}", 0.0, 0.0, now=1000.0 + i)
+    assert store.points("a.hot", now=1020.0) == [[1000.0 + i, float(i)] for i in range(15, 20)]
+
+
+def test_series_store_forgets_what_the_history_window_left() -> None:
+    store = SeriesStore(60.0)
+    store.add("old.one", 1.0, 100.0, now=100.0)
+    store.add("new.one", 2.0, 150.0, now=150.0)
+    store.expire(now=170.0)
+    assert store.points("old.one", 170.0) is None
+    assert store.points("new.one", 170.0) == [[150.0, 2.0]]
+
+
+def test_tree_lists_branches_and_leaves_with_last_values() -> None:
+    store = SeriesStore(600.0)
+    store.add("stats.gauges.a", 1.0, 10.0, 10.0)
+    store.add("stats.gauges.a", 2.0, 20.0, 20.0)
+    store.add("stats.gauges.b", 5.0, 20.0, 20.0)
+    store.add("host.cpu.0", 7.0, 20.0, 20.0)
+    top = store.tree("")
+    assert [(n["name"], n["leaf"], n["series"]) for n in top] == [("host", False, 1),
+                                                                  ("stats", False, 2)]
+    leaves = store.tree("stats.gauges")
+    assert [(n["path"], n["leaf"], n["last"]) for n in leaves] == [
+        ("stats.gauges.a", True, 2.0), ("stats.gauges.b", True, 5.0)]
+
+
+def test_tap_messages_become_series_under_graphite_names() -> None:
+    state = new_state()
+    state.handle(("tap", "graphite", [("web1.example.com", "cpu.idle", 97.0, 100),
+                                      (None, "stats.x", 1, 100)]), now=101.0)
+    assert state.series.points("com.example.web1.cpu.idle", 101.0) == [[100.0, 97.0]]
+    assert state.series.points("stats.x", 101.0) == [[100.0, 1.0]]
+
+
+def test_garbage_messages_are_counted_not_fatal() -> None:
+    state = new_state()
+    for msg in (None, (), ("tap",), ("tap", "x", [(1, 2)]), ("status", "x", 5), ("what", 1)):
+        state.handle(msg, now=1.0)
+    assert state.counters["unknown_messages"] == 6
+
+
+def test_health_needs_every_input_and_output_up_and_each_destination_within_its_plan() -> None:
+    state = new_state()
+    ok, body = state.health(now=10.0)
+    assert not ok and "no process list" in body["reasons"][0]
+    state.handle(procs(("statsd", "input", True), ("graphite", "output", True),
+                       ("http", "http", True)), now=10.0)
+    ok, body = state.health(now=10.0)
+    assert not ok and body["reasons"] == ["no status from output graphite yet"]
+    state.handle(status("graphite"), now=10.0)
+    assert state.health(now=10.0) == (True, state.health(now=10.0)[1])
+    # down but still within its reconnect plan: healthy
+    state.handle(status("graphite", state="connecting"), now=11.0)
+    assert state.health(now=11.0)[0]
+    # reconnects used up: unhealthy, with the reason
+    state.handle(status("graphite", state="down", accepting=False), now=12.0)
+    ok, body = state.health(now=12.0)
+    assert not ok and "c1 (graphite) is down" in body["reasons"][0]
+    state.handle(status("graphite"), now=13.0)
+    assert state.health(now=13.0)[0]
+    # a process down, and silence from an output, are reasons too
+    state.handle(procs(("statsd", "input", False), ("graphite", "output", True)), now=14.0)
+    ok, body = state.health(now=14.0)
+    assert not ok and body["reasons"] == ["process statsd is down"]
+    state.handle(procs(("statsd", "input", True), ("graphite", "output", True)), now=40.0)
+    ok, body = state.health(now=40.0)
+    assert not ok and "no status from output graphite for" in body["reasons"][0]
+
+
+def test_prometheus_text_parses_with_counters_as_total_and_labels() -> None:
+    state = new_state()
+    state.handle(procs(("statsd", "input", True), ("graphite", "output", True)), now=1.0)
+    state.handle(status("graphite", sent=42), now=1.0)
+    sm = SelfMetrics("statsd", 1.0, lambda: 1000.0, PREFIX)
+    state.handle(("self", sm.collect(1.0, [{"dropped.queue_full": 3, "datagrams": 10}],
+                                     {"queue_bytes": 77}), sm.gauge_names), now=1.0)
+    state.handle(("self", sm.collect(2.0, [{"dropped.queue_full": 5, "datagrams": 30}],
+                                     {"queue_bytes": 9}), sm.gauge_names), now=2.0)
+    text = state.prometheus(now=2.0)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in families.values() for s in f.samples}
+    assert families["bucky_dropped_queue_full"].type == "counter"
+    assert values[("bucky_dropped_queue_full_total", (("process", "statsd"),))] == 5
+    assert values[("bucky_datagrams_total", (("process", "statsd"),))] == 30
+    assert families["bucky_queue_bytes"].type == "gauge"
+    assert values[("bucky_queue_bytes", (("process", "statsd"),))] == 9
+    out = SelfMetrics("graphite", 1.0, lambda: 1000.0, PREFIX)
+    state.handle(("self", out.collect(2.0, [{"c1.sent": 42, "sent": 42}])), now=2.0)
+    text = state.prometheus(now=2.0)
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    values = {(s.name, tuple(sorted(s.labels.items()))): s.value
+              for f in families.values() for s in f.samples}
+    assert "bucky_c1_sent" not in families  # per destination: with a destination label instead
+    assert values[("bucky_sent_total", (("process", "graphite"),))] == 42
+    dest = (("destination", "c1"), ("process", "graphite"))
+    assert values[("bucky_destination_sent_total", dest)] == 42
+    assert values[("bucky_destination_up", dest)] == 1
+    assert values[("bucky_process_up", (("process", "statsd"),))] == 1
+    status_body = state.status(now=2.0)
+    assert status_body["inputs"] == [{"process": "statsd", "rate_in": 20.0,
+                                      "rate_out": 0.0}]
+    assert status_body["rejects"][0]["counter"] == "dropped.queue_full"
+
+
+def test_self_metric_names_are_bounded() -> None:
+    state = new_state()
+    samples = [(None, f"{PREFIX}.p.c{i}", 1, 1) for i in range(MAX_SELF_SERIES + 10)]
+    state.handle(("self", samples), now=1.0)
+    assert len(state.selfm) == MAX_SELF_SERIES
+    assert state.counters["dropped_self_metrics"] == 10
+
+
+def test_short_host_and_prefix() -> None:
+    assert short_host("web-1.example.com") == "web-1"
+    assert short_host("weird name!.x") == "weird_name_"
+    assert short_host("") == "localhost"
+    assert expand_prefix("bucky.{host}", "db2.lan") == "bucky.db2"
+    assert expand_prefix("relay.{host}.bucky.", "db2") == "relay.db2.bucky"
+    sm = SelfMetrics("collectd.1", 1.0, lambda: 5.0, "bucky.db2")
+    sm.collect(0.0, [{}])
+    out = sm.collect(1.0, [{"datagrams": 2}], {"queue_bytes": 1})
+    assert (None, "bucky.db2.collectd_1.datagrams", 2, 5) in out
+    assert sm.gauge_names == ["bucky.db2.collectd_1.queue_bytes"]
+
+
+class _Client:
+    name = "graphite"
+
+    def __init__(self) -> None:
+        self.counters: Counter[str] = Counter(sent=5)
+
+    def pending(self) -> int:
+        return 0
+
+
+def test_feed_taps_whole_batches_under_budget_and_samples_above() -> None:
+    ch = Channel("t")
+    try:
+        counters: Counter[str] = Counter()
+        feed = HttpFeed(ch.writer(1 << 20), "graphite", tap=True, forward_self=True,
+                        counters=counters)
+        small = [(None, f"s.{i}", i, 1) for i in range(10)]
+        feed.batch(small)
+        big = [(None, f"b.{i}", i, 1) for i in range(50_000)]
+        feed.batch(big)
+        feed.batch(big)  # budget used up: nothing more this period
+        feed.tick(100.0, _Client())
+        msgs = ch.reader().read()
+        tap = [m for m in msgs if m[0] == "tap"][0][2]
+        assert tap[:10] == small
+        assert TAP_BUDGET // 2 < len(tap) <= TAP_BUDGET
+        stat = [m for m in msgs if m[0] == "status"][0]
+        assert stat[1] == "graphite" and stat[2]["destinations"][0]["counters"] == {"sent": 5}
+        feed.batch(small)
+        feed.tick(100.1, _Client())  # not due yet
+        assert ch.reader().read() == []
+    finally:
+        ch.close()
+
+
+def test_destination_status_uses_status_and_connections_when_the_client_has_them() -> None:
+    class Conn:
+        label = "a"
+        accepting = False
+
+    class Multi(_Client):
+        connections = [Conn()]
+
+        def status(self) -> list[dict]:
+            return [{"label": "a", "address": "x:1", "state": "down", "pending": 1,
+                     "counters": {}}]
+
+    (entry,) = destination_status(Multi())
+    assert entry["accepting"] is False and entry["state"] == "down"
+    (plain,) = destination_status(_Client())
+    assert plain["label"] == "graphite" and plain["accepting"] is True
+
+
+def test_a_full_store_stays_under_the_memory_the_readme_states() -> None:
+    import tracemalloc
+
+    from bucky.http.state import MAX_POINTS, MAX_SERIES
+
+    tracemalloc.start()
+    try:
+        store = SeriesStore(600.0)
+        before = tracemalloc.get_traced_memory()[0]
+        for round_ in range(MAX_POINTS + 5):  # every point its own value and time objects
+            for i in range(MAX_SERIES + 100):  # more names than the bound: evictions too
+                store.add(f"host{i % 97}.plugin{i}.type.instance_{i}", i + round_ / 7,
+                          1000.0 + round_, 1000.0 + round_)
+        used = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert len(store) == MAX_SERIES
+    readme = " ".join((ROOT / "README.rst").read_text().split())
+    assert "about 32 MB at worst" in readme
+    assert used < 32 * 1024 * 1024, used / 1e6
