@@ -199,8 +199,8 @@ statsd_timer_median = True
 statsd_timer_std = True
 # histogram bins, as the reference's `histogram`
 statsd_histogram = []
-# tags as name;k=v, or dropped
-statsd_tags = 'graphite'
+# drop: tags left out, a name's tag sets summed (Bucky 2); graphite: name;k=v series
+statsd_tags = 'drop'
 # StatsD TCP port (off when None)
 statsd_tcp_port = None
 # concurrent TCP clients

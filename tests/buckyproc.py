@@ -53,9 +53,10 @@ def free_ports() -> dict[str, int]:
 class Bucky:
     def __init__(self, tmp_path: Path, options: dict | None = None, *, args: tuple = (),
                  extra_config: str = "", debug: bool = False,
-                 python_path: tuple[str, ...] = ()) -> None:
+                 python_path: tuple[str, ...] = (), env: dict[str, str] | None = None) -> None:
         self.tmp_path = tmp_path
         self.python_path = python_path  # directories before the tree on PYTHONPATH
+        self.env = env or {}  # extra environment variables
         self.ports = free_ports()
         opts = {
             "directory": str(tmp_path / "state"),
@@ -78,7 +79,7 @@ class Bucky:
 
     def start(self, wait_ready: bool = True, timeout: float = 20.0) -> Bucky:
         env = dict(os.environ, PYTHONUNBUFFERED="1",
-                   PYTHONPATH=os.pathsep.join([*self.python_path, str(ROOT)]))
+                   PYTHONPATH=os.pathsep.join([*self.python_path, str(ROOT)]), **self.env)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "bucky", *self.args, str(self.config_path)],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL,

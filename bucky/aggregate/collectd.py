@@ -17,12 +17,21 @@ Rules:
   increase / dt. The first value of a series only primes it. A time that does not increase
   re-primes the series with the new values (the late or repeated value list gives no rate, and
   the next one measures from it: correct for clock steps and for reordered datagrams alike).
-- COUNTER wrap-or-reset rule. A drop (v < v_prev) is a wrap at 2^32 when v_prev <= 2^32-1, else
-  at 2^64 (collectd's counter_diff), *provided the wrapped increase (width - v_prev + v) is at
-  most half the width*, i.e. the counter fell by at least 2^31 (resp. 2^63). Any smaller drop is
-  a reset (a restarted device or daemon): the series re-primes instead of emitting a spike of
-  ~2^64/dt. So 2^64-1 -> 1 is a wrap with increase 2 and 5,000,000,000 -> 12 is a reset; a 32-bit
-  counter can still move up to 2^31 per interval across a wrap (1 Gbit/s at a 10 s interval).
+- COUNTER wrap-or-reset rule. collectd itself takes every drop (v < v_prev) for a wrap, at 2^32
+  when v_prev <= 2^32-1, else at 2^64 (counter_diff in src/utils/common/common.c), and leaves
+  resets to the data source's max: "If a counter is reset to zero ... the wrap-around
+  calculation may result in a huge rate. Thus setting a reasonable maximum value is essential
+  when using COUNTER data sources" (collectd wiki, Data source; rrdtool treats a rate above the
+  DS max as unknown). Bucky keeps that and adds a bound that needs no max. A drop is a wrap
+  only when the wrapped increase (width - v_prev + v)
+  (1) is at most half the width (2^31 resp. 2^63), i.e. the counter fell by at least half its
+      width: a smaller drop is a restarted device or daemon, and
+  (2) with a types.db max, gives a rate (increase / dt) not above that max;
+  anything else is a reset: the series re-primes ("dropped.counter_reset") instead of emitting a
+  spike. So 2^64-1 -> 1 is a wrap with increase 2 and 5,000,000,000 -> 12 is a reset. What is
+  *not* caught: without a max (every COUNTER in collectd's stock types.db has max U), a 32-bit
+  counter reset from v_prev >= 2^31 + v (resp. a 64-bit one from v_prev >= 2^63 + v) is taken
+  for a wrap and emits one rate of (width - v_prev + v) / dt, at most 2^31/dt resp. 2^63/dt.
 - types.db min/max bound what is emitted (the rate, or the gauge value): outside -> dropped,
   "dropped.out_of_range". NaN and infinities are never emitted ("dropped.not_finite").
 - Names come from the converters (bucky.aggregate.collectd_names), run once per series and kept
@@ -66,17 +75,18 @@ class _TypeMismatch(Exception):
     """Internal: a value's wire DS type differs from the dataset's (cheap jump out of the loop)."""
 
 
-def counter_increase(previous: int, current: int) -> int | None:
+def counter_increase(previous: int, current: int, limit: float = _INF) -> int | None:
     """How much a COUNTER grew from `previous` to `current`; None when it was reset instead.
 
     See the module rules: a drop is a wrap only when the wrapped increase is at most half the
-    counter width (2^32 if previous <= 2^32-1, else 2^64).
+    counter width (2^32 if previous <= 2^32-1, else 2^64) and at most `limit` (the types.db max
+    times the time between the two values).
     """
     if current >= previous:
         return current - previous
     width = _WRAP32 if previous < _WRAP32 else _WRAP64
     increase = width - previous + current
-    if increase > width >> 1:
+    if increase > width >> 1 or increase > limit:
         return None
     return increase
 
@@ -206,7 +216,7 @@ class CollectdAggregator:
                         if v >= p:
                             r = (v - p) / dt
                         else:
-                            increase = counter_increase(p, v)
+                            increase = counter_increase(p, v, hi * dt)
                             if increase is None:
                                 counters["dropped.counter_reset"] += 1
                             else:
@@ -277,7 +287,7 @@ class CollectdAggregator:
                     if v >= p:
                         r = (v - p) / dt
                     else:
-                        increase = counter_increase(p, v)
+                        increase = counter_increase(p, v, hi * dt)
                         if increase is None:
                             counters["dropped.counter_reset"] += 1
                             continue

@@ -8,9 +8,13 @@ timer a histogram of durations plus a meter of calls. `MetricTable` keeps one me
 `(host, name + "." + stat, value, timestamp)` tuples when an interval is due, expires idle metrics
 and caps how many live at once. docs/metricsd.rst is the user-facing description.
 
-Rules: no I/O, no logging, no clock reads. Every call takes `now` (wall-clock epoch seconds, which
-may jump either way); randomness comes from an injected `random.Random`. Emitted values are always
-finite; a stat that is not (float overflow) is left out and counted.
+Rules: no I/O, no logging, no clock reads. The table's calls take `now` (wall-clock epoch seconds,
+which may jump either way: used only for the timestamps written) and `mono` (a monotonic reading,
+defaulting to `now`: when flushes are due, idle expiry, and the metrics' own time, e.g. EWMA ticks
+and reservoir decay, which see only `mono`). Flushes follow bucky.aggregate.schedule.FlushGrid:
+due on `mono`, stamped with the wall-clock grid slot that ended. Randomness comes from an
+injected `random.Random`. Emitted values are always finite; a stat that is not (float
+overflow) is left out and counted.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from itertools import accumulate
 from operator import itemgetter, mul
 from typing import NamedTuple, Protocol
 
+from bucky.aggregate.schedule import FlushGrid, stamp
 from bucky.protocol.metricsd import Action, Kind, Record
 
 Number = int | float
@@ -382,13 +387,20 @@ class _Entry:
 class _Schedule:
     """The metrics that share one flush interval, and when they are next due."""
 
-    __slots__ = ("interval", "next_flush", "entries")
+    __slots__ = ("interval", "grid", "entries")
 
-    def __init__(self, interval: float, now: float | None) -> None:
+    def __init__(self, interval: float, now: float | None, mono: float | None = None) -> None:
         self.interval = interval
+        self.grid = FlushGrid(interval)
         # Without a `now` (metrics adopted on reload) the first due() puts it on the grid.
-        self.next_flush = None if now is None else next_flush_time(now, interval)
+        if now is not None:
+            self.grid.anchor(now, now if mono is None else mono)
         self.entries: dict[Key, _Entry] = {}
+
+    @property
+    def next_flush(self) -> float | None:
+        """Monotonic time of the next flush (None until anchored)."""
+        return self.grid.deadline if self.grid.anchored else None
 
 
 class CarriedMetric(NamedTuple):
@@ -434,8 +446,8 @@ class MetricTable:
         self.counters = counters
         self._entries: dict[Key, _Entry] = {}
         self._schedules: dict[float, _Schedule] = {}
-        self._next_due = math.inf  # earliest next_flush of any schedule: due()'s fast path
-        self._last_now = -math.inf
+        self._next_due = math.inf  # earliest deadline (monotonic) of any schedule: fast path
+        self._steps_retired = 0  # clock steps counted by schedules since removed
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -452,13 +464,14 @@ class MetricTable:
         return self._default_interval
 
     def _add(
-        self, key: Key, kind: Kind, metric: Metric, last_seen: float, now: float | None
+        self, key: Key, kind: Kind, metric: Metric, last_seen: float, now: float | None,
+        mono: float | None = None,
     ) -> _Entry:
         interval = self.interval_for(key[1])
         entry = _Entry(metric, kind, interval, last_seen)
         schedule = self._schedules.get(interval)
         if schedule is None:
-            schedule = self._schedules[interval] = _Schedule(interval, now)
+            schedule = self._schedules[interval] = _Schedule(interval, now, mono)
             first = schedule.next_flush
             self._next_due = -math.inf if first is None else min(self._next_due, first)
         schedule.entries[key] = entry
@@ -470,8 +483,13 @@ class MetricTable:
         del self._schedules[entry.interval].entries[key]
         # An empty schedule stays until its next flush finds it empty (see due()).
 
-    def apply(self, host: str | None, record: Record, now: float) -> None:
+    def apply(
+        self, host: str | None, record: Record, now: float, mono: float | None = None
+    ) -> None:
         """Apply one decoded record."""
+        wall = now
+        if mono is not None:
+            now = mono  # the metrics' own time is the monotonic one
         key = (host, record.name)
         entry = self._entries.get(key)
         if record.action == Action.UPDATE:
@@ -480,7 +498,7 @@ class MetricTable:
                     self.counters["dropped.max_metrics"] += 1
                     return
                 metric = make_metric(record.kind, now, self._rng)
-                entry = self._add(key, record.kind, metric, now, now)
+                entry = self._add(key, record.kind, metric, now, wall, now)
                 self.counters["metrics_created"] += 1
             elif entry.kind != record.kind:
                 self.counters["dropped.kind_mismatch"] += 1
@@ -501,40 +519,42 @@ class MetricTable:
             self._remove(key, entry)
             self.counters["deletes"] += 1
 
-    def due(self, now: float) -> list[SampleTuple]:
+    @property
+    def clock_steps(self) -> int:
+        """Wall-clock steps seen at flushes, over all intervals."""
+        return sum(s.grid.steps for s in self._schedules.values()) + self._steps_retired
+
+    def due(self, now: float, mono: float | None = None) -> list[SampleTuple]:
         """Samples of every interval whose flush time has come (cheap when none has)."""
-        if self._last_now <= now < self._next_due:
-            self._last_now = now
+        if mono is None:
+            mono = now
+        if mono < self._next_due:
             return []
-        clock_went_back = now < self._last_now
-        self._last_now = now
         samples: list[SampleTuple] = []
         for interval, schedule in list(self._schedules.items()):
-            if schedule.next_flush is None or (
-                clock_went_back and schedule.next_flush > now + interval
-            ):  # adopted, or the clock stepped back (it would stay silent until the old time)
-                schedule.next_flush = next_flush_time(now, interval)
-            if now >= schedule.next_flush:
+            grid = schedule.grid
+            if not grid.anchored:  # adopted on reload: on the grid from now on
+                grid.anchor(now, mono)
+            if grid.due(mono):
                 if not schedule.entries:
+                    self._steps_retired += grid.steps
                     del self._schedules[interval]
                     continue
-                self._flush(schedule, now, samples)
-                schedule.next_flush = next_flush_time(now, interval)
+                self._flush(schedule, stamp(grid.take(now, mono)), mono, samples)
         self._next_due = min(
-            (s.next_flush for s in self._schedules.values() if s.next_flush is not None),
-            default=math.inf,
+            (s.grid.deadline for s in self._schedules.values()), default=math.inf
         )
         return samples
 
-    def flush_all(self, now: float) -> list[SampleTuple]:
-        """Samples of every live metric, due or not (final flush at shutdown)."""
+    def flush_all(self, now: float, mono: float | None = None) -> list[SampleTuple]:
+        """Samples of every live metric, due or not (final flush at shutdown), stamped `now`."""
         samples: list[SampleTuple] = []
         for schedule in self._schedules.values():
-            self._flush(schedule, now, samples)
+            self._flush(schedule, int(now), now if mono is None else mono, samples)
         return samples
 
-    def _flush(self, schedule: _Schedule, now: float, out: list[SampleTuple]) -> None:
-        timestamp = int(now)
+    def _flush(self, schedule: _Schedule, timestamp: int, now: float,
+               out: list[SampleTuple]) -> None:
         idle_limit = self._expire_intervals * schedule.interval
         expired: list[tuple[Key, _Entry]] = []
         non_finite = 0

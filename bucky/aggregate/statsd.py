@@ -1,13 +1,17 @@
 """StatsD aggregation over flush intervals, named as the reference statsd's Graphite backend.
 
-State over time and nothing else: no I/O, no logging, no clock (every call takes `now`, wall-clock
-epoch seconds). The aggregator is the parser's visitor, so a datagram goes from text to dict
-updates without intermediate records.
+State over time and nothing else: no I/O, no logging, no clock. Every call takes `now` (wall-clock
+epoch seconds, used only for the timestamps written) and `mono` (a monotonic reading, used for
+everything that is a duration: when a flush is due, gauge TTLs, onlychanged, timestamp_lag);
+`mono` defaults to `now` for callers with one clock. The aggregator is the parser's visitor, so
+a datagram goes from text to dict updates without intermediate records.
 
-- Intervals sit on a fixed grid (multiples of flush_time since the epoch); a flush is stamped with
-  the integer end of its interval, so timestamps never drift. A late tick flushes once and skips
-  the missed intervals. The final (partial) interval is stamped with its grid end too: stamping it
-  "now" would land in the Graphite bucket of the previous flush and overwrite it.
+- Flushes follow bucky.aggregate.schedule.FlushGrid: due on the monotonic clock, stamped with the
+  wall-clock grid slot (multiples of flush_time since the epoch) that just ended, so timestamps
+  never drift and a clock step neither stops nor bursts flushing (see that module for what is
+  stamped across a step). A late tick flushes once and skips the missed intervals. The final
+  (partial) interval is stamped with its grid end too: stamping it "now" would land in the
+  Graphite bucket of the previous flush and overwrite it.
 - Counters emit rate (per second of flush_time) and count; timers the reference's statistics and
   percentiles (numbers match process_metrics.js, including its rounding); gauges persist across
   flushes; sets emit the count of distinct members. Tags are part of the key.
@@ -16,26 +20,37 @@ updates without intermediate records.
   without an update, and max_keys caps live keys: updates for new keys beyond it are dropped and
   counted.
 - Samples are plain tuples (None, name, value, timestamp); non-finite values are never emitted.
+- Timer values are kept in array('d') (8 bytes a value, not a 32-byte float object in a list).
+  At the flush a timer of up to 65,536 values is sorted as a list; a bigger one is sorted in
+  chunks in place and merged (heapq.merge) into a second array, so a hot key costs at most about
+  16 bytes a value at its peak; its statistics read prefix sums only at the few indices they
+  need (itertools.accumulate + islice, in C). Either way sums run left to right in sorted order
+  as the reference's do, so results are bit-identical to it.
 """
 
 from __future__ import annotations
 
+import heapq
 import math
+from array import array
 from bisect import bisect_left
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from functools import reduce
-from itertools import accumulate
-from operator import add
+from itertools import accumulate, islice, repeat
+from operator import add, mul, sub
 from typing import Any
 
+from bucky.aggregate.schedule import FlushGrid, stamp
 from bucky.protocol.statsd import Kind, StatsdMetric, StatsdParser, make_key, sanitize
 from bucky.sample import Sample
 
 TIMER_STATS = ("mean", "upper", "lower", "count", "count_ps", "sum", "sum_squares", "median", "std")
 
+_SMALL_TIMER = 1 << 16  # timers with more values are sorted in chunks, then merged
+_SORT_CHUNK = 1 << 14  # values sorted at once (as float objects) in a big timer
 BadLineHook = Callable[[str, str, float], None]  # (reason, line, now)
 
 
@@ -50,7 +65,7 @@ class StatsdSettings:
     prefix_set: str | None = "sets"
     prefix_stats: str | None = "statsd"
     metadata: tuple[tuple[str, str | None], ...] = ()
-    keep_tags: bool = True
+    keep_tags: bool = False  # statsd_tags = "drop" (Bucky 2 names)
     # Effective idle rules (Bucky 2: each only applies when statsd_delete_idlestats is true).
     delete_counters: bool = False
     delete_timers: bool = False
@@ -174,6 +189,35 @@ class _Names:
         return _join(self.stats_namespace, stat) + self.meta_suffix
 
 
+def sorted_values(values: array[float]) -> Sequence[float]:
+    """The values in ascending order: a list for a small timer; for a big one an array('d')
+    (chunks sorted in place, then merged), so no million float objects live at once."""
+    n = len(values)
+    if n <= _SMALL_TIMER:
+        return sorted(values)
+    for i in range(0, n, _SORT_CHUNK):
+        values[i : i + _SORT_CHUNK] = array("d", sorted(values[i : i + _SORT_CHUNK]))
+    with memoryview(values) as view:
+        runs = [view[i : i + _SORT_CHUNK] for i in range(0, n, _SORT_CHUNK)]
+        merged = array("d")
+        merged.extend(heapq.merge(*runs))
+        for run in runs:
+            run.release()
+    return merged
+
+
+def _prefix_sums(values: Iterable[float], indices: list[int]) -> dict[int, float]:
+    """{i: values[0] + ... + values[i]} for the ascending `indices`, summed left to right (as
+    the reference's cumulative array), without keeping the other prefix sums."""
+    running = accumulate(values)
+    out: dict[int, float] = {}
+    position = -1
+    for index in indices:
+        out[index] = next(islice(running, index - position - 1, None))
+        position = index
+    return out
+
+
 class StatsdAggregator:
     """Parser visitor + interval state. Not thread-safe; one per StatsD input process."""
 
@@ -187,17 +231,17 @@ class StatsdAggregator:
         self._flush_time = settings.flush_time
         self._max_keys = settings.max_keys
         self._counters: dict[str, float] = {}
-        self._timers: dict[str, list[float]] = {}
+        self._timers: dict[str, array[float]] = {}
         # A timing sampled at rate r counts 1/r times; the count is len(values) + the extra of
         # sampled ones, so the common unsampled timing costs one dict operation, not two.
         self._timer_extra: dict[str, float] = {}
         self._gauges: dict[str, float] = {}
-        self._gauge_updated: dict[str, float] = {}  # key -> `now` of its last update
+        self._gauge_updated: dict[str, float] = {}  # key -> `mono` of its last update
         self._gauges_unsent: set[str] = set()  # restored gauges: sent once even if unchanged
         self._sets: dict[str, set[str]] = {}
-        self._now = 0.0
-        self.next_flush = -math.inf  # -inf: the grid starts at the first call
-        self._interval_start = -math.inf  # `now` when the current interval began
+        self._now = 0.0  # `mono` of the current call
+        self._grid = FlushGrid(self._flush_time)  # anchored at the first tick
+        self._interval_start = -math.inf  # `mono` when the current interval began
         self._last_flush_now: float | None = None
         self.last_timestamp: int | None = None  # timestamp of the most recent flush
         # The reference's own counters, for the current interval.
@@ -211,23 +255,33 @@ class StatsdAggregator:
 
     # --- feeding -------------------------------------------------------------------------------
 
-    def ingest(self, datagram: bytes, now: float) -> None:
+    @property
+    def next_flush(self) -> float:
+        """When the next flush is due, on the monotonic clock (-inf before the first tick)."""
+        return self._grid.deadline
+
+    @property
+    def clock_steps(self) -> int:
+        """Wall-clock steps seen at flushes (see bucky.aggregate.schedule)."""
+        return self._grid.steps
+
+    def ingest(self, datagram: bytes, now: float, mono: float | None = None) -> None:
         """One datagram (or one chunk of complete lines)."""
-        self._now = now
+        self._now = now if mono is None else mono
         self._packets += 1
         self._lines += self.parser.feed(datagram.decode("utf-8", "surrogateescape"), self)
 
-    def ingest_lines(self, lines: list[bytes], now: float) -> None:
+    def ingest_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         """Complete lines without their newline (from a LineFramer); counts as one packet."""
-        self._now = now
+        self._now = now if mono is None else mono
         self._packets += 1
         # Joining then splitting once is ~3x cheaper than decoding line by line.
         text = b"\n".join(lines).decode("utf-8", "surrogateescape")
         self._lines += self.parser.feed(text, self)
 
-    def add(self, metric: StatsdMetric, now: float) -> None:
+    def add(self, metric: StatsdMetric, now: float, mono: float | None = None) -> None:
         """One record (the parse() API), e.g. from tests or an embedding program."""
-        self._now = now
+        self._now = now if mono is None else mono
         self._lines += 1
         key = make_key(metric.name, metric.tags if self.settings.keep_tags else ())
         if key is None:
@@ -257,7 +311,7 @@ class StatsdAggregator:
         except KeyError:
             if not self._admit():
                 return
-            self._timers[key] = [value]
+            self._timers[key] = array("d", (value,))
         if rate != 1.0:
             extra = self._timer_extra
             extra[key] = extra.get(key, 0.0) + (1.0 / rate - 1.0)
@@ -302,32 +356,27 @@ class StatsdAggregator:
 
     # --- time ------------------------------------------------------------------------------------
 
-    def _schedule(self, now: float) -> None:
-        self.next_flush = (math.floor(now / self._flush_time) + 1) * self._flush_time
-
-    @staticmethod
-    def _timestamp(boundary: float) -> int:
-        nearest = round(boundary)
-        return nearest if abs(boundary - nearest) < 1e-6 else math.floor(boundary)
-
-    def tick(self, now: float) -> list[Sample]:
+    def tick(self, now: float, mono: float | None = None) -> list[Sample]:
         """The samples of the interval that ended, if one did; else []."""
-        if now < self.next_flush:
+        if mono is None:
+            mono = now
+        grid = self._grid
+        if mono < grid.deadline:
             return []
-        if self.next_flush == -math.inf:
-            self._schedule(now)
-            self._interval_start = now
+        if not grid.anchored:
+            grid.anchor(now, mono)
+            self._interval_start = mono
             return []
-        samples = self._flush(self._timestamp(self.next_flush), now, final=False)
-        self._schedule(now)
-        return samples
+        return self._flush(stamp(grid.take(now, mono)), mono, final=False)
 
-    def flush(self, now: float) -> list[Sample]:
+    def flush(self, now: float, mono: float | None = None) -> list[Sample]:
         """Final flush (shutdown): what is due, then the partial interval, stamped at its end."""
-        samples = self.tick(now)
+        if mono is None:
+            mono = now
+        samples = self.tick(now, mono)
         if samples or (self._packets == 0 and self._lines == 0):
             return samples  # nothing arrived since the last flush: nothing to add
-        return self._flush(self._timestamp(self.next_flush), now, final=True)
+        return self._flush(stamp(self._grid.final_slot(now)), mono, final=True)
 
     def self_sample(self, stat: str, value: float, timestamp: int) -> Sample:
         """A sample under the reference's stats namespace (e.g. processing_time, measured by the
@@ -424,7 +473,7 @@ class StatsdAggregator:
         if s.delete_timers:
             self._timers = {}
         else:
-            self._timers = {key: [] for key in self._timers}
+            self._timers = {key: array("d") for key in self._timers}
         self._timer_extra = {}
         if s.delete_sets:
             self._sets = {}
@@ -468,45 +517,55 @@ class StatsdAggregator:
                 specs.append((float(pct), fields))
         return specs
 
-    def _timer_stats(self, key: str, values: list[float], count: float) -> list[tuple[str, float]]:
+    def _timer_stats(self, key: str, values: array[float], count: float) -> list[tuple[str, float]]:
         enabled = self._enabled
         n = len(values)
         if n == 0:  # a timer kept from an earlier interval
             return [(stat, 0) for stat in ("count", "count_ps") if stat in enabled]
-        values.sort()
-        low, high = values[0], values[-1]
+        ordered = sorted_values(values)
+        low, high = ordered[0], ordered[-1]
         out: list[tuple[str, float]] = []
-        if self._thresholds:
-            cumulative = list(accumulate(values))
-            cumulative_squares = list(accumulate([v * v for v in values]))
-            total, total_squares = cumulative[-1], cumulative_squares[-1]
-            for pct, fields in self._thresholds:
-                if n > 1:
-                    within = js_round(abs(pct) / 100 * n)
-                    if within == 0:
-                        continue
-                    if pct > 0:
-                        bound = values[within - 1]
-                        part = cumulative[within - 1]
-                        part_squares = cumulative_squares[within - 1]
-                    else:
-                        bound = values[n - within]
-                        before = n - within - 1  # the reference reads index -1 as 0 -> NaN
-                        part = total - (cumulative[before] if before >= 0 else 0.0)
-                        part_squares = total_squares - (
-                            cumulative_squares[before] if before >= 0 else 0.0
-                        )
-                    mean = part / within
+        # Which prefix sums are read: the total, and per percentile its part (see below).
+        rows: list[tuple[float, list[tuple[int, str]], int, int]] = []
+        needed = {n - 1}
+        for pct, fields in self._thresholds:
+            if n > 1:
+                within = js_round(abs(pct) / 100 * n)
+                if within == 0:
+                    continue
+                end = within - 1 if pct > 0 else n - within - 1  # the reference reads -1 as 0
+                if end >= 0:
+                    needed.add(end)
+            else:
+                within, end = 1, 0
+            rows.append((pct, fields, within, end))
+        sums: Sequence[float] | dict[int, float]
+        squares: Sequence[float] | dict[int, float]
+        if n <= _SMALL_TIMER:  # all prefix sums: cheapest for the common small timer
+            sums = list(accumulate(ordered))
+            squares = list(accumulate(map(mul, ordered, ordered)))
+        else:  # only those read: no million-entry lists
+            indices = sorted(needed)
+            sums = _prefix_sums(ordered, indices)
+            squares = _prefix_sums(map(mul, ordered, ordered), indices)
+        total, total_squares = sums[n - 1], squares[n - 1]
+        for pct, fields, within, end in rows:
+            if n == 1:
+                bound, part, part_squares, mean = high, low, low * low, low
+            else:
+                if pct > 0:
+                    bound, part, part_squares = ordered[end], sums[end], squares[end]
                 else:
-                    within, bound, part, part_squares, mean = 1, high, low, low * low, low
-                row = (within, mean, bound, part, part_squares)
-                out.extend((name, row[i]) for i, name in fields)
-        else:
-            total = reduce(add, values)  # left to right, as the reference sums
-            total_squares = reduce(add, [v * v for v in values])
+                    bound = ordered[n - within]
+                    part = total - (sums[end] if end >= 0 else 0.0)
+                    part_squares = total_squares - (squares[end] if end >= 0 else 0.0)
+                mean = part / within
+            row = (within, mean, bound, part, part_squares)
+            out.extend((name, row[i]) for i, name in fields)
         mean = total / n
         if "std" in enabled:
-            sum_of_diffs = reduce(add, [(v - mean) * (v - mean) for v in values])
+            diffs = map(mul, map(sub, ordered, repeat(mean)), map(sub, ordered, repeat(mean)))
+            sum_of_diffs = reduce(add, diffs)
             out.append(("std", math.sqrt(sum_of_diffs / n)))
         if "upper" in enabled:
             out.append(("upper", high))
@@ -524,12 +583,12 @@ class StatsdAggregator:
             out.append(("mean", mean))
         if "median" in enabled:
             mid = n // 2
-            out.append(("median", values[mid] if n % 2 else (values[mid - 1] + values[mid]) / 2))
+            out.append(("median", ordered[mid] if n % 2 else (ordered[mid - 1] + ordered[mid]) / 2))
         if self.settings.histogram:
             start = 0
             for upper_bound, stat in self._histogram_bins(key):
                 # Values at or above the last bound are not counted, by the reference's design.
-                end = n if upper_bound == math.inf else bisect_left(values, upper_bound, start)
+                end = n if upper_bound == math.inf else bisect_left(ordered, upper_bound, start)
                 out.append((stat, end - start))
                 start = end
         return out
@@ -555,35 +614,41 @@ class StatsdAggregator:
     def _rekey(self, key: str) -> str:
         return key if self.settings.keep_tags else key.partition(";")[0]
 
-    def restore_gauges(self, gauges: Mapping[str, tuple[float, float | None]], now: float) -> int:
-        """Saved gauges (key -> (value, last update or None)); sent at the next flush.
-        Returns how many were taken (the key cap applies)."""
+    def restore_gauges(self, gauges: Mapping[str, tuple[float, float | None]], now: float,
+                       mono: float | None = None) -> int:
+        """Saved gauges (key -> (value, last update as wall-clock time, or None)); sent at the
+        next flush. Returns how many were taken (the key cap applies)."""
+        offset = 0.0 if mono is None else mono - now  # wall -> monotonic
         taken = 0
         for key, (value, updated) in gauges.items():
             key = self._rekey(key)
             if key not in self._gauges and not self._admit():
                 continue
             self._gauges[key] = value
-            self._gauge_updated[key] = now if updated is None else updated
+            self._gauge_updated[key] = (now if updated is None else updated) + offset
             self._gauges_unsent.add(key)
             taken += 1
         return taken
 
-    def gauges_snapshot(self) -> dict[str, tuple[float, float]]:
-        """key -> (value, last update) for the finite gauges (what is worth saving)."""
+    def gauges_snapshot(
+        self, now: float | None = None, mono: float | None = None
+    ) -> dict[str, tuple[float, float]]:
+        """key -> (value, last update) for the finite gauges (what is worth saving); with both
+        clocks given, the last update is converted to wall-clock time."""
+        offset = 0.0 if now is None or mono is None else now - mono  # monotonic -> wall
         updated = self._gauge_updated
-        return {k: (v, updated[k]) for k, v in self._gauges.items() if v - v == 0.0}
+        return {k: (v, updated[k] + offset) for k, v in self._gauges.items() if v - v == 0.0}
 
     def export_state(self) -> dict[str, Any]:
         """Everything pending, as builtins (picklable), for a new aggregator after a reload."""
         return {
             "version": 1,
             "flush_time": self._flush_time,
-            "next_flush": self.next_flush,
+            "grid": self._grid.export(),
             "interval_start": self._interval_start,
             "last_flush_now": self._last_flush_now,
             "counters": dict(self._counters),
-            "timers": {k: list(v) for k, v in self._timers.items()},
+            "timers": {k: array("d", v) for k, v in self._timers.items()},
             "timer_extra": dict(self._timer_extra),
             "gauges": dict(self._gauges),
             "gauge_updated": dict(self._gauge_updated),
@@ -603,7 +668,7 @@ class StatsdAggregator:
             self._counters[k] = self._counters.get(k, 0.0) + value
         for key, values in state["timers"].items():
             k = rekey(key)
-            self._timers.setdefault(k, []).extend(values)
+            self._timers.setdefault(k, array("d")).extend(values)
         for key, extra in state["timer_extra"].items():
             k = rekey(key)
             self._timer_extra[k] = self._timer_extra.get(k, 0.0) + extra
@@ -622,7 +687,7 @@ class StatsdAggregator:
         self.totals.update(state["totals"])
         self._last_flush_now = state["last_flush_now"]
         if state["flush_time"] == self._flush_time:
-            self.next_flush = state["next_flush"]
+            self._grid.adopt(state["grid"])
             self._interval_start = state["interval_start"]
         # else: the grid restarts at the next call; the pending data goes out at its first end
 

@@ -201,7 +201,7 @@ class InputRunner:
 
     def _tick(self, now: float, mono: float) -> None:
         try:
-            self.handler.tick(now)
+            self.handler.tick(now, mono)
         except Exception:
             self.counters["errors.tick"] += 1
             self.ratelog.error("tick", "%s: error in periodic work", self.spec.title, exc_info=True)
@@ -219,7 +219,7 @@ class InputRunner:
     def _read_udp(self, sock: socket.socket, limit: int = _UDP_BURST) -> int:
         recv = sock.recvfrom
         handle = self.handler.handle
-        now = time.time()
+        now, mono = time.time(), time.monotonic()
         n = 0
         while n < limit:
             try:
@@ -232,7 +232,7 @@ class InputRunner:
                 break
             n += 1
             try:
-                handle(data, addr, now)
+                handle(data, addr, now, mono)
             except Exception:
                 self.counters["errors.handler"] += 1
                 self.ratelog.error("handle", "%s: datagram from %s could not be handled",
@@ -318,7 +318,7 @@ class InputRunner:
                     items.append(obj[1])
         if items:
             try:
-                self.handler.deliver(items, time.time())
+                self.handler.deliver(items, time.time(), time.monotonic())
             except Exception:
                 self.counters["errors.deliver"] += 1
                 self.ratelog.error("deliver", "%s: delivery failed", self.spec.title,
@@ -342,7 +342,7 @@ class InputRunner:
             except Exception:
                 log.exception("%s: error while handing its state over", self.spec.title)
         try:
-            self.handler.close(now)
+            self.handler.close(now, time.monotonic())
         except Exception:
             log.exception("%s: error while stopping", self.spec.title)
         mono = time.monotonic()
@@ -364,7 +364,7 @@ class _LineStream:
     def feed(self, data: bytes, now: float) -> bool:
         lines = self.framer.feed(data)
         if lines:
-            self.handler.handle_lines(lines, now)
+            self.handler.handle_lines(lines, now, time.monotonic())
         return True
 
     def close(self, now: float) -> None:

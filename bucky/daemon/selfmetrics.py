@@ -5,7 +5,10 @@ name as one path component), so two Buckys writing to one carbon keep their numb
 Counters are cumulative inside a process; what is emitted is the change since the last report, so
 Graphite shows events per interval (like StatsD counts). Gauges (queue depths) are emitted as is;
 `gauge_names` says which of the names just collected were gauges (the status server needs it).
-The timestamp is wall-clock seconds; the interval comes from `self_metrics_interval` (0 = off).
+The interval comes from `self_metrics_interval` (0 = off). The schedule runs on the caller's
+monotonic `now`; the timestamp is the wall-clock grid slot (a multiple of the interval) given by
+bucky.aggregate.schedule.FlushGrid, so a clock step neither stops the reports nor stamps two
+reports with the same slot in a row (which would overwrite a delta in Graphite).
 
 Counter names follow one style: lower_case words, '.' only between a kind and its reason
 (`dropped.queue_full`, `errors.tick`, `bad_datagrams.<reason>`, `rejected.<reason>`).
@@ -17,6 +20,8 @@ import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+
+from bucky.aggregate.schedule import FlushGrid, stamp
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -49,23 +54,29 @@ class SelfMetrics:
         self._interval = interval
         self._wallclock = wallclock
         self._last: dict[str, float] = {}
-        self._next_due: float | None = None
+        self._grid = FlushGrid(interval) if interval > 0 else None
         self.gauge_names: list[str] = []
 
     def due(self, now: float) -> bool:
-        if self._interval <= 0:
+        """`now` is monotonic time."""
+        grid = self._grid
+        if grid is None:
             return False
-        if self._next_due is None:
-            self._next_due = now + self._interval
+        if not grid.anchored:
+            grid.anchor(self._wallclock(), now)
             return False
-        return now >= self._next_due
+        return grid.due(now)
 
     def collect(self, now: float, counters: Iterable[Mapping[str, float]],
                 gauges: Mapping[str, float] | None = None) -> list[tuple]:
         """Samples for this interval (call when `due`, or at shutdown)."""
-        if self._interval > 0:
-            self._next_due = now + self._interval
-        ts = int(self._wallclock())
+        grid, wall = self._grid, self._wallclock()
+        if grid is None or not grid.anchored:
+            ts = int(wall)
+        elif grid.due(now):
+            ts = stamp(grid.take(wall, now))
+        else:  # at shutdown: the end of the interval in progress, never the last slot again
+            ts = stamp(grid.final_slot(wall))
         totals: dict[str, float] = {}
         for mapping in counters:
             for key, value in mapping.items():

@@ -24,11 +24,13 @@ Life of a handler, all in one process and one thread:
    shutdown work (plugin shutdown callbacks, saving files) runs on reloads too; after
    carry_state() it must not emit what it handed over (the successor owns that).
 
-Rules for every handler: `now` is wall-clock epoch seconds from the caller (no handler reads the
-clock for timestamps); no sockets and no threads of its own; no method raises, whatever the bytes
-(bad input is counted in `counters` by reason and logged rate-limited; the loop still guards
-each call and counts `errors.handler` if one does). `counters` is cumulative; the loop turns it
-into self-metrics.
+Rules for every handler: `now` is wall-clock epoch seconds from the caller, used only for the
+timestamps written; `mono` (time.monotonic() from the caller, None in tests that drive a handler
+with one clock) is what every schedule runs on (flushes, expiry, rate limits), so a step of the
+system clock never stops or bursts them. No handler reads a clock for timestamps; no sockets
+and no threads of its own; no method raises, whatever the bytes (bad input is counted in
+`counters` by reason and logged rate-limited; the loop still guards each call and counts
+`errors.handler` if one does). `counters` is cumulative; the loop turns it into self-metrics.
 """
 
 from __future__ import annotations
@@ -87,27 +89,27 @@ class InputHandler(Protocol):
     #: TCP connections the loop keeps open at once, over all listeners; more are refused.
     max_tcp_connections: int = 1024
 
-    def handle(self, data: bytes, addr: Any, now: float) -> None:
+    def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         """One datagram. Never raises."""
 
-    def handle_lines(self, lines: list[bytes], now: float) -> None:
+    def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         """Complete lines read from a TCP connection, without their newlines. Never raises."""
-        self.handle(b"\n".join(lines), None, now)
+        self.handle(b"\n".join(lines), None, now, mono)
 
     def open_stream(self, kind: str, addr: Any) -> Stream:
         """A decoder for a new connection on the listener of `kind` (ChildSpec.streams)."""
         raise NotImplementedError(f"{self.name} has no {kind!r} TCP listener")
 
-    def deliver(self, items: list, now: float) -> None:
+    def deliver(self, items: list, now: float, mono: float | None = None) -> None:
         """Records other inputs sent to this one. Never raises."""
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
         """Periodic work. Never raises."""
 
     def carry_state(self) -> object:
         """State for the successor on a reload (picklable); close() follows."""
         return None
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         """Final work: flush what is pending (unless handed over by carry_state), run shutdown
         hooks, save files. Always called once, on a stop and on a reload."""

@@ -73,11 +73,11 @@ class CarbonInput(InputHandler):
         if isinstance(state, dict):
             self.counters.update(state.get("counters") or {})
         self._sink = sink
-        self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
+        self._log = RateLimitedLog(log, _LOG_PERIOD).log  # on its monotonic clock
         self.pending_bytes = 0  # partial pickle frames held by all connections
 
     # -- the input contract (bucky.inputs.base) ------------------------------------------------
-    def handle(self, data: bytes, addr: Any, now: float) -> None:
+    def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         """A UDP datagram of plaintext lines (no partial line carries over), split as carbon
         splits a datagram: at every line boundary str.splitlines() knows."""
         try:
@@ -85,11 +85,14 @@ class CarbonInput(InputHandler):
                 lines = [line.encode() for line in data.decode("utf-8").splitlines()]
             except UnicodeDecodeError:
                 lines = data.splitlines()  # carbon drops such a datagram; we keep its good lines
-            self.handle_lines(lines, now, addr)
+            self._handle_lines(lines, now, addr)
         except Exception:
             self._internal_error(now)
 
-    def handle_lines(self, lines: list[bytes], now: float, addr: Any = None) -> None:
+    def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
+        self._handle_lines(lines, now, None)
+
+    def _handle_lines(self, lines: list[bytes], now: float, addr: Any) -> None:
         try:
             self._sink.extend(self._points_from_lines(lines, now, addr))
         except Exception:
@@ -162,7 +165,7 @@ class CarbonInput(InputHandler):
             return []
         if decoded.errors:
             counters["bad_points"] += len(decoded.errors)
-            self._log(logging.WARNING, "bad-point", now, "carbon input: %d bad points from %s: %s",
+            self._log(logging.WARNING, "bad-point", "carbon input: %d bad points from %s: %s",
                       len(decoded.errors), _peer(addr), decoded.errors[0])
         samples: list[tuple] = []
         nan = 0
@@ -186,18 +189,18 @@ class CarbonInput(InputHandler):
 
     def _bad(self, what: str, exc: DecodeError, addr: Any, now: float) -> None:
         self.counters[f"{what}.{exc.reason}"] += 1
-        self._log(logging.WARNING, f"{what}.{exc.reason}", now, "carbon input: %s from %s: %s",
+        self._log(logging.WARNING, f"{what}.{exc.reason}", "carbon input: %s from %s: %s",
                   what.replace("_", " ")[:-1], _peer(addr), exc)
 
     def _disconnect(self, reason: str, addr: Any, now: float, detail: str) -> bool:
         self.counters[f"disconnected.{reason}"] += 1
-        self._log(logging.WARNING, f"disconnected.{reason}", now,
+        self._log(logging.WARNING, f"disconnected.{reason}",
                   "carbon input: disconnecting %s: %s", _peer(addr), detail)
         return False
 
     def _internal_error(self, now: float) -> None:
         self.counters["errors.internal"] += 1
-        self._log(logging.ERROR, "internal", now, "carbon input: internal error", exc_info=True)
+        self._log(logging.ERROR, "internal", "carbon input: internal error", exc_info=True)
 
 
 class _LineStream:
@@ -212,7 +215,7 @@ class _LineStream:
         framer = self._framer
         lines = framer.feed(data)
         if lines:
-            self._owner.handle_lines(lines, now, self._addr)
+            self._owner._handle_lines(lines, now, self._addr)
         if framer.overlong_lines:
             return self._owner._disconnect("line-too-long", self._addr, now,
                                            f"a line longer than {MAX_LINE_LENGTH} bytes")

@@ -7,7 +7,11 @@ the Python plugin host reuses for the values its plugins dispatch.
 
 Rules:
 - Never raises out of handle() or tick(): every problem is counted by reason and logged at most
-  once a minute per reason (bucky.ratelog, driven by the caller's `now`).
+  once a minute per reason (bucky.ratelog, driven by the caller's clock).
+- Time: the handler methods take `now` (wall clock) and `mono` (monotonic); only `mono` is used
+  (series expiry, the auth-file check, log rate limits), so a step of the system clock neither
+  expires every series at once nor keeps dead ones for the length of the step. Without `mono`,
+  `now` is used.
 - No sockets, no threads. Files read: types.db (once, at construction) and the auth file (at
   construction, then re-read from tick() when its mtime/size/inode change, checked at most once
   a second; a file that vanishes or cannot be read keeps the last good credentials).
@@ -153,8 +157,12 @@ class CollectdInput(InputHandler):
         if state is not None:
             self.pipeline.restore_state(state)
 
-    # -- the input contract (bucky.inputs.base) ----------------------------------------------------
-    def handle(self, data: bytes, addr: Any, now: float) -> None:
+    # -- the input contract (bucky.inputs.base) ------------------------------------------------
+    def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
+        # collectd data carries its own timestamps: only the monotonic clock is used here
+        # (series expiry, log rate limits); `now` serves when no `mono` is given.
+        if mono is not None:
+            now = mono
         counters = self.counters
         counters["datagrams"] += 1
         try:
@@ -184,7 +192,9 @@ class CollectdInput(InputHandler):
         """(records, errors) of one datagram under the configured security level and users."""
         return decode(data, self._security_level, self._credentials)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
+        if mono is not None:
+            now = mono
         try:
             self.pipeline.tick(now)
             if self._auth is not None:
@@ -193,7 +203,7 @@ class CollectdInput(InputHandler):
             self.counters["errors.tick"] += 1
             self._log(logging.ERROR, "tick_error", now, "collectd tick failed", exc_info=exc)
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         """Nothing is held back: rates are emitted as soon as they can be computed."""
 
     def carry_state(self) -> object:

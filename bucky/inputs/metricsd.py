@@ -5,7 +5,9 @@ datagram -> bucky.protocol.metricsd.decode -> bucky.aggregate.metricsd.MetricTab
 
 Rules: no sockets, no threads; `handle` never raises (a bad datagram is counted under
 "bad_datagrams.<reason>", logged at most once a minute per reason, and the good records before
-the bad one are still applied); every call takes `now` (wall-clock epoch seconds). On a config
+the bad one are still applied); every call takes `now` (wall-clock epoch seconds, for the
+timestamps written) and `mono` (a monotonic reading, for schedules and the metrics' own time;
+defaults to `now`). On a config
 reload `carry_state()` hands the live metrics to the next instance, which re-assigns intervals
 from its own handlers.
 """
@@ -74,35 +76,41 @@ class MetricsdInput(InputHandler):
         """Number of live metrics."""
         return len(self._table)
 
-    def handle(self, data: bytes, addr: Any, now: float) -> None:
+    def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
+        if mono is None:
+            mono = now
         self.counters["datagrams"] += 1
         try:
             decoded = decode(data)
         except ProtocolError as err:
-            self._bad_datagram(err, addr, now)
+            self._bad_datagram(err, addr, mono)
             return
         try:
             apply = self._table.apply
             host = decoded.host
             for record in decoded.records:
-                apply(host, record, now)
+                apply(host, record, now, mono)
         except Exception:  # a bug in the metric code must not take the input down
             self.counters["errors.internal"] += 1
-            self._ratelog.log_at(logging.ERROR, "internal", now,
+            self._ratelog.log_at(logging.ERROR, "internal", mono,
                                  "metricsd: error applying a datagram from %s", _peer(addr),
                                  exc_info=True)
         if decoded.error is not None:
-            self._bad_datagram(decoded.error, addr, now)
+            self._bad_datagram(decoded.error, addr, mono)
 
-    def tick(self, now: float) -> None:
-        self._emit(self._table.due(now))
+    def tick(self, now: float, mono: float | None = None) -> None:
+        table = self._table
+        steps = table.clock_steps
+        self._emit(table.due(now, mono))
+        if table.clock_steps > steps:
+            self.counters["clock_steps"] += table.clock_steps - steps
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         """Final flush of every live metric, unless carry_state() handed them to a successor
         (a reload): then the successor emits them and close() emits nothing."""
         if self._handed_over:
             return
-        self._emit(self._table.flush_all(now))
+        self._emit(self._table.flush_all(now, mono))
 
     def carry_state(self) -> MetricsdState:
         self._handed_over = True

@@ -59,15 +59,17 @@ class PluginHostInput(InputHandler):
         )
         self.host.start(setup.statements)
 
-    # -- the input contract (bucky.inputs.base) ----------------------------------------------------
-    def deliver(self, items: list, now: float) -> None:
+    # -- the input contract (bucky.inputs.base) ------------------------------------------------
+    def deliver(self, items: list, now: float, mono: float | None = None) -> None:
         try:
             self.host.deliver(items)
         except Exception:
             self.counters["errors.deliver"] += 1
             log.exception("delivering collectd records to the plugins failed")
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
+        if mono is not None:
+            now = mono  # read schedules and series expiry run on the monotonic clock
         try:
             self.host.run_reads(now)
             self._forward(now)
@@ -76,7 +78,9 @@ class PluginHostInput(InputHandler):
             self.counters["errors.tick"] += 1
             log.exception("python plugin host tick failed")
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
+        if mono is not None:
+            now = mono
         try:
             self.host.shutdown()
             self._forward(now)

@@ -4,8 +4,10 @@ Glue around bucky.aggregate.statsd: flushes on the interval grid, emits one list
 sink, logs bad input (rate-limited: one line per reason per minute), keeps cumulative counts in
 `counters`, saves and restores gauges, and hands its state to a successor on reload.
 
-Rules: no sockets, no threads. handle() never raises, whatever the bytes. `now` is the caller's
-wall-clock time; the only clock read here measures the flush's own duration (processing_time).
+Rules: no sockets, no threads. handle() never raises, whatever the bytes. Every call takes `now`
+(the caller's wall-clock time, only for timestamps written) and `mono` (the caller's monotonic
+reading, for every schedule: flushes, gauge saves, TTLs, log rate limits; defaults to `now`).
+The only clock read here measures the flush's own duration (processing_time).
 
 Saved gauges: JSON `{"format": "bucky-statsd-gauges", "version": 1, "gauges": {key: [value,
 last_update]}}`, written atomically (temp file in the same directory, fsync, rename, fsync of the
@@ -163,53 +165,61 @@ class StatsdInput(InputHandler):
 
     # --- the input contract (bucky.inputs.base) -----------------------------------------------
 
-    def handle(self, data: bytes, addr: object, now: float) -> None:
+    def handle(self, data: bytes, addr: object, now: float, mono: float | None = None) -> None:
+        if mono is None:
+            mono = now
         try:
             agg = self._agg
-            if now >= agg.next_flush:
-                self._due(now)
-            agg.ingest(data, now)
+            if mono >= agg.next_flush:
+                self._due(now, mono)
+            agg.ingest(data, now, mono)
         except Exception:  # a bug must not take the input down with it; the parser cannot raise
-            self._internal_error(now)
+            self._internal_error(mono)
 
-    def handle_lines(self, lines: list[bytes], now: float) -> None:
+    def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         """Complete lines from a LineFramer (TCP), without re-joining them into a datagram."""
+        if mono is None:
+            mono = now
         try:
             agg = self._agg
-            if now >= agg.next_flush:
-                self._due(now)
-            agg.ingest_lines(lines, now)
+            if mono >= agg.next_flush:
+                self._due(now, mono)
+            agg.ingest_lines(lines, now, mono)
         except Exception:
-            self._internal_error(now)
+            self._internal_error(mono)
 
-    def tick(self, now: float) -> None:
+    def tick(self, now: float, mono: float | None = None) -> None:
         if self._closed:
             return
+        if mono is None:
+            mono = now
         try:
-            if now >= self._agg.next_flush:
-                self._due(now)
-            if now >= self._next_save:
-                self._next_save = now + self._save_interval
-                self._save_gauges(now)
+            if mono >= self._agg.next_flush:
+                self._due(now, mono)
+            if mono >= self._next_save:
+                self._next_save = mono + self._save_interval
+                self._save_gauges(now, mono)
         except Exception:
-            self._internal_error(now)
+            self._internal_error(mono)
         self._sync_counters()
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         """Final flush of the partial interval, then the gauges are saved."""
         if self._closed:
             return
         self._closed = True
         if self._handed_over:
             return  # the successor owns the pending data
+        if mono is None:
+            mono = now
         try:
-            self._start(now)
+            self._start(now, mono)
             started = time.perf_counter()
-            self._emit(self._agg.flush(now), started)
+            self._emit(self._agg.flush(now, mono), started)
             if self._persist:
-                self._save_gauges(now)
+                self._save_gauges(now, mono)
         except Exception:
-            self._internal_error(now)
+            self._internal_error(mono)
         self._sync_counters()
 
     def carry_state(self) -> object:
@@ -239,22 +249,29 @@ class StatsdInput(InputHandler):
             self.counters["errors.state"] += 1
             return False
 
-    def _start(self, now: float) -> None:
+    def _start(self, now: float, mono: float) -> None:
         """First call: the first `now` is known; restore saved gauges, schedule saving."""
         if self._started:
             return
         self._started = True
         if self._persist:
-            self._next_save = now + self._save_interval
+            self._next_save = mono + self._save_interval
         if self._restored:
-            taken = self._agg.restore_gauges(self._restored, now)
+            taken = self._agg.restore_gauges(self._restored, now, mono)
             self.counters["gauges_restored"] += taken
         self._restored = None
 
-    def _due(self, now: float) -> None:
-        self._start(now)
+    def _due(self, now: float, mono: float) -> None:
+        self._start(now, mono)
         started = time.perf_counter()
-        self._emit(self._agg.tick(now), started)
+        agg = self._agg
+        steps = agg.clock_steps
+        self._emit(agg.tick(now, mono), started)
+        if agg.clock_steps != steps:
+            self.counters["clock_steps"] += agg.clock_steps - steps
+            self._log(logging.WARNING, "clock-step", mono,
+                      "StatsD: the wall clock stepped; flushes stay on schedule, timestamps "
+                      "follow the new time")
 
     def _emit(self, samples: list[Sample], started: float) -> None:
         if not samples:
@@ -324,19 +341,19 @@ class StatsdInput(InputHandler):
         log.info("StatsD: loaded %d saved gauges from %s", len(gauges), path)
         return gauges
 
-    def _save_gauges(self, now: float) -> None:
+    def _save_gauges(self, now: float, mono: float) -> None:
         if not self._persist:
             return
         path = self._gauges_path
         try:
-            data = encode_gauges(self._agg.gauges_snapshot())
+            data = encode_gauges(self._agg.gauges_snapshot(now, mono))
             if data == self._last_saved:
                 return  # unchanged since the last save: spare the disk
             os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
             atomic_write(path, data)
         except (OSError, ValueError) as exc:
             self.counters["errors.gauges_save"] += 1
-            self._log(logging.ERROR, "gauges-save", now, "StatsD: cannot save gauges: %s", exc)
+            self._log(logging.ERROR, "gauges-save", mono, "StatsD: cannot save gauges: %s", exc)
             return
         self._last_saved = data
         self.counters["gauges_saves"] += 1

@@ -120,6 +120,9 @@ _NOT_NAME_CHAR = re.compile(r"[^A-Za-z0-9_.\-]")
 _EXTENSION_FIELDS = ("c:", "e:", "card:")  # DogStatsD container id, external data, cardinality
 _MAX_TIMESTAMP_DIGITS = 12  # int() of huge digit strings is slow (and limited); 12 is plenty
 _DEFAULT_MEMO_SIZE = 1 << 18
+# Numbers repeat far less than names: timer values are mostly distinct, and a memo as big as the
+# name memo held ~34 MB of strings and floats under such traffic. Frequent ones ("1") stay hot.
+_NUMBER_MEMO_SIZE = 1 << 12
 
 
 def sanitize(text: str) -> str:
@@ -279,7 +282,10 @@ class StatsdParser:
         if value is None:
             value = parse_number(text)
             if value is not None:
-                self._remember(self._numbers, text, value)
+                numbers = self._numbers
+                if len(numbers) >= min(self._memo_size, _NUMBER_MEMO_SIZE):
+                    numbers.clear()
+                numbers[text] = value
         return value
 
     # --- entry points ----------------------------------------------------------------------------

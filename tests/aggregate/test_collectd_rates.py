@@ -42,6 +42,8 @@ DATASETS = {
         dataset("absolute", ("value", ABSOLUTE, None, None)),
         dataset("percent", ("value", GAUGE, 0, 100.1)),
         dataset("bounded_counter", ("value", COUNTER, 3, 8)),
+        dataset("counter_max", ("value", COUNTER, 0, 1e6)),
+        dataset("counter_max2", ("a", COUNTER, 0, 1e6), ("b", COUNTER, 0, 1e6)),
         dataset("if_octets", ("rx", DERIVE, 0, None), ("tx", DERIVE, 0, None)),
         dataset("mysql_threads", ("running", GAUGE, 0, None), ("created", COUNTER, 0, None)),
         dataset("bounded_gauge", ("value", GAUGE, -5, 5)),
@@ -448,3 +450,68 @@ def test_one_ds_fast_path_equals_the_general_loop(type_, steps, eq_derive):
     assert out_double == [x for x in out_single for _ in (0, 1)]
     for counter, n in single.counters.items():  # per value: twice; per value list: once
         assert double.counters[counter] == (n if counter.startswith("rejected.") else 2 * n)
+
+
+# -- wrap or reset at the boundaries (README: which resets are caught) ---------------------------
+
+P31, P32, P63, P64 = 1 << 31, 1 << 32, 1 << 63, 1 << 64
+
+
+@pytest.mark.parametrize(("previous", "current", "expected"), [
+    # 32-bit width (previous <= 2^32 - 1)
+    (P32 - 1, 0, 1),  # the plain wrap
+    (P32 - 1, P31 - 1, P31),  # fell by exactly 2^31: still a wrap
+    (P32 - 1, P31, None),  # fell by less than 2^31: a reset
+    (P31 - 1, 0, None),  # a reset from below 2^31: always caught
+    (P31, 0, P31),  # a reset from 2^31 to 0: NOT caught without a max (taken for a wrap)
+    (P32 - 5, 3, 8),
+    (4294967295, 3, 4),  # README's examples
+    (2147483647, 0, None),
+    (3_000_000_000, 5, 1_294_967_301),  # NOT caught without a max
+    (5_000_000_000, 12, None),
+    # 64-bit width (previous >= 2^32)
+    (P32, 0, None),  # a 64-bit counter reset from 2^32
+    (P32, P32 - 1, None),
+    (P63 - 1, 0, None),  # a reset from below 2^63: caught
+    (P63, 0, P63),  # a reset from 2^63 to 0: NOT caught without a max
+    (P64 - 1, 0, 1),  # the 64-bit wrap
+    (P64 - 1, P63 - 1, P63),
+    (P64 - 1, P63, None),
+])
+def test_wrap_or_reset_without_a_max(previous, current, expected):
+    assert counter_increase(previous, current) == expected
+    agg = make()
+    out = feed(agg, "counter", COUNTER, [(0, previous), (10, current), (20, current + 100)])
+    if expected is None:
+        assert out == [10.0] and agg.counters["dropped.counter_reset"] == 1
+    else:
+        assert out == [expected / 10, 10.0] and agg.counters["dropped.counter_reset"] == 0
+
+
+@pytest.mark.parametrize(("previous", "current", "wrap"), [
+    (P32 - 1, 0, True),  # increase 1 in 10 s: 0.1/s <= max
+    (P32 - 10_000_000, 0, True),  # exactly 1e6/s (= the max): a wrap ...
+    (P32 - 10_000_001, 0, False),  # ... but this is above: a reset, caught by the max
+    (P31, 0, False),  # the reset the half-width rule misses is caught with a max
+    (3_000_000_000, 5, False),
+    (P63, 0, False),
+    (P64 - 1, 0, True),
+    (P64 - 10_000_000, 0, True),  # exactly 1e6/s: a wrap
+])
+def test_wrap_or_reset_with_a_types_db_max(previous, current, wrap):
+    for type_ in ("counter_max", "counter_max2"):
+        agg = make()
+        out = []
+        for t, v in [(0, previous), (10, current), (20, current + 100)]:
+            values = (COUNTER, v) if type_ == "counter_max" else ((COUNTER, v),) * 2
+            lists = [vl(type_, t, values)] if type_ == "counter_max" else [vl(type_, t, *values)]
+            out.extend(s[2] for s in agg.process(lists, now=t))
+        per = 1 if type_ == "counter_max" else 2
+        if wrap:
+            increase = counter_increase(previous, current)
+            assert out == [increase / 10] * per + [10.0] * per
+            assert agg.counters["dropped.counter_reset"] == 0
+        else:
+            assert out == [10.0] * per
+            assert agg.counters["dropped.counter_reset"] == per
+            assert agg.counters["dropped.out_of_range"] == 0

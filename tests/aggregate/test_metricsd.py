@@ -365,13 +365,16 @@ def test_next_flush_time_is_on_the_grid() -> None:
     assert next_flush_time(T0 + 0.1, 0.5) == pytest.approx(T0 + 0.5)
 
 
-def test_clock_stepping_back_realigns_the_schedule() -> None:
+def test_clock_stepping_back_keeps_the_schedule() -> None:
     table = _table()
-    _update(table, Kind.GAUGE, "g", 1, T0)
-    table.due(T0 + 1)
-    table.due(T0 + 10)  # flushed; next at T0 + 20
-    assert table.due(T0 - 3600) == []  # an hour back
-    assert len(table.due(T0 - 3600 + 10.5)) == 1  # not silent for an hour
+    mono = 500.0  # the monotonic clock has its own origin
+    table.apply(None, Record(Kind.GAUGE, Action.UPDATE, "g", 1), T0, mono)
+    table.due(T0 + 1, mono + 1)
+    assert len(table.due(T0 + 10, mono + 10)) == 1  # flushed; next at T0 + 20
+    assert table.due(T0 - 3600 + 5, mono + 15) == []  # the wall clock went an hour back
+    late = table.due(T0 - 3600 + 10.5, mono + 20.5)  # not silent for an hour
+    assert [s[3] for s in late] == [int(T0) - 3600 + 10]  # stamped on the new wall clock
+    assert table.clock_steps == 1
 
 
 def test_idle_metrics_expire_and_active_ones_stay() -> None:

@@ -295,7 +295,7 @@ def test_max_keys_drops_new_keys_and_counts_them() -> None:
 
 
 def test_tags_are_part_of_the_key_and_metadata_is_added() -> None:
-    agg = aggregator(metadata=(("env", "prod"), ("dc", None)))
+    agg = aggregator(keep_tags=True, metadata=(("env", "prod"), ("dc", None)))
     feed(agg, "a:1|c|#k:v\na:1|c|#k:w\na:1|c\na:1|c|#env:test\ng:1|g|#k:v")
     got = flush(agg)
     assert {k: v for k, v in got.items() if k.startswith("stats_counts.a")} == {
@@ -315,6 +315,34 @@ def test_tags_dropped_merge_series() -> None:
     agg.tick(T0)
     feed(agg, "a:1|c|#k:v\na;z=1:1|c|#k:w\na:1|c")
     assert user(flush(agg)) == {"stats.a": 0.3, "stats_counts.a": 3.0}
+
+
+def test_default_config_writes_bucky2_names_with_tag_sets_summed() -> None:
+    """README "Upgrading from Bucky 2": without statsd_tags, tags never reach Graphite names."""
+    cfg = make_cfg(statsd_metadata={"env": "x"})
+    assert cfg.statsd_tags == "drop"
+    agg = StatsdAggregator(StatsdSettings.from_config(cfg))
+    agg.tick(T0)
+    feed(agg, "hits:2|c|#env:prod,region:eu\nhits:1|c|#env:dev\nhits:4|c\n"
+              "lat:10|ms|#k:v\nlat:30|ms|#k:w\ntemp:21.5|g|#room:a\nusers:u1|s|#a:b\n"
+              "users:u2|s")
+    got = user(flush(agg))
+    assert got["stats_counts.hits"] == 7.0 and got["stats.hits"] == 0.7
+    assert got["stats.timers.lat.count"] == 2 and got["stats.timers.lat.mean"] == 20.0
+    assert got["stats.gauges.temp"] == 21.5
+    assert got["stats.sets.users.count"] == 2
+    assert not [name for name in got if ";" in name]
+
+
+def test_statsd_tags_graphite_keeps_tag_sets_apart() -> None:
+    agg = StatsdAggregator(StatsdSettings.from_config(make_cfg(statsd_tags="graphite")))
+    agg.tick(T0)
+    feed(agg, "hits:2|c|#env:prod\nhits:1|c|#env:dev\nhits:4|c")
+    got = user(flush(agg))
+    assert {k: v for k, v in got.items() if k.startswith("stats_counts.")} == {
+        "stats_counts.hits;env=prod": 2.0, "stats_counts.hits;env=dev": 1.0,
+        "stats_counts.hits": 4.0,
+    }
 
 
 @pytest.mark.parametrize("legacy", [True, False])
@@ -459,7 +487,7 @@ def test_add_records_and_export_import_state() -> None:
 
 
 def test_restored_gauges_are_sent_once_even_when_only_changed_gauges_are() -> None:
-    agg = aggregator(onlychanged_gauges=True)
+    agg = aggregator(onlychanged_gauges=True, keep_tags=True)
     assert agg.restore_gauges({"a": (1.5, None), "b;k=v": (2.0, T0 - 5)}, T0) == 2
     assert user(flush(agg)) == {"stats.gauges.a": 1.5, "stats.gauges.b;k=v": 2.0}
     assert user(flush(agg, T0 + 20)) == {}

@@ -91,14 +91,39 @@ def test_sink_counts_drops_when_downstream_is_full():
 
 def test_self_metrics_are_deltas_with_gauges():
     clock = FakeClock()
-    sm = SelfMetrics("statsd", 10.0, lambda: 1700000000.0)
+    mono = [0.0]
+    sm = SelfMetrics("statsd", 10.0, lambda: 1699999990.5 + mono[0])  # wall = mono + offset
     assert not sm.due(0.0)
-    assert sm.due(10.0)
+    mono[0] = 9.4
+    assert not sm.due(9.4)
+    mono[0] = 9.6
+    assert sm.due(9.6)  # the wall clock passed 1700000000: on the grid
     counters = {"datagrams": 5}
-    first = sm.collect(10.0, [counters], {"queue_bytes": 7})
+    first = sm.collect(9.6, [counters], {"queue_bytes": 7})
     assert (None, "bucky.statsd.datagrams", 5, 1700000000) in first
     assert (None, "bucky.statsd.queue_bytes", 7, 1700000000) in first
     counters["datagrams"] = 8
-    second = sm.collect(20.0, [counters])
-    assert second == [(None, "bucky.statsd.datagrams", 3, 1700000000)]
+    mono[0] = 12.0
+    second = sm.collect(12.0, [counters])  # at shutdown: the slot of the interval in progress
+    assert second == [(None, "bucky.statsd.datagrams", 3, 1700000010)]
     assert not SelfMetrics("x", 0, clock).due(1e9)
+
+
+def test_self_metrics_keep_their_schedule_across_clock_steps():
+    mono = [0.0]
+    offset = [1_700_000_000.0]
+    sm = SelfMetrics("statsd", 10.0, lambda: offset[0] + mono[0])
+    stamps, reports = [], []
+    for i in range(1, 1000):
+        mono[0] = i * 0.1
+        if i == 300:
+            offset[0] -= 3600.0
+        if i == 600:
+            offset[0] += 7200.0
+        if sm.due(mono[0]):
+            reports.append(mono[0])
+            stamps.append(sm.collect(mono[0], [{"x": i}])[0][3])
+    gaps = [b - a for a, b in zip(reports, reports[1:], strict=False)]
+    assert len(reports) >= 9 and all(5.0 <= g <= 20.1 for g in gaps), gaps
+    assert all(s % 10 == 0 for s in stamps)
+    assert all(a != b for a, b in zip(stamps, stamps[1:], strict=False))

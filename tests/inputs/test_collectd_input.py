@@ -282,6 +282,20 @@ def test_series_expire_from_tick():
     assert len(inp.pipeline.aggregator) == 0
 
 
+def test_series_expiry_runs_on_the_monotonic_clock():
+    """README "Clock steps": a wall-clock step neither expires every series nor keeps dead ones."""
+    sink = FakeSink()
+    inp = CollectdInput(config(collectd_series_ttl_intervals=2), sink)
+    wall = 1_700_000_000.0
+    for i in range(3):  # the sender's values arrive every 10 s; the receiver's wall clock jumps
+        inp.handle(datagram(value_list(T0 + 10 * i, 100 * i, COUNTER, "counter")), None,
+                   wall + 7200 * i, 10.0 * i)
+        inp.tick(wall + 7200 * i + 1, 10.0 * i + 1)
+    assert [s[2] for s in sink.samples] == [10.0, 10.0]  # no series expired by the steps
+    inp.tick(wall - 3600, 50.0)  # an hour back, but 30 s idle on the monotonic clock
+    assert len(inp.pipeline.aggregator) == 0
+
+
 # -- security and the auth file -------------------------------------------------------------------
 
 def write_auth(path: Path, text: str, mtime: float) -> None:

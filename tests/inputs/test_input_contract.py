@@ -88,7 +88,7 @@ class Recorder(InputHandler):
         self.calls.append("carry_state")
         return {"x": 1}
 
-    def close(self, now: float) -> None:
+    def close(self, now: float, mono: float | None = None) -> None:
         self.calls.append("close")
 
 

@@ -210,3 +210,17 @@ def test_works_with_the_real_config() -> None:
     assert sink.samples == []
     metricsd.tick(T0 + 30)
     assert sink.samples == [("h", "db.size.value", 3, int(T0 + 30))]
+
+
+def test_a_clock_step_is_counted_and_flushing_goes_on(
+    metricsd: MetricsdInput, sink: ListSink
+) -> None:
+    """README "Clock steps": flushes on the monotonic clock, stamps on the wall clock."""
+    metricsd.handle(encode("h", [update(Kind.GAUGE, "g", 1)]), ADDR, T0 + 1, 1.0)
+    metricsd.tick(T0 + 10.02, 10.02)
+    metricsd.tick(T0 + 7200 + 20.02, 20.02)  # two hours forward on the wall clock
+    metricsd.tick(T0 + 7200 + 30.02, 30.02)
+    assert [batch[0][3] for batch in sink.batches] == [
+        int(T0) + 10, int(T0) + 7220, int(T0) + 7230
+    ]
+    assert metricsd.counters["clock_steps"] == 1

@@ -175,7 +175,7 @@ def persistent(tmp_path: Path, **overrides: Any) -> Any:
 
 
 def test_gauges_survive_a_restart(tmp_path: Path, sink: ListSink) -> None:
-    cfg = persistent(tmp_path, statsd_metadata={"env": "x"})
+    cfg = persistent(tmp_path, statsd_metadata={"env": "x"}, statsd_tags="graphite")
     first = started(cfg, sink)
     first.handle(b"g:5|g\nh;k=v:-2|g\nc:1|c", None, T0 + 1)
     first.close(T0 + 2)
@@ -343,3 +343,22 @@ def test_values_are_plain_numbers(tmp_path: Path, sink: ListSink) -> None:
         assert type(name) is str and type(timestamp) is int
         assert type(value) in (int, float) and math.isfinite(value), name
     assert os.listdir(tmp_path) == []
+
+
+def test_a_clock_step_is_counted_and_logged_and_flushing_goes_on(
+    tmp_path: Path, sink: ListSink, caplog: pytest.LogCaptureFixture
+) -> None:
+    """README "Clock steps": the input flushes on the monotonic clock; a step is counted."""
+    inp = StatsdInput(make_cfg(tmp_path, statsd_persistent_gauges=True), sink)
+    inp.tick(T0, 100.0)
+    inp.handle(b"a:1|c", None, T0 + 1, 101.0)
+    inp.tick(T0 + 10, 110.0)
+    inp.handle(b"a:1|c", None, T0 - 3600 + 15, 115.0)  # the wall clock went an hour back
+    inp.tick(T0 - 3600 + 20, 120.0)  # flushed on time, stamped on the new wall clock
+    stamps = [batch[0][3] for batch in sink.batches]
+    assert stamps == [int(T0) + 10, int(T0) - 3600 + 20]
+    assert inp.counters["clock_steps"] == 1
+    assert "the wall clock stepped" in caplog.text
+    inp.close(T0 - 3600 + 21, 121.0)
+    saved = json.loads((tmp_path / "gauges.save").read_text())
+    assert saved["format"] == "bucky-statsd-gauges"

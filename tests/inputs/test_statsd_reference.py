@@ -169,6 +169,7 @@ def bucky_flush(legacy: bool, datagrams: list[bytes], directory: Path) -> dict[s
         directory=str(directory),
         statsd_flush_time=1.0,
         statsd_legacy_namespace=legacy,
+        statsd_tags="graphite",  # the reference (0.9.0) writes tags as Graphite 1.1 tags
         statsd_percentile_thresholds=PERCENTILES,
         statsd_histogram=[(h["metric"], h["bins"]) for h in HISTOGRAM],
     )

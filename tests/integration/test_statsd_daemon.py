@@ -56,23 +56,26 @@ def test_pypi_statsd_client(tmp_path):
             assert bucky.stop() == 0
 
 
-def test_dogstatsd_client_tags(tmp_path):
+def _dogstatsd_traffic(datadog, port):  # type: ignore[no-untyped-def]
+    dog = datadog.dogstatsd.base.DogStatsd(host="127.0.0.1", port=port, disable_telemetry=True)
+    dog.increment("dd.hits", 2, tags=["env:prod", "region:eu"])
+    dog.increment("dd.hits", 1, tags=["env:dev"])
+    dog.gauge("dd.temp", 21.5, tags=["room:a"])
+    dog.histogram("dd.size", 100)
+    dog.distribution("dd.dist", 3)
+    dog.event("deploy", "v1 shipped")
+    dog.service_check("dd.check", 0)
+    dog.flush()
+
+
+def test_dogstatsd_client_tags_as_graphite_tags(tmp_path):
     datadog = client_library("datadog")
     with FakeCarbon() as carbon:
         bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
-                                 "statsd_legacy_namespace": False}).start()
+                                 "statsd_legacy_namespace": False,
+                                 "statsd_tags": "graphite"}).start()
         try:
-            dog = datadog.dogstatsd.base.DogStatsd(host="127.0.0.1",
-                                                   port=bucky.ports["statsd_port"],
-                                                   disable_telemetry=True)
-            dog.increment("dd.hits", 2, tags=["env:prod", "region:eu"])
-            dog.increment("dd.hits", 1, tags=["env:dev"])
-            dog.gauge("dd.temp", 21.5, tags=["room:a"])
-            dog.histogram("dd.size", 100)
-            dog.distribution("dd.dist", 3)
-            dog.event("deploy", "v1 shipped")
-            dog.service_check("dd.check", 0)
-            dog.flush()
+            _dogstatsd_traffic(datadog, bucky.ports["statsd_port"])
             want = {"stats.counters.dd.hits.count;env=prod;region=eu",
                     "stats.counters.dd.hits.count;env=dev", "stats.gauges.dd.temp;room=a",
                     "stats.timers.dd.size.upper", "stats.timers.dd.dist.upper"}
@@ -82,6 +85,25 @@ def test_dogstatsd_client_tags(tmp_path):
             assert got["stats.gauges.dd.temp;room=a"][0] == 21.5
         finally:
             assert bucky.stop() == 0
+
+
+def test_dogstatsd_tags_stay_out_of_names_by_default(tmp_path):
+    """A Bucky 2 config (legacy namespace, no statsd_tags): Bucky 2's names, tag sets summed."""
+    datadog = client_library("datadog")
+    with FakeCarbon() as carbon:
+        bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
+                                 "statsd_metadata": {"team": "web"}}).start()
+        try:
+            _dogstatsd_traffic(datadog, bucky.ports["statsd_port"])
+            want = {"stats_counts.dd.hits", "stats.dd.hits", "stats.gauges.dd.temp",
+                    "stats.timers.dd.size.upper", "stats.timers.dd.dist.upper"}
+            assert carbon.wait_for(lambda pts: want <= {p[0] for p in pts}, 15), carbon.paths()
+        finally:
+            assert bucky.stop() == 0
+        got = by_path(carbon)
+        assert sum(got["stats_counts.dd.hits"]) == 3  # both tag sets in one series
+        assert got["stats.gauges.dd.temp"][0] == 21.5
+        assert not [p for p in got if ";" in p or "team" in p or "env" in p], sorted(got)
 
 
 def test_statsd_over_tcp_with_partial_lines(tmp_path):
