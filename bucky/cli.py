@@ -34,6 +34,13 @@ def build_parser() -> argparse.ArgumentParser:
     S = argparse.SUPPRESS  # unset options do not override the config file
     p.add_argument("config_file", nargs="?", metavar="CONFIG_FILE", help="Python config file")
     p.add_argument("--version", action="version", version=f"bucky {bucky.__version__}")
+    p.add_argument("--explain", action="store_true", default=S,
+                   help="read StatsD lines from stdin and print what Bucky would send where; "
+                        "nothing is opened or sent")
+    p.add_argument("--graphite", action="store_true", default=S,
+                   help="with --explain: stdin holds Graphite plaintext lines")
+    p.add_argument("--pkts", metavar="FILE", default=S,
+                   help="with --explain: collectd datagrams from FILE (bucky-dump --pkts format)")
     p.add_argument("--check", dest="check", action="store_true",
                    help="check the configuration (everything start-up checks, binding nothing), "
                         "print 'CONFIG: OK' and exit 0, or the error and exit 2")
@@ -156,7 +163,7 @@ def preload_modules(cfg: Any) -> None:
               "bucky.inputs.collectd", "bucky.aggregate.collectd_names",
               "bucky.plugin_host.host", "codecs"]
     for kind, enabled in (("collectd", cfg.collectd_enabled), ("statsd", cfg.statsd_enabled),
-                          ("metricsd", cfg.metricsd_enabled),
+                          ("metricsd", cfg.metricsd_enabled), ("carbon", cfg.carbon_enabled),
                           ("python_plugins", cfg.collectd_python_config)):
         if enabled:
             wanted.append(INPUT_HANDLERS[kind].partition(":")[0])
@@ -171,6 +178,7 @@ def preload_modules(cfg: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    explain = {k: vars(args).pop(k) for k in ("explain", "graphite", "pkts") if k in vars(args)}
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items()
                                  if k not in ("config_file", "check", "verbose")}
     setup_logging("INFO")
@@ -199,6 +207,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(line)
         print(f"{args.config_file or '<defaults>'}: OK")
         return 0
+    if explain:
+        return _explain(cfg, explain)
     from bucky.daemon.notify import Notifier
     from bucky.daemon.sockets import BindError
     from bucky.daemon.supervisor import Supervisor
@@ -238,6 +248,25 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUNTIME
 
 
+def _explain(cfg: Any, flags: dict[str, Any]) -> int:
+    import time
+
+    from bucky import explain
+
+    if not flags.get("explain"):
+        print("bucky: --graphite and --pkts go with --explain", file=sys.stderr)
+        return EXIT_CONFIG
+    logging.getLogger("bucky").setLevel(logging.ERROR)  # the input's problems are printed
+    mode = "collectd" if flags.get("pkts") else "graphite" if flags.get("graphite") else "statsd"
+    try:
+        return explain.run(cfg, mode, sys.stdin.buffer, sys.stdout, time.time(),
+                           flags.get("pkts"))
+    except ConfigError as exc:
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except (BuckyError, OSError) as exc:
+        print(f"bucky: {exc}", file=sys.stderr)
+        return EXIT_RUNTIME
 def _show(value: Any) -> str:
     """An option value as it could be written in the config file (functions and classes by
     their import path)."""

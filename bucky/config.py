@@ -526,6 +526,11 @@ OPTIONS: tuple[Option, ...] = (
        "seconds between health checks of forward nodes with an adminport"),
     _O("statsd_admin_port", None, optional(port), "StatsD management TCP port (off when None)"),
     _O("statsd_admin_ip", "127.0.0.1", address, "StatsD management listen address"),
+    # carbon input (Graphite plaintext and pickle, as carbon-relay receives them)
+    _O("carbon_enabled", False, boolean, "run the carbon input (Graphite lines and pickle)"),
+    _O("carbon_ip", "127.0.0.1", address, "carbon input listen address"),
+    _O("carbon_line_port", 2013, port, "carbon input plaintext port, TCP and UDP"),
+    _O("carbon_pickle_port", 2014, port, "carbon input pickle port, TCP"),
     # graphite
     _O("graphite_enabled", True, boolean, "send to Graphite"),
     _O("graphite_ip", "127.0.0.1", address, "carbon host (name, IPv4 or IPv6)"),
@@ -580,6 +585,8 @@ def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
     ]:
         problems.append(("collectd_security_level",
                          "Sign/Encrypt needs collectd_auth_file to be set"))
+    if values["carbon_enabled"] and values["carbon_line_port"] == values["carbon_pickle_port"]:
+        problems.append(("carbon_pickle_port", "expected a port other than carbon_line_port"))
     if values["graphite_backoff_max"] < values["graphite_reconnect_delay"]:
         problems.append(("graphite_backoff_max",
                          "expected a number >= graphite_reconnect_delay"))

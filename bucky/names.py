@@ -4,6 +4,8 @@ path = [name_prefix] + name_prefix_parts + reversed host labels (after removing 
 `name_host_trim` suffix) + name split on "." + name_postfix_parts + [name_postfix]; then "."
 inside any part becomes `name_replace_char`; then consecutive duplicate parts collapse
 (`cpu.cpu.0` -> `cpu.0`).
+A sample whose host is bucky.sample.GRAPHITE_PATH (the carbon input) keeps its name unchanged:
+it is already the Graphite path its sender chose.
 A Graphite 1.1 tag suffix (`;k=v...`, from StatsD tags) is kept out of the rules and re-attached.
 
 `NameRules` is built once from the validated config; the outputs cache its results per (host, name)
@@ -14,6 +16,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from typing import Any
+
+from bucky.sample import GRAPHITE_PATH
 
 
 def _as_parts(value: str | Sequence[str] | None) -> list[str]:
@@ -64,6 +68,8 @@ class NameRules:
 
     def statname(self, host: str | None, name: str) -> str:
         """The Graphite path (callers on a hot path cache it: bucky.daemon.outputs.base)."""
+        if host == GRAPHITE_PATH:
+            return name
         name, sep, tags = name.partition(";")
         parts = list(self._head)
         if host:

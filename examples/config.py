@@ -76,6 +76,17 @@ name_strip_duplicates = True
 # host name suffixes to remove (e.g. 'example.com')
 name_host_trim = []
 
+# --- carbon input (see "Carbon input" in README.rst) ------------------------------------------
+
+# run the carbon input (Graphite lines and pickle)
+carbon_enabled = False
+# carbon input listen address
+carbon_ip = '127.0.0.1'
+# carbon input plaintext port, TCP and UDP
+carbon_line_port = 2013
+# carbon input pickle port, TCP
+carbon_pickle_port = 2014
+
 # --- MetricsD input ----------------------------------------------------------------------------
 
 # MetricsD UDP listen address

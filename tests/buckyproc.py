@@ -26,6 +26,21 @@ def free_port(kind: int = socket.SOCK_DGRAM, host: str = "127.0.0.1") -> int:
         return s.getsockname()[1]
 
 
+def carbon_ports() -> dict[str, int]:
+    """The carbon input's ports: a line port free for TCP and UDP, and a pickle port."""
+    for _ in range(50):
+        line = free_port(socket.SOCK_STREAM)
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+                s.bind(("127.0.0.1", line))
+        except OSError:
+            continue
+        pickle_port = free_port(socket.SOCK_STREAM)
+        if pickle_port != line:
+            return {"carbon_line_port": line, "carbon_pickle_port": pickle_port}
+    raise AssertionError("no free port pair")
+
+
 def free_ports() -> dict[str, int]:
     return {
         "statsd_port": free_port(),

@@ -29,6 +29,7 @@ from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
 from bucky.http.feed import MAX_PENDING_BYTES, HttpFeed
+from bucky.inputs.base import InputHandler, Stream
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import NOTIFICATION
 
@@ -39,6 +40,7 @@ INPUT_HANDLERS = {
     "statsd": "bucky.inputs.statsd_scale:make_statsd_input",
     "metricsd": "bucky.inputs.metricsd:MetricsdInput",
     "python_plugins": "bucky.inputs.python_plugins:PluginHostInput",
+    "carbon": "bucky.inputs.carbon:CarbonInput",
 }
 _DEFAULT_QUEUE_SAMPLES = 1_000_000
 _BYTES_PER_SAMPLE = 40  # encoded (None, name, value, ts) tuples average well under this
@@ -58,7 +60,8 @@ class ChildSpec:
     cfg: Any
     index: int = 0  # which output, for role "output"
     udp: list[socket.socket] = dataclasses.field(default_factory=list)
-    tcp: socket.socket | None = None
+    tcp: socket.socket | None = None  # the input's line listener (handle_lines)
+    streams: list[tuple[str, socket.socket]] = dataclasses.field(default_factory=list)
     in_channels: list[Channel] = dataclasses.field(default_factory=list)
     out_channels: list[Channel] = dataclasses.field(default_factory=list)  # outputs: to http
     record_channels: list[Channel] = dataclasses.field(default_factory=list)
@@ -136,6 +139,8 @@ def _parent_gone(spec: ChildSpec) -> bool:
 
 
 class InputRunner:
+    """Drives one input handler (the contract: bucky.inputs.base) from its sockets and channels."""
+
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
         self.spec = spec
         self.flags = flags
@@ -149,13 +154,14 @@ class InputRunner:
             max_age=BATCH_MAX_AGE,
         )
         extra = {"mesh": spec.mesh} if spec.mesh is not None else {}
-        self.handler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state, **extra)
+        self.handler: InputHandler = _load(INPUT_HANDLERS[spec.kind])(cfg, self.sink, spec.state,
+                                                                      **extra)
         self.readers = [ch.reader() for ch in spec.in_channels]
         self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time,
                                        prefix_from_config(cfg))
         self.counters: Counter[str] = Counter()
         self.ratelog = RateLimitedLog(log)
-        self.tcp_conns: dict[socket.socket, Any] = {}
+        self.tcp_conns: dict[socket.socket, Stream] = {}
         self.more_waiting = False  # a socket still had datagrams when its burst ended
 
     def run(self) -> Any:
@@ -164,6 +170,8 @@ class InputRunner:
             sel.register(sock, selectors.EVENT_READ, self._read_udp)
         if self.spec.tcp is not None:
             sel.register(self.spec.tcp, selectors.EVENT_READ, self._accept)
+        for kind, listener in self.spec.streams:
+            sel.register(listener, selectors.EVENT_READ, self._acceptor(kind))
         for reader in self.readers:
             sel.register(reader.fileno(), selectors.EVENT_READ, self._make_reader_cb(reader))
         for fd, callback in getattr(self.handler, "extra_fds", list)():
@@ -238,50 +246,66 @@ class InputRunner:
             self.more_waiting = True
         return n
 
-    def _accept(self, listener: socket.socket) -> None:
-        from bucky.protocol.statsd import LineFramer
+    def _acceptor(self, kind: str):  # type: ignore[no-untyped-def]
+        return lambda listener: self._accept(listener, kind)
 
+    def _accept(self, listener: socket.socket, kind: str | None = None) -> None:
         try:
-            conn, _ = listener.accept()
+            conn, addr = listener.accept()
         except (BlockingIOError, InterruptedError):
             return
         except OSError as exc:
             self.counters["errors.accept"] += 1
             self.ratelog.error("accept", "%s: accept failed: %s", self.spec.title, exc)
             return
-        if len(self.tcp_conns) >= self.spec.cfg.statsd_tcp_max_connections:
+        if len(self.tcp_conns) >= self.handler.max_tcp_connections:
             self.counters["tcp.refused"] += 1
             self.ratelog.warning("tcp-limit", "%s: too many TCP clients, refusing one",
                                  self.spec.title)
             conn.close()
             return
+        try:
+            if kind is None:
+                stream: Stream = _LineStream(self.handler, self.spec.cfg.statsd_max_line_length)
+            else:
+                stream = self.handler.open_stream(kind, addr)
+        except Exception:
+            self.counters["errors.handler"] += 1
+            self.ratelog.error("open", "%s: cannot open a stream", self.spec.title, exc_info=True)
+            conn.close()
+            return
         conn.setblocking(False)
         self.counters["tcp.connections"] += 1
-        self.tcp_conns[conn] = LineFramer(self.spec.cfg.statsd_max_line_length)
+        self.tcp_conns[conn] = stream
         self.sel.register(conn, selectors.EVENT_READ, self._read_tcp)
 
     def _read_tcp(self, conn: socket.socket) -> None:
-        framer = self.tcp_conns[conn]
+        stream = self.tcp_conns[conn]
         try:
             data = conn.recv(262144)
         except (BlockingIOError, InterruptedError):
             return
         except OSError:
             data = b""
-        if not data:
-            framer.close()
+        now = time.time()
+        keep = False
+        if data:
+            try:
+                keep = stream.feed(data, now)
+            except Exception:
+                self.counters["errors.handler"] += 1
+                self.ratelog.error("handle", "%s: TCP data could not be handled",
+                                   self.spec.title, exc_info=True)
+        if not keep:
+            if data:
+                self.counters["tcp.disconnected"] += 1
+            try:
+                stream.close(now)
+            except Exception:
+                self.counters["errors.handler"] += 1
             self.sel.unregister(conn)
             del self.tcp_conns[conn]
             conn.close()
-            return
-        lines = framer.feed(data)
-        if lines:
-            try:
-                self.handler.handle_lines(lines, time.time(), time.monotonic())
-            except Exception:
-                self.counters["errors.handler"] += 1
-                self.ratelog.error("handle", "%s: TCP lines could not be handled",
-                                   self.spec.title, exc_info=True)
 
     def _make_reader_cb(self, reader: ChannelReader):  # type: ignore[no-untyped-def]
         def on_readable(_fd: object) -> None:
@@ -331,6 +355,25 @@ class InputRunner:
             self.sink.send_self_metrics(self._self_samples(mono), self.selfmetrics.gauge_names)
         self.sink.drain(mono + max(self.spec.cfg.process_join_timeout * 0.4, 0.2))
         return state
+
+
+class _LineStream:
+    """A connection on the line listener (ChildSpec.tcp): LineFramer -> handler.handle_lines."""
+
+    def __init__(self, handler: InputHandler, max_line_length: int) -> None:
+        from bucky.protocol.statsd import LineFramer
+
+        self.handler = handler
+        self.framer = LineFramer(max_line_length)
+
+    def feed(self, data: bytes, now: float) -> bool:
+        lines = self.framer.feed(data)
+        if lines:
+            self.handler.handle_lines(lines, now, time.monotonic())
+        return True
+
+    def close(self, now: float) -> None:
+        self.framer.close()
 
 
 class ProcessorRunner:

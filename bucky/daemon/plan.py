@@ -60,6 +60,7 @@ class ChildPlan:
     stage: int
     udp: tuple[tuple[str, int], ...] = ()  # (socket name, index in that socket group)
     tcp: str | None = None  # socket name of a TCP listener
+    streams: tuple[tuple[str, str], ...] = ()  # (stream kind, TCP socket name): open_stream()
     index: int = 0  # which output factory, for role "output"
 
 
@@ -261,14 +262,25 @@ def socket_plan(cfg: Any) -> list[SocketPlan]:
     if cfg.metricsd_enabled:
         plan.append(SocketPlan("metricsd", "udp", cfg.metricsd_ip, cfg.metricsd_port, 1,
                                "metricsd"))
+    if cfg.carbon_enabled:  # one process: plaintext over UDP and TCP, pickle over TCP
+        plan.append(SocketPlan("carbon", "udp", cfg.carbon_ip, cfg.carbon_line_port, 1, "carbon"))
+        plan.append(SocketPlan("carbon_line", "tcp", cfg.carbon_ip, cfg.carbon_line_port, 1,
+                               "carbon"))
+        plan.append(SocketPlan("carbon_pickle", "tcp", cfg.carbon_ip, cfg.carbon_pickle_port, 1,
+                               "carbon"))
     if cfg.http_enabled:
         plan.append(SocketPlan("http", "tcp", cfg.http_ip, cfg.http_port, 1, "the status server"))
     return plan
 
 
+# The TCP listeners an input reads as streams (ChildSpec.streams): input -> (kind, socket name).
+STREAM_LISTENERS = {"carbon": (("line", "carbon_line"), ("pickle", "carbon_pickle"))}
+
+
 def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
     """One input process per UDP socket (collectd workers: one each); the StatsD input also
-    takes the TCP listener. The plugin host comes last (it reads collectd records)."""
+    takes the TCP listener, the carbon input its line and pickle listeners. The plugin host
+    comes last (it reads collectd records)."""
     by_name = {s.name: s for s in sockets}
     children = []
     for sock in sockets:
@@ -281,7 +293,8 @@ def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
             title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
             tcp = "statsd_tcp" if sock.name == "statsd" and "statsd_tcp" in by_name else None
             children.append(ChildPlan("input", sock.name, title, STAGE_INPUT,
-                                      udp=((sock.name, i),), tcp=tcp))
+                                      udp=((sock.name, i),), tcp=tcp,
+                                      streams=STREAM_LISTENERS.get(sock.name, ())))
     if cfg.collectd_python_config:
         children.append(ChildPlan("input", "python_plugins", "python_plugins", STAGE_INPUT))
     return children

@@ -36,6 +36,7 @@ from bucky.aggregate.collectd import CollectdAggregator
 from bucky.aggregate.collectd_names import ConverterTable, build_converter_table
 from bucky.authfile import AuthFile
 from bucky.errors import ConfigError
+from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.collectd import decode
 from bucky.protocol.collectd_records import (
     FAILURE,
@@ -102,6 +103,7 @@ class CollectdPipeline:
                 logger.info("%s", note)
         if datasets is None:
             datasets = load_datasets(cfg.collectd_types)
+        self.converters = converters
         self.aggregator = CollectdAggregator(
             datasets,
             converters,
@@ -133,12 +135,12 @@ class CollectdPipeline:
             self._log(level, key, now, "%s", message, exc_info=error)
 
 
-class CollectdInput:
-    """The collectd network input handler (see the input contract in the daemon docs)."""
+class CollectdInput(InputHandler):
+    """The collectd network input handler (the input contract: bucky.inputs.base)."""
 
     name = "collectd"
 
-    def __init__(self, cfg: Any, sink: Any, state: object = None) -> None:
+    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         self._wants_records = bool(getattr(sink, "wants_records", False))
@@ -155,7 +157,7 @@ class CollectdInput:
         if state is not None:
             self.pipeline.restore_state(state)
 
-    # -- the input contract --------------------------------------------------------------------
+    # -- the input contract (bucky.inputs.base) ------------------------------------------------
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         # collectd data carries its own timestamps: only the monotonic clock is used here
         # (series expiry, log rate limits); `now` serves when no `mono` is given.
@@ -164,7 +166,7 @@ class CollectdInput:
         counters = self.counters
         counters["datagrams"] += 1
         try:
-            records, errors = decode(data, self._security_level, self._credentials)
+            records, errors = self.decode(data)
             if errors:
                 self._count_errors(errors, addr, now)
             value_lists = records
@@ -185,6 +187,10 @@ class CollectdInput:
             counters["errors.internal"] += 1
             self._log(logging.ERROR, "internal_error", now,
                       "collectd datagram from %s could not be handled", addr, exc_info=exc)
+
+    def decode(self, data: bytes) -> tuple[list, list]:
+        """(records, errors) of one datagram under the configured security level and users."""
+        return decode(data, self._security_level, self._credentials)
 
     def tick(self, now: float, mono: float | None = None) -> None:
         if mono is not None:

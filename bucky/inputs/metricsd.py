@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from typing import Any, NamedTuple, Protocol
+from typing import Any, NamedTuple
 
 from bucky.addresses import format_peer
 from bucky.aggregate.metricsd import (
@@ -25,16 +25,13 @@ from bucky.aggregate.metricsd import (
     MetricTable,
 )
 from bucky.errors import ProtocolError
+from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.metricsd import decode
 from bucky.ratelog import RateLimitedLog
 
 log = logging.getLogger(__name__)
 
 LOG_PERIOD = 60.0  # seconds: at most one log line per reason in this period
-
-
-class Sink(Protocol):
-    def extend(self, samples: list[tuple]) -> None: ...
 
 
 class MetricsdState(NamedTuple):
@@ -45,7 +42,9 @@ class MetricsdState(NamedTuple):
     rng: random.Random
 
 
-class MetricsdInput:
+class MetricsdInput(InputHandler):
+    """The MetricsD input handler (the contract: bucky.inputs.base)."""
+
     name = "metricsd"
 
     def __init__(
@@ -70,6 +69,7 @@ class MetricsdInput:
             max_metrics=cfg.metricsd_max_metrics,
             expire_intervals=cfg.metricsd_expire_intervals,
         )
+        self._handed_over = False
         if state is not None:
             self._table.adopt(state.metrics)
 

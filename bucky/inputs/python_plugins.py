@@ -25,18 +25,19 @@ from collections import Counter
 from typing import Any
 
 from bucky.errors import ConfigError
+from bucky.inputs.base import InputHandler, Sink
 from bucky.inputs.collectd import CollectdPipeline, load_datasets
 from bucky.plugin_host.host import DEFAULT_INTERVAL, PluginHost, PythonSetup
 
 log = logging.getLogger(__name__)
 
 
-class PluginHostInput:
-    """The plugin host as a daemon input (see the input contract in the daemon docs)."""
+class PluginHostInput(InputHandler):
+    """The plugin host as a daemon input (the input contract: bucky.inputs.base)."""
 
     name = "python_plugins"
 
-    def __init__(self, cfg: Any, sink: Any, state: object = None) -> None:
+    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         path = cfg.collectd_python_config
@@ -58,10 +59,7 @@ class PluginHostInput:
         )
         self.host.start(setup.statements)
 
-    # -- the input contract --------------------------------------------------------------------
-    def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
-        """No socket: nothing arrives here."""
-
+    # -- the input contract (bucky.inputs.base) ------------------------------------------------
     def deliver(self, items: list, now: float, mono: float | None = None) -> None:
         try:
             self.host.deliver(items)

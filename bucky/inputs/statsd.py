@@ -27,10 +27,11 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any
 
 from bucky.aggregate.statsd import StatsdAggregator, StatsdSettings
 from bucky.errors import DecodeError
+from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.statsd import make_key, split_key
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import Sample
@@ -40,12 +41,6 @@ log = logging.getLogger(__name__)
 GAUGES_FORMAT = "bucky-statsd-gauges"
 _LOG_PERIOD = 60.0
 _LOGGED_LINE_CHARS = 200
-
-
-class Sink(Protocol):
-    def extend(self, samples: list[Sample]) -> None: ...
-
-    def append(self, sample: Sample) -> None: ...
 
 
 # --- saved gauges: pure encode/decode ------------------------------------------------------------
@@ -145,11 +140,14 @@ def _move_aside(path: str) -> str:
 # --- the input -----------------------------------------------------------------------------------
 
 
-class StatsdInput:
+class StatsdInput(InputHandler):
+    """The StatsD input handler (the contract: bucky.inputs.base)."""
+
     name = "statsd"
 
     def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
+        self.max_tcp_connections = int(cfg.statsd_tcp_max_connections)
         self._sink = sink
         self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
         self._agg = StatsdAggregator(StatsdSettings.from_config(cfg), self._log_bad_line)
@@ -165,7 +163,7 @@ class StatsdInput:
         if (state is None or not self._adopt(state)) and self._persist:
             self._restored = self._load_gauges()
 
-    # --- the handler contract ------------------------------------------------------------------
+    # --- the input contract (bucky.inputs.base) -----------------------------------------------
 
     def handle(self, data: bytes, addr: object, now: float, mono: float | None = None) -> None:
         if mono is None:

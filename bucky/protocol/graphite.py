@@ -18,7 +18,9 @@ and one join, with a per-line fallback only when a batch holds something unusual
 from __future__ import annotations
 
 import io
+import math
 import pickle
+import reprlib
 import struct
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
@@ -142,14 +144,30 @@ def _number(text: str) -> int | float:
 
 
 def parse_plaintext_line(line: bytes) -> Point:
+    """`path value timestamp` (any whitespace between, as carbon's receivers split it).
+
+    Accepts what carbon accepts (every number Python's float() reads; ints stay ints) and raises
+    DecodeError with the reason: "not-utf8", "fields" (not three fields), "bad-value",
+    "bad-timestamp" (not a number, or not finite)."""
     try:
-        fields = line.decode("utf-8").split()
-        if len(fields) != 3:
-            raise DecodeError("bad-line", f"expected 3 fields: {line[:80]!r}")
-        path, value, timestamp = fields
-        return path, _number(value), _number(timestamp)
-    except (UnicodeDecodeError, ValueError) as exc:
-        raise DecodeError("bad-line", f"{exc}: {line[:80]!r}") from None
+        text = line.decode("utf-8")
+    except UnicodeDecodeError:
+        raise DecodeError("not-utf8", f"{line[:80]!r}") from None
+    fields = text.split()
+    if len(fields) != 3:
+        raise DecodeError("fields", f"expected 3 fields: {line[:80]!r}")
+    path, value, timestamp = fields
+    try:
+        number = _number(value)
+    except ValueError:
+        raise DecodeError("bad-value", f"{line[:80]!r}") from None
+    try:
+        ts = _number(timestamp)
+    except ValueError:
+        raise DecodeError("bad-timestamp", f"{line[:80]!r}") from None
+    if type(ts) is float and not math.isfinite(ts):
+        raise DecodeError("bad-timestamp", f"{line[:80]!r}")
+    return path, number, ts
 
 
 def decode_plaintext(buffer: bytes) -> PlaintextDecoded:
@@ -228,36 +246,88 @@ def _unpickle(payload: bytes) -> object:
         raise DecodeError("bad-pickle", f"{type(exc).__name__}: {exc}") from None
 
 
+_short = reprlib.Repr()
+_short.maxlevel = 3  # never a recursive repr of a hostile, deeply nested payload
+_short.maxstring = _short.maxother = 80
+
+
 def _wire_number(value: object, entry: object) -> int | float:
     kind = type(value)
     if kind is int or kind is float:
         return value  # type: ignore[return-value]
+    if kind is bool:
+        return int(value)  # type: ignore[arg-type]
     if kind is str or kind is bytes:  # statsd's hand-written pickles carry numbers as text
         try:
             return float(value)  # type: ignore[arg-type]
         except ValueError:
             pass
-    raise DecodeError("bad-point", f"timestamp and value must be numbers: {entry!r:.80}")
+    raise DecodeError("bad-point", f"timestamp and value must be numbers: {_short.repr(entry)}")
+
+
+def _check_point(entry: object) -> PicklePoint:
+    if type(entry) not in (tuple, list) or len(entry) != 2:  # type: ignore[arg-type]
+        raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {_short.repr(entry)}")
+    path, datapoint = entry  # type: ignore[misc]
+    if type(path) is bytes:
+        try:
+            path = path.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DecodeError("bad-point", f"path is not UTF-8: {_short.repr(path)}") from None
+    if type(path) is not str or type(datapoint) not in (tuple, list) or len(datapoint) != 2:
+        raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {_short.repr(entry)}")
+    timestamp, value = datapoint
+    return (path, (_wire_number(timestamp, entry), _wire_number(value, entry)))
 
 
 def _check_points(obj: object) -> list[PicklePoint]:
     if type(obj) is not list:
         raise DecodeError("bad-pickle", f"expected a list, got {type(obj).__name__}")
+    return [_check_point(entry) for entry in obj]
+
+
+class PickleDecoded(NamedTuple):
+    points: list[PicklePoint]
+    errors: list[DecodeError]  # one per entry that is not (path, (timestamp, value))
+
+
+def decode_pickle_payload(payload: bytes) -> PickleDecoded:
+    """One frame's payload as carbon's pickle receiver reads it: entries that are not
+    `(path, (number, number))` are skipped (one error each), the others kept. Raises DecodeError
+    ("bad-pickle") when the payload as a whole is not a safe pickle of a list."""
+    obj = _unpickle(payload)
+    if type(obj) is not list:
+        raise DecodeError("bad-pickle", f"expected a list, got {type(obj).__name__}")
     points: list[PicklePoint] = []
+    errors: list[DecodeError] = []
     for entry in obj:
-        if type(entry) not in (tuple, list) or len(entry) != 2:
-            raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {entry!r:.80}")
-        path, datapoint = entry
-        if type(path) is bytes:
-            try:
-                path = path.decode("utf-8")
-            except UnicodeDecodeError:
-                raise DecodeError("bad-point", f"path is not UTF-8: {path!r:.80}") from None
-        if type(path) is not str or type(datapoint) not in (tuple, list) or len(datapoint) != 2:
-            raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {entry!r:.80}")
-        timestamp, value = datapoint
-        points.append((path, (_wire_number(timestamp, entry), _wire_number(value, entry))))
-    return points
+        try:
+            points.append(_check_point(entry))
+        except DecodeError as exc:
+            errors.append(exc)
+    return PickleDecoded(points, errors)
+
+
+def split_frames(buffer: bytearray, max_frame: int = MAX_PICKLE_FRAME) -> list[bytes]:
+    """Remove every complete frame from `buffer` (in place) and return their payloads.
+
+    Raises DecodeError("frame-too-large") as soon as a header announces more than `max_frame`
+    bytes, so a receiver never holds more than `max_frame` + 4 unframed bytes."""
+    payloads: list[bytes] = []
+    offset = 0
+    size = len(buffer)
+    while size - offset >= _HEADER.size:
+        (length,) = _HEADER.unpack_from(buffer, offset)
+        if length > max_frame:
+            del buffer[:offset]
+            raise DecodeError("frame-too-large", f"{length} bytes > {max_frame}")
+        end = offset + _HEADER.size + length
+        if end > size:
+            break
+        payloads.append(bytes(buffer[offset + _HEADER.size : end]))
+        offset = end
+    del buffer[:offset]
+    return payloads
 
 
 def decode_pickle_frames(buffer: bytes, max_frame: int = MAX_PICKLE_FRAME
@@ -267,30 +337,24 @@ def decode_pickle_frames(buffer: bytes, max_frame: int = MAX_PICKLE_FRAME
     Raises ProtocolError (DecodeError) for a frame over `max_frame` bytes, a pickle that needs
     any global, or a payload that is not a list of `(str, (number, number))`.
     """
-    data = bytes(buffer)
+    rest = bytearray(buffer)
     points: list[PicklePoint] = []
-    offset = 0
-    while len(data) - offset >= _HEADER.size:
-        (length,) = _HEADER.unpack_from(data, offset)
-        if length > max_frame:
-            raise DecodeError("frame-too-large", f"{length} bytes > {max_frame}")
-        end = offset + _HEADER.size + length
-        if end > len(data):
-            break
-        points.extend(_check_points(_unpickle(data[offset + _HEADER.size : end])))
-        offset = end
-    return points, data[offset:]
+    for payload in split_frames(rest, max_frame):
+        points.extend(_check_points(_unpickle(payload)))
+    return points, bytes(rest)
 
 
 __all__ = [
     "MAX_PICKLE_FRAME",
     "PICKLE_PROTOCOL",
+    "PickleDecoded",
     "PicklePoint",
     "PlaintextDecoded",
     "Point",
     "ProtocolError",
     "clean_path",
     "decode_pickle_frames",
+    "decode_pickle_payload",
     "decode_plaintext",
     "encode_pickle",
     "encode_pickle_trusted",
@@ -301,4 +365,5 @@ __all__ = [
     "format_value",
     "parse_plaintext_line",
     "pickle_point",
+    "split_frames",
 ]

@@ -146,9 +146,9 @@ def test_codec_module_does_no_io() -> None:
 def test_decode_plaintext_keeps_good_lines_and_the_incomplete_rest() -> None:
     decoded = decode_plaintext(b"a.b 1 10\nbad line\n\nc 2.5 11\nd 3 1")
     assert decoded.points == [("a.b", 1, 10), ("c", 2.5, 11)]
-    assert len(decoded.errors) == 1 and decoded.errors[0].reason == "bad-line"
+    assert len(decoded.errors) == 1 and decoded.errors[0].reason == "fields"
     assert decoded.rest == b"d 3 1"
-    assert decode_plaintext(b"\xff\xfe 1 2\n").errors[0].reason == "bad-line"
+    assert decode_plaintext(b"\xff\xfe 1 2\n").errors[0].reason == "not-utf8"
 
 
 def test_parse_plaintext_line() -> None:
