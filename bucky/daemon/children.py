@@ -174,7 +174,7 @@ class InputRunner:
             sel.register(listener, selectors.EVENT_READ, self._acceptor(kind))
         for reader in self.readers:
             sel.register(reader.fileno(), selectors.EVENT_READ, self._make_reader_cb(reader))
-        for fd, callback in getattr(self.handler, "extra_fds", list)():
+        for fd, callback in self.handler.extra_fds():
             sel.register(fd, selectors.EVENT_READ, callback)
         self.sel = sel
         flags = self.flags

@@ -96,6 +96,11 @@ class InputHandler(Protocol):
         """Complete lines read from a TCP connection, without their newlines. Never raises."""
         self.handle(b"\n".join(lines), None, now, mono)
 
+    def extra_fds(self) -> list[tuple[int, Any]]:
+        """(file descriptor, callback(fd)) pairs the loop also watches for reading (e.g. the
+        StatsD workers' mesh and management connections)."""
+        return []
+
     def open_stream(self, kind: str, addr: Any) -> Stream:
         """A decoder for a new connection on the listener of `kind` (ChildSpec.streams)."""
         raise NotImplementedError(f"{self.name} has no {kind!r} TCP listener")

@@ -31,6 +31,7 @@ import math
 from collections import Counter
 from typing import Any
 
+from bucky.addresses import format_peer
 from bucky.errors import DecodeError
 from bucky.inputs.base import InputHandler, Sink, Stream
 from bucky.protocol.graphite import (
@@ -53,13 +54,6 @@ MAX_CONNECTIONS = 1024
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 _SMALL_PARTIAL = 65536
 _LOG_PERIOD = 60.0
-
-
-def _peer(addr: Any) -> str:
-    if isinstance(addr, tuple) and len(addr) >= 2:
-        host, port = addr[0], addr[1]
-        return f"[{host}]:{port}" if ":" in str(host) else f"{host}:{port}"
-    return "unknown" if addr is None else str(addr)
 
 
 class CarbonInput(InputHandler):
@@ -166,7 +160,7 @@ class CarbonInput(InputHandler):
         if decoded.errors:
             counters["bad_points"] += len(decoded.errors)
             self._log(logging.WARNING, "bad-point", "carbon input: %d bad points from %s: %s",
-                      len(decoded.errors), _peer(addr), decoded.errors[0])
+                      len(decoded.errors), format_peer(addr), decoded.errors[0])
         samples: list[tuple] = []
         nan = 0
         for path, (timestamp, value) in decoded.points:
@@ -190,12 +184,12 @@ class CarbonInput(InputHandler):
     def _bad(self, what: str, exc: DecodeError, addr: Any, now: float) -> None:
         self.counters[f"{what}.{exc.reason}"] += 1
         self._log(logging.WARNING, f"{what}.{exc.reason}", "carbon input: %s from %s: %s",
-                  what.replace("_", " ")[:-1], _peer(addr), exc)
+                  what.replace("_", " ")[:-1], format_peer(addr), exc)
 
     def _disconnect(self, reason: str, addr: Any, now: float, detail: str) -> bool:
         self.counters[f"disconnected.{reason}"] += 1
         self._log(logging.WARNING, f"disconnected.{reason}",
-                  "carbon input: disconnecting %s: %s", _peer(addr), detail)
+                  "carbon input: disconnecting %s: %s", format_peer(addr), detail)
         return False
 
     def _internal_error(self, now: float) -> None:

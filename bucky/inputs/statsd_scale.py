@@ -47,6 +47,7 @@ from bucky.aggregate.statsd import StatsdAggregator, StatsdSettings
 from bucky.daemon.channels import Channel, ChannelReader, ChannelWriter
 from bucky.daemon.statsd_net import AdminServer, HealthChecker
 from bucky.errors import BuckyError, DecodeError
+from bucky.inputs.base import InputHandler
 from bucky.inputs.statsd import StatsdInput, decode_gauges
 from bucky.protocol import statsd_admin as admin
 from bucky.protocol.statsd_ring import HashRing
@@ -211,7 +212,7 @@ def _states(state: object) -> list[dict]:
     return []
 
 
-class StatsdWorker:
+class StatsdWorker(InputHandler):
     """One StatsD aggregator process (worker `index` of `workers`)."""
 
     name = "statsd"
@@ -671,7 +672,7 @@ def _label(node: str) -> str:
     return node.replace(".", "_").replace(":", "_")
 
 
-class StatsdProxyInput:
+class StatsdProxyInput(InputHandler):
     """`statsd_forward`: a proxy.js-compatible StatsD proxy (lines are not aggregated here)."""
 
     name = "statsd"
@@ -808,3 +809,7 @@ class StatsdProxyInput:
         if cmd == "config":
             return admin.config_answer(_statsd_options(self.cfg))
         return "ERROR\n"
+
+
+# What the factory may build: every one of them keeps the input contract (tests check it).
+make_statsd_input.handler_classes = (StatsdWorker, StatsdProxyInput)  # type: ignore[attr-defined]

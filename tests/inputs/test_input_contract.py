@@ -19,11 +19,14 @@ T0 = 1_699_999_200.0
 
 @pytest.mark.parametrize("kind", sorted(children.INPUT_HANDLERS))
 def test_every_input_declares_the_contract(kind: str) -> None:
-    cls = children._load(children.INPUT_HANDLERS[kind])
-    assert InputHandler in cls.__mro__  # declared, so the defaults apply
-    for method in ("handle", "handle_lines", "deliver", "tick", "carry_state", "close"):
-        assert callable(getattr(cls, method))
-    assert cls.name == kind
+    loaded = children._load(children.INPUT_HANDLERS[kind])
+    # A factory (statsd: workers or proxy) names every class it may build.
+    for cls in getattr(loaded, "handler_classes", (loaded,)):
+        assert InputHandler in cls.__mro__  # declared, so the defaults apply
+        for method in ("handle", "handle_lines", "deliver", "tick", "carry_state", "close",
+                       "extra_fds"):
+            assert callable(getattr(cls, method))
+        assert cls.name == kind
 
 
 def test_the_batch_sink_is_a_sink() -> None:

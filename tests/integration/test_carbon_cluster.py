@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import time
 from pathlib import Path
 
 import pytest
-from buckyproc import Bucky
+from buckyproc import Bucky, carbon_ports
 from carboncache import CarbonCache, start_all
 from fakecarbon import FakeCarbon, free_port
 from peers import missing
@@ -55,7 +56,7 @@ def carbon_placement(names: list[str], destinations: list[tuple[str, int, str]])
 
 
 @pytest.mark.parametrize("pickle", [False, True], ids=["plaintext", "pickle"])
-def test_statsd_data_is_stored_on_exactly_the_instance_carbons_ring_names(
+def test_statsd_and_carbon_input_data_are_stored_on_exactly_the_instance_carbons_ring_names(
         cluster: list[CarbonCache], tmp_path: Path, pickle: bool) -> None:
     destinations = [("127.0.0.1", c.pickle_port if pickle else c.line_port, str(c.instance))
                     for c in cluster]
@@ -63,18 +64,23 @@ def test_statsd_data_is_stored_on_exactly_the_instance_carbons_ring_names(
         "graphite_destinations": [f"{h}:{p}:{i}" for h, p, i in destinations],
         "graphite_pickle_enabled": pickle, "statsd_flush_time": 1.0,
         "metricsd_enabled": False, "collectd_enabled": False, "self_metrics_interval": 1.0,
+        "carbon_enabled": True, **carbon_ports(),
     }).start()
     gauges = [f"cluster.g{n}" for n in range(60)]
+    lines = [f"cluster.line{n}.value" for n in range(60)]
     try:
         deadline = time.monotonic() + 40
         stored: list[set[str]] = [set() for _ in cluster]
         while time.monotonic() < deadline:
             payload = "\n".join(f"{g}:{n}|g" for n, g in enumerate(gauges))
             bucky.send_udp("statsd_port", payload.encode())
+            now = int(time.time())
+            with socket.create_connection(("127.0.0.1", bucky.options["carbon_line_port"])) as tcp:
+                tcp.sendall("".join(f"{name} {n} {now}\n" for n, name in enumerate(lines)).encode())
             stored = [c.stored_paths() for c in cluster]
             everything = set().union(*stored)
             if all(any(p.endswith("." + g) for p in everything) for g in gauges) and any(
-                    p.startswith("bucky.") for p in everything):
+                    p.startswith("bucky.") for p in everything) and set(lines) <= everything:
                 break
             time.sleep(0.5)
         else:
