@@ -23,9 +23,9 @@ setup(
         # collectd-connect-time: an unmodified third-party collectd Python plugin the tests run
         "test": ["pytest>=7", "hypothesis>=6", "statsd>=4", "datadog>=0.49", "ruff",
                  "collectd-connect-time==0.3.0", "prometheus_client>=0.17", "selenium>=4.10",
-                 "mmh3>=4"],
+                 "mmh3>=4", "docutils"],
         # carbon's fast-hashing router (graphite_relay_method = "fast-hashing") needs mmh3
-        "fast-hashing": ["mmh3>=4"],
+        "fast-hashing": ["mmh3>=4", "docutils"],
     },
     entry_points={
         "console_scripts": [

@@ -28,3 +28,13 @@ def test_sdist_carries_docs_examples_contrib_and_changes(tmp_path) -> None:
                               check=True, capture_output=True, text=True, timeout=60).stdout
     assert "Operating System :: POSIX :: Linux" in metadata
     assert "Programming Language :: Python :: 3.11" in metadata
+
+
+def test_documentation_is_valid_restructuredtext() -> None:
+    """README.rst (the package's long description) and bench/README.rst render without warnings."""
+    import docutils.core
+
+    for path in ("README.rst", "bench/README.rst", "docs/metricsd.rst"):
+        docutils.core.publish_string(
+            (ROOT / path).read_text(), writer_name="null",
+            settings_overrides={"report_level": 2, "halt_level": 2})
