@@ -25,7 +25,7 @@ setup(
                  "collectd-connect-time==0.3.0", "prometheus_client>=0.17", "selenium>=4.10",
                  "mmh3>=4", "docutils"],
         # carbon's fast-hashing router (graphite_relay_method = "fast-hashing") needs mmh3
-        "fast-hashing": ["mmh3>=4", "docutils"],
+        "fast-hashing": ["mmh3>=4"],
     },
     entry_points={
         "console_scripts": [
