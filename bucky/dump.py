@@ -169,13 +169,20 @@ class Dumper:
                 self.printer.collectd_error(error, where)
 
     def _statsd(self, data: bytes, where: dict[str, Any]) -> None:
-        result = statsd.parse(data)
-        for metric in result.metrics:
-            self.printer.statsd(metric, where)
-        for reason, line in result.errors:
-            self.printer.statsd_error(reason, line, where)
-        if result.events or result.service_checks:
-            self.printer.statsd_ignored(result.events, result.service_checks, where)
+        decoded = statsd.parse(data)
+        events = service_checks = 0
+        for record in decoded.records:
+            if type(record) is StatsdMetric:
+                self.printer.statsd(record, where)
+            elif record.kind == "event":
+                events += 1
+            else:
+                service_checks += 1
+        for error in decoded.errors:
+            line = error.detail.encode("utf-8", "surrogateescape")
+            self.printer.statsd_error(error.reason, line, where)
+        if events or service_checks:
+            self.printer.statsd_ignored(events, service_checks, where)
 
 
 # -- command line -----------------------------------------------------------------------------

@@ -209,7 +209,8 @@ def explain_collectd(cfg: Any, datagrams: Iterable[bytes], now: float, emit: Emi
     converters = collectd.pipeline.converters
     explainer.header("collectd datagrams")
     for number, datagram in enumerate(datagrams, 1):
-        records, errors = collectd.decode(datagram)
+        decoded = collectd.decode(datagram)
+        records, errors = decoded.records, decoded.errors
         emit(f"datagram {number}: {len(datagram)} bytes, {len(records)} records")
         for error in errors:
             emit(f"  {getattr(error, 'reason', 'error')}: {error}")

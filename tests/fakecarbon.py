@@ -174,7 +174,7 @@ class FakeCarbon:
         try:
             if self.mode == "plaintext":
                 decoded = decode_plaintext(buffer)
-                points = decoded.points
+                points = decoded.records
                 self.errors.extend(decoded.errors)
                 rest = decoded.rest
             else:
@@ -195,9 +195,11 @@ class FakeCarbon:
             (length,) = struct.unpack("!L", buffer[:4])
             if len(buffer) < 4 + length:
                 break
-            pickled, _ = decode_pickle_frames(buffer[: 4 + length])
-            self.frame_sizes.append(len(pickled))
-            points.extend((path, value, ts) for path, (ts, value) in pickled)
+            decoded = decode_pickle_frames(buffer[: 4 + length])
+            if decoded.errors:  # strict, unlike carbon: a test wants to see a bad frame fail
+                raise decoded.errors[0]
+            self.frame_sizes.append(len(decoded.records))
+            points.extend((path, value, ts) for path, (ts, value) in decoded.records)
             buffer = buffer[4 + length :]
         return points, buffer
 

@@ -35,6 +35,7 @@ from bucky.addresses import format_peer
 from bucky.errors import DecodeError
 from bucky.inputs.base import InputHandler, Sink, Stream
 from bucky.protocol.graphite import (
+    BAD_PICKLE,
     MAX_PICKLE_FRAME,
     _number,
     decode_pickle_payload,
@@ -152,10 +153,9 @@ class CarbonInput(InputHandler):
     def _points_from_payload(self, payload: bytes, now: float, addr: Any) -> list[tuple]:
         counters = self.counters
         counters["pickle_frames"] += 1
-        try:
-            decoded = decode_pickle_payload(payload)
-        except DecodeError as exc:
-            self._bad("bad_frames", exc, addr, now)
+        decoded = decode_pickle_payload(payload)
+        if decoded.errors and decoded.errors[0].reason == BAD_PICKLE:  # the whole frame
+            self._bad("bad_frames", decoded.errors[0], addr, now)
             return []
         if decoded.errors:
             counters["bad_points"] += len(decoded.errors)
@@ -163,7 +163,7 @@ class CarbonInput(InputHandler):
                       len(decoded.errors), format_peer(addr), decoded.errors[0])
         samples: list[tuple] = []
         nan = 0
-        for path, (timestamp, value) in decoded.points:
+        for path, (timestamp, value) in decoded.records:
             if value != value:
                 nan += 1
                 continue

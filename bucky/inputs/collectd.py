@@ -46,6 +46,7 @@ from bucky.protocol.collectd_records import (
     Notification,
     ValueList,
 )
+from bucky.protocol.decoded import Decoded
 from bucky.protocol.typesdb import load_types_db
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import Sample
@@ -166,7 +167,8 @@ class CollectdInput(InputHandler):
         counters = self.counters
         counters["datagrams"] += 1
         try:
-            records, errors = self.decode(data)
+            decoded = self.decode(data)
+            records, errors = decoded.records, decoded.errors
             if errors:
                 self._count_errors(errors, addr, now)
             value_lists = records
@@ -188,8 +190,8 @@ class CollectdInput(InputHandler):
             self._log(logging.ERROR, "internal_error", now,
                       "collectd datagram from %s could not be handled", addr, exc_info=exc)
 
-    def decode(self, data: bytes) -> tuple[list, list]:
-        """(records, errors) of one datagram under the configured security level and users."""
+    def decode(self, data: bytes) -> Decoded[ValueList | Notification]:
+        """One datagram decoded under the configured security level and users."""
         return decode(data, self._security_level, self._credentials)
 
     def tick(self, now: float, mono: float | None = None) -> None:

@@ -81,11 +81,7 @@ class MetricsdInput(InputHandler):
         if mono is None:
             mono = now
         self.counters["datagrams"] += 1
-        try:
-            decoded = decode(data)
-        except ProtocolError as err:
-            self._bad_datagram(err, addr, mono)
-            return
+        decoded = decode(data)
         try:
             apply = self._table.apply
             host = decoded.host
@@ -96,8 +92,8 @@ class MetricsdInput(InputHandler):
             self._ratelog.log_at(logging.ERROR, "internal", mono,
                                  "metricsd: error applying a datagram from %s", format_peer(addr),
                                  exc_info=True)
-        if decoded.error is not None:
-            self._bad_datagram(decoded.error, addr, mono)
+        for error in decoded.errors:
+            self._bad_datagram(error, addr, mono)
 
     def tick(self, now: float, mono: float | None = None) -> None:
         table = self._table

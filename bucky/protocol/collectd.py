@@ -8,9 +8,10 @@ encrypted. `parse_auth_file()` reads collectd's AuthFile format.
 Rules:
 - Sans-I/O: bytes in, records out. No sockets, clocks, logging or config. The only module-level
   state is two bounded memos (value-part decoders, identifier strings): pure caches.
-- Whatever the bytes, decode() returns Decoded(records, errors) and never raises: a problem
-  ends the current (sub)payload and is reported as a ProtocolError in `errors`, while the
-  records decoded before it are kept. `reason` is a stable slug meant for self-metrics.
+- Whatever the bytes, decode() returns the one result shape (bucky.protocol.decoded.Decoded)
+  and never raises: a problem ends the current (sub)payload and is reported as a ProtocolError
+  in `errors`, while the records decoded before it are kept. `reason` is a stable slug meant
+  for self-metrics.
 - Semantics follow collectd: a datagram is a sequence of parts (type:u16, length:u16, body;
   the length counts the 4-byte header). Host, time, plugin, ... persist from part to part; each
   values part emits a ValueList and each message part a Notification. A verified or decrypted
@@ -51,7 +52,6 @@ import math
 import os
 import struct
 from collections.abc import Callable, Iterable, Mapping
-from typing import NamedTuple
 
 from bucky.errors import AuthError, DecodeError, EncodeError, ProtocolError
 from bucky.protocol.collectd_records import (
@@ -77,6 +77,7 @@ from bucky.protocol.collectd_security import (
     sign_datagram,
     signature_matches,
 )
+from bucky.protocol.decoded import Decoded
 
 __all__ = [
     "Credentials",
@@ -124,11 +125,6 @@ _unpack_gauge = struct.Struct("<d").unpack_from
 _pack_header = struct.Struct(">HH").pack
 _pack_number = struct.Struct(">HHQ").pack
 _new_tuple = tuple.__new__
-
-
-class Decoded(NamedTuple):
-    records: list[ValueList | Notification]  # in wire order
-    errors: list[ProtocolError]  # why parts, or the rest of a (sub)payload, were rejected
 
 
 # ---------------------------------------------------------------------------------------------
@@ -524,7 +520,9 @@ def _incomplete_value_list(time_raw: int, host: str, plugin: str, type_: str) ->
     return DecodeError("incomplete-value-list", "missing " + ", ".join(missing))
 
 
-def decode(data: bytes, security_level: int = 0, credentials: Credentials | None = None) -> Decoded:
+def decode(
+    data: bytes, security_level: int = 0, credentials: Credentials | None = None
+) -> Decoded[ValueList | Notification]:
     """Decode one datagram; see the module docstring for the rules.
 
     `security_level` is 0 (None), 1 (Sign) or 2 (Encrypt); `credentials` maps users to

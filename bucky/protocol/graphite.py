@@ -9,7 +9,10 @@ Pickle: a frame is a 4-byte big-endian length and a protocol-2 pickle of
 `[(path, (timestamp, value)), ...]` made of builtins only (str, int, float, list, tuple): what
 carbon's own client sends and what its safe unpickler accepts. Decoding uses an unpickler that
 refuses every global (carbon allows two harmless Python-2 names; the points format needs none) and
-then checks the shape, so any bytes either decode or raise ProtocolError.
+then checks the shape of each entry.
+
+The decoders return the one result shape (bucky.protocol.decoded.Decoded) and never raise for
+bad bytes: a bad line, entry or frame is one DecodeError in `errors`, the rest still decodes.
 
 `format_plaintext_batch` is the relay's hot path: one `%` over a template cached per batch length
 and one join, with a per-line fallback only when a batch holds something unusual.
@@ -24,12 +27,14 @@ import reprlib
 import struct
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
-from typing import NamedTuple
 
 from bucky.errors import DecodeError, EncodeError, ProtocolError
+from bucky.protocol.decoded import Decoded
 
 PICKLE_PROTOCOL = 2  # carbon's own client uses 2; Python-2 carbons cannot read more
 MAX_PICKLE_FRAME = 1024 * 1024  # carbon's PICKLE_RECEIVER_MAX_LENGTH default
+BAD_PICKLE = "bad-pickle"  # a frame's payload is not a safe pickle of a list: the whole frame
+FRAME_TOO_LARGE = "frame-too-large"  # a frame header announces more than the maximum
 _HEADER = struct.Struct("!L")
 
 Point = tuple[str, int | float, int | float]  # (path, value, timestamp), as a test or sink sees it
@@ -130,12 +135,6 @@ def format_plaintext_batch(batch: Sequence[tuple], prefixes: Sequence[str]) -> t
 # --- plaintext decoding (fake carbon, tests, tools) ----------------------------------------------
 
 
-class PlaintextDecoded(NamedTuple):
-    points: list[Point]
-    errors: list[DecodeError]  # one per bad line; good lines of the same buffer still decode
-    rest: bytes  # an incomplete last line, to be prefixed to the next read
-
-
 def _number(text: str) -> int | float:
     try:
         return int(text)
@@ -170,10 +169,12 @@ def parse_plaintext_line(line: bytes) -> Point:
     return path, number, ts
 
 
-def decode_plaintext(buffer: bytes) -> PlaintextDecoded:
+def decode_plaintext(buffer: bytes) -> Decoded[Point]:
+    """Every complete line of `buffer`: its points, one error per bad line (the good lines of
+    the same buffer still decode), and the incomplete last line as `rest`."""
     *lines, rest = bytes(buffer).split(b"\n")
     points: list[Point] = []
-    errors: list[DecodeError] = []
+    errors: list[ProtocolError] = []
     for line in lines:
         if not line.strip():
             continue
@@ -181,7 +182,7 @@ def decode_plaintext(buffer: bytes) -> PlaintextDecoded:
             points.append(parse_plaintext_line(line))
         except DecodeError as exc:
             errors.append(exc)
-    return PlaintextDecoded(points, errors, rest)
+    return Decoded(points, errors, rest)
 
 
 # --- pickle frames -------------------------------------------------------------------------------
@@ -241,9 +242,9 @@ def _unpickle(payload: bytes) -> object:
     try:
         return _AllowListUnpickler(io.BytesIO(payload), encoding="utf-8").load()
     except RecursionError:
-        raise DecodeError("bad-pickle", "nested too deeply") from None
+        raise DecodeError(BAD_PICKLE, "nested too deeply") from None
     except Exception as exc:  # pickle raises nearly anything on hostile bytes
-        raise DecodeError("bad-pickle", f"{type(exc).__name__}: {exc}") from None
+        raise DecodeError(BAD_PICKLE, f"{type(exc).__name__}: {exc}") from None
 
 
 _short = reprlib.Repr()
@@ -280,76 +281,86 @@ def _check_point(entry: object) -> PicklePoint:
     return (path, (_wire_number(timestamp, entry), _wire_number(value, entry)))
 
 
-def _check_points(obj: object) -> list[PicklePoint]:
-    if type(obj) is not list:
-        raise DecodeError("bad-pickle", f"expected a list, got {type(obj).__name__}")
-    return [_check_point(entry) for entry in obj]
-
-
-class PickleDecoded(NamedTuple):
-    points: list[PicklePoint]
-    errors: list[DecodeError]  # one per entry that is not (path, (timestamp, value))
-
-
-def decode_pickle_payload(payload: bytes) -> PickleDecoded:
+def decode_pickle_payload(payload: bytes) -> Decoded[PicklePoint]:
     """One frame's payload as carbon's pickle receiver reads it: entries that are not
-    `(path, (number, number))` are skipped (one error each), the others kept. Raises DecodeError
-    ("bad-pickle") when the payload as a whole is not a safe pickle of a list."""
-    obj = _unpickle(payload)
+    `(path, (number, number))` are skipped (one "bad-point" error each), the others kept. A
+    payload that as a whole is not a safe pickle of a list gives no points and one "bad-pickle"
+    error."""
+    try:
+        obj = _unpickle(payload)
+    except DecodeError as exc:
+        return Decoded([], [exc])
     if type(obj) is not list:
-        raise DecodeError("bad-pickle", f"expected a list, got {type(obj).__name__}")
+        return Decoded([], [DecodeError(BAD_PICKLE, f"expected a list, got {type(obj).__name__}")])
     points: list[PicklePoint] = []
-    errors: list[DecodeError] = []
+    errors: list[ProtocolError] = []
     for entry in obj:
         try:
             points.append(_check_point(entry))
         except DecodeError as exc:
             errors.append(exc)
-    return PickleDecoded(points, errors)
+    return Decoded(points, errors)
 
 
-def split_frames(buffer: bytearray, max_frame: int = MAX_PICKLE_FRAME) -> list[bytes]:
-    """Remove every complete frame from `buffer` (in place) and return their payloads.
-
-    Raises DecodeError("frame-too-large") as soon as a header announces more than `max_frame`
-    bytes, so a receiver never holds more than `max_frame` + 4 unframed bytes."""
+def _frames(
+    buffer: bytes | bytearray, max_frame: int
+) -> tuple[list[bytes], int, DecodeError | None]:
+    """The payloads of the complete frames at the start of `buffer`, the offset after them, and
+    the error of an oversized frame header found there (which ends the framing)."""
     payloads: list[bytes] = []
     offset = 0
     size = len(buffer)
     while size - offset >= _HEADER.size:
         (length,) = _HEADER.unpack_from(buffer, offset)
         if length > max_frame:
-            del buffer[:offset]
-            raise DecodeError("frame-too-large", f"{length} bytes > {max_frame}")
+            return payloads, offset, DecodeError(FRAME_TOO_LARGE, f"{length} bytes > {max_frame}")
         end = offset + _HEADER.size + length
         if end > size:
             break
         payloads.append(bytes(buffer[offset + _HEADER.size : end]))
         offset = end
+    return payloads, offset, None
+
+
+def split_frames(buffer: bytearray, max_frame: int = MAX_PICKLE_FRAME) -> list[bytes]:
+    """Remove every complete frame from `buffer` (in place) and return their payloads: the
+    framing step of a pickle receiver, which decodes each with `decode_pickle_payload`.
+
+    Raises DecodeError("frame-too-large") as soon as a header announces more than `max_frame`
+    bytes (the stream cannot be trusted past it), so a receiver never holds more than
+    `max_frame` + 4 unframed bytes."""
+    payloads, offset, error = _frames(buffer, max_frame)
     del buffer[:offset]
+    if error is not None:
+        raise error
     return payloads
 
 
-def decode_pickle_frames(buffer: bytes, max_frame: int = MAX_PICKLE_FRAME
-                         ) -> tuple[list[PicklePoint], bytes]:
-    """Every complete frame in `buffer`: (points in order, the incomplete remainder).
+def decode_pickle_frames(buffer: bytes, max_frame: int = MAX_PICKLE_FRAME) -> Decoded[PicklePoint]:
+    """Every complete frame in `buffer`, each decoded as `decode_pickle_payload` does: the
+    points in order, their errors, and the incomplete last frame as `rest`.
 
-    Raises ProtocolError (DecodeError) for a frame over `max_frame` bytes, a pickle that needs
-    any global, or a payload that is not a list of `(str, (number, number))`.
+    A header announcing more than `max_frame` bytes ends decoding with a "frame-too-large" error
+    (after the errors of the frames before it); `rest` then holds everything from that header on.
     """
-    rest = bytearray(buffer)
+    payloads, offset, error = _frames(buffer, max_frame)
     points: list[PicklePoint] = []
-    for payload in split_frames(rest, max_frame):
-        points.extend(_check_points(_unpickle(payload)))
-    return points, bytes(rest)
+    errors: list[ProtocolError] = []
+    for payload in payloads:
+        decoded = decode_pickle_payload(payload)
+        points.extend(decoded.records)
+        errors.extend(decoded.errors)
+    if error is not None:
+        errors.append(error)
+    return Decoded(points, errors, bytes(buffer[offset:]))
 
 
 __all__ = [
+    "BAD_PICKLE",
+    "FRAME_TOO_LARGE",
     "MAX_PICKLE_FRAME",
     "PICKLE_PROTOCOL",
-    "PickleDecoded",
     "PicklePoint",
-    "PlaintextDecoded",
     "Point",
     "ProtocolError",
     "clean_path",

@@ -7,10 +7,11 @@ that counts the trailing NUL, the UTF-8 bytes, then the NUL.
 
 Rules:
 - No sockets, clocks, logging or config here: bytes in, named immutable records out.
-- `decode(any bytes)` returns a `Decoded` or raises `DecodeError`, never anything else. A bad
-  header (magic, hostname) rejects the whole datagram by raising; a bad record stops decoding at
-  that record and is returned as `Decoded.error`, keeping the records before it (the rest of the
-  datagram cannot be framed once one record is wrong).
+- `decode(any bytes)` returns the one result shape (bucky.protocol.decoded.Decoded: `records`,
+  `errors`, the datagram's hostname as `host`) and never raises. A bad header (magic, hostname)
+  rejects the whole datagram: no records, one error. A bad record stops decoding at that record:
+  its error, and the records before it (the rest of the datagram cannot be framed once one record
+  is wrong).
 - The encoder refuses (ValueError/TypeError) anything the decoder would reject, so
   `decode(encode(host, records))` gives back exactly `host` (None for "") and `records`.
 """
@@ -25,6 +26,7 @@ from collections.abc import Iterable
 from typing import NamedTuple
 
 from bucky.errors import DecodeError, EncodeError
+from bucky.protocol.decoded import Decoded
 
 MAGIC = 0xAA
 MAX_STRING_BYTES = 0xFFFF - 1  # the length field counts the NUL and is 16 bits wide
@@ -70,14 +72,6 @@ class Record(NamedTuple):
     action: Action
     name: str
     value: int | float | None = None
-
-
-class Decoded(NamedTuple):
-    """A decoded datagram: hostname (None when empty), the good records, and the first error."""
-
-    host: str | None
-    records: tuple[Record, ...]
-    error: DecodeError | None = None
 
 
 _NUMBER_STRUCTS: dict[int, struct.Struct] = {
@@ -182,13 +176,16 @@ def _decode_record(data: bytes, pos: int) -> tuple[Record, int]:
     return Record(kind, action, name, value), end
 
 
-def decode(data: bytes) -> Decoded:
-    """Decode one datagram.
+def decode(data: bytes) -> Decoded[Record]:
+    """Decode one datagram: its records up to the first bad one, and that one's error.
 
-    Raises DecodeError when the header is bad (nothing in the datagram can be trusted). A bad
-    record ends decoding: the records before it are returned along with the error.
+    A bad header (nothing in the datagram can be trusted) gives no records and its error; the
+    hostname is None when empty (or when the header is bad).
     """
-    host, pos = decode_header(data)
+    try:
+        host, pos = decode_header(data)
+    except DecodeError as err:
+        return Decoded([], [err])
     records: list[Record] = []
     while True:
         pos, finished = _decode_records_fast(data, pos, records)
@@ -199,9 +196,9 @@ def decode(data: bytes) -> Decoded:
         try:
             record, pos = _decode_record(data, pos)
         except DecodeError as err:
-            return Decoded(host, tuple(records), err)
+            return Decoded(records, [err], host=host)
         records.append(record)
-    return Decoded(host, tuple(records), None)
+    return Decoded(records, [], host=host)
 
 
 # Validated metric names by their raw bytes: a datagram stream repeats a small set of names, and

@@ -30,7 +30,8 @@ Speed: `StatsdParser.feed` handles the common single-group forms (`name:v|t`, wi
 `|#tags`) on a fast path that calls the visitor directly without building records, using memo
 tables filled by the same helper functions the general path uses; anything it does not recognise
 exactly goes to the general path. A property test checks that both paths make identical calls.
-`parse()` is the convenience API that builds `StatsdMetric` records.
+`parse()` is the convenience API: it returns the one result shape (bucky.protocol.decoded.Decoded)
+of StatsdMetric and StatsdEvent records.
 """
 
 from __future__ import annotations
@@ -39,6 +40,9 @@ import enum
 import re
 from collections.abc import Iterable
 from typing import NamedTuple, Protocol
+
+from bucky.errors import DecodeError, ProtocolError
+from bucky.protocol.decoded import Decoded
 
 
 class Kind(enum.Enum):
@@ -64,11 +68,10 @@ class StatsdMetric(NamedTuple):
     timestamp: int | None  # DogStatsD `|T` extension, else None
 
 
-class ParseResult(NamedTuple):
-    metrics: list[StatsdMetric]
-    errors: list[tuple[str, bytes]]  # (reason, the offending line)
-    events: int = 0
-    service_checks: int = 0
+class StatsdEvent(NamedTuple):
+    """A DogStatsD event (`_e{...`) or service check (`_sc|...`): recognised, not aggregated."""
+
+    kind: str  # "event" or "service_check"
 
 
 class MetricVisitor(Protocol):
@@ -496,13 +499,11 @@ def _split_groups(body: str) -> tuple[list[tuple[str, str, str | None]], list[st
 
 
 class _RecordCollector:
-    """Visitor building StatsdMetric records (the parse() API)."""
+    """Visitor building records and errors (the parse() API)."""
 
     def __init__(self) -> None:
-        self.metrics: list[StatsdMetric] = []
-        self.errors: list[tuple[str, bytes]] = []
-        self.events = 0
-        self.service_checks = 0
+        self.records: list[StatsdMetric | StatsdEvent] = []
+        self.errors: list[ProtocolError] = []
         self._split: dict[str, tuple[str, Tags]] = {}
 
     def _name_tags(self, key: str) -> tuple[str, Tags]:
@@ -513,31 +514,28 @@ class _RecordCollector:
 
     def counter(self, key: str, value: float, rate: float, timestamp: int | None) -> None:
         name, tags = self._name_tags(key)
-        self.metrics.append(StatsdMetric(name, value, Kind.COUNTER, rate, tags, timestamp))
+        self.records.append(StatsdMetric(name, value, Kind.COUNTER, rate, tags, timestamp))
 
     def timer(self, key: str, value: float, rate: float, timestamp: int | None, kind: Kind) -> None:
         name, tags = self._name_tags(key)
-        self.metrics.append(StatsdMetric(name, value, kind, rate, tags, timestamp))
+        self.records.append(StatsdMetric(name, value, kind, rate, tags, timestamp))
 
     def gauge(
         self, key: str, value: float, rate: float, timestamp: int | None, delta: bool
     ) -> None:
         name, tags = self._name_tags(key)
         kind = Kind.GAUGE_DELTA if delta else Kind.GAUGE
-        self.metrics.append(StatsdMetric(name, value, kind, rate, tags, timestamp))
+        self.records.append(StatsdMetric(name, value, kind, rate, tags, timestamp))
 
     def set_member(self, key: str, member: str, rate: float, timestamp: int | None) -> None:
         name, tags = self._name_tags(key)
-        self.metrics.append(StatsdMetric(name, member, Kind.SET, rate, tags, timestamp))
+        self.records.append(StatsdMetric(name, member, Kind.SET, rate, tags, timestamp))
 
     def bad_line(self, reason: str, line: str) -> None:
-        self.errors.append((reason, line.encode("utf-8", "surrogateescape")))
+        self.errors.append(DecodeError(reason, line))
 
     def event(self, kind: str) -> None:
-        if kind == "event":
-            self.events += 1
-        else:
-            self.service_checks += 1
+        self.records.append(StatsdEvent(kind))
 
 
 def decode(data: bytes) -> str:
@@ -550,14 +548,14 @@ _DEFAULT_PARSER = StatsdParser()
 _DEFAULT_PARSER_NO_TAGS = StatsdParser(keep_tags=False)
 
 
-def parse(datagram: bytes, keep_tags: bool = True) -> ParseResult:
-    """One datagram (or any chunk of complete lines) -> records, bad lines and event counts."""
+def parse(datagram: bytes, keep_tags: bool = True) -> Decoded[StatsdMetric | StatsdEvent]:
+    """One datagram (or any chunk of complete lines) -> the one result shape: StatsdMetric and
+    StatsdEvent records in line order, and a DecodeError per bad line (`reason` the slug,
+    `detail` the line as text; `.encode("utf-8", "surrogateescape")` gives its bytes back)."""
     collector = _RecordCollector()
     parser = _DEFAULT_PARSER if keep_tags else _DEFAULT_PARSER_NO_TAGS
     parser.feed(decode(datagram), collector)
-    return ParseResult(
-        collector.metrics, collector.errors, collector.events, collector.service_checks
-    )
+    return Decoded(collector.records, collector.errors)
 
 
 class LineFramer:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bucky.errors import ProtocolError
+from bucky.protocol.decoded import Decoded
 from bucky.protocol.graphite import (
     MAX_PICKLE_FRAME,
     clean_path,
@@ -26,6 +27,7 @@ from bucky.protocol.graphite import (
     format_value,
     parse_plaintext_line,
     pickle_point,
+    split_frames,
 )
 
 # value -> text carbon must receive: ints as ints, floats as their shortest round-trip repr
@@ -145,7 +147,7 @@ def test_codec_module_does_no_io() -> None:
 
 def test_decode_plaintext_keeps_good_lines_and_the_incomplete_rest() -> None:
     decoded = decode_plaintext(b"a.b 1 10\nbad line\n\nc 2.5 11\nd 3 1")
-    assert decoded.points == [("a.b", 1, 10), ("c", 2.5, 11)]
+    assert decoded.records == [("a.b", 1, 10), ("c", 2.5, 11)]
     assert len(decoded.errors) == 1 and decoded.errors[0].reason == "fields"
     assert decoded.rest == b"d 3 1"
     assert decode_plaintext(b"\xff\xfe 1 2\n").errors[0].reason == "not-utf8"
@@ -170,8 +172,8 @@ paths = st.text(alphabet="abcxyz._-0123456789", min_size=1, max_size=30).filter(
 def test_plaintext_round_trip(points: list[tuple]) -> None:
     decoded = decode_plaintext(format_plaintext(points))
     assert decoded.errors == [] and decoded.rest == b""
-    assert decoded.points == points
-    for (_, sent, _), (_, got, _) in zip(points, decoded.points, strict=True):
+    assert decoded.records == points
+    for (_, sent, _), (_, got, _) in zip(points, decoded.records, strict=True):
         assert type(got) is type(sent)  # ints stay ints, floats stay floats
 
 
@@ -193,8 +195,8 @@ def test_encode_pickle_is_carbon_framing_protocol_2_builtins_only() -> None:
 
 def test_encode_pickle_converts_foreign_numbers() -> None:
     frame = encode_pickle([("a", (Decimal(5), Decimal("2.5"))), ("b", (1, True))])
-    points, rest = decode_pickle_frames(frame)
-    assert points == [("a", (5.0, 2.5)), ("b", (1, 1))] and rest == b""
+    points, errors, rest, _ = decode_pickle_frames(frame)
+    assert points == [("a", (5.0, 2.5)), ("b", (1, 1))] and rest == b"" and errors == []
     assert [type(v) for _, (_, v) in points] == [float, int]
     with pytest.raises(ValueError):
         pickle_point("a", 1, "not a number")
@@ -204,18 +206,19 @@ def test_decode_pickle_frames_several_frames_and_a_partial_one() -> None:
     first = encode_pickle([("a", (1, 1.5))])
     second = encode_pickle_trusted([("b", (2, 2)), ("c", (3, -3.0))])
     buffer = first + second + second[:7]
-    points, rest = decode_pickle_frames(buffer)
-    assert points == [("a", (1, 1.5)), ("b", (2, 2)), ("c", (3, -3.0))]
-    assert rest == second[:7]
-    assert decode_pickle_frames(rest + second[7:]) == ([("b", (2, 2)), ("c", (3, -3.0))], b"")
-    assert decode_pickle_frames(b"") == ([], b"")
+    decoded = decode_pickle_frames(buffer)
+    assert decoded.records == [("a", (1, 1.5)), ("b", (2, 2)), ("c", (3, -3.0))]
+    assert decoded.rest == second[:7] and decoded.errors == []
+    again = decode_pickle_frames(decoded.rest + second[7:])
+    assert again == Decoded([("b", (2, 2)), ("c", (3, -3.0))], [], b"")
+    assert decode_pickle_frames(b"") == Decoded([], [], b"")
 
 
 def test_decode_accepts_python2_and_statsd_style_protocol_0_pickles() -> None:
     # Python 2 str paths (STRING opcode), and statsd's hand-written pickles with text numbers
     payload = b"(lp0\n(S'a.b'\np1\n(I10\nF1.5\ntp2\ntp3\na(S'c'\n(S'11'\nS'2'\nttp4\na."
-    points, _ = decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
-    assert points == [("a.b", (10, 1.5)), ("c", (11.0, 2.0))]
+    decoded = decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
+    assert decoded.records == [("a.b", (10, 1.5)), ("c", (11.0, 2.0))]
 
 
 class _Evil:
@@ -232,38 +235,49 @@ class _Evil:
     ],
 )
 def test_malicious_pickle_is_rejected(payload: bytes) -> None:
-    with pytest.raises(ProtocolError) as info:
-        decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
-    assert info.value.reason == "bad-pickle"
+    good = encode_pickle([("ok", (1, 2))])
+    decoded = decode_pickle_frames(struct.pack("!L", len(payload)) + payload + good)
+    assert [error.reason for error in decoded.errors] == ["bad-pickle"]
+    assert decoded.records == [("ok", (1, 2))]  # the framing holds: the next frame still counts
 
 
 @pytest.mark.parametrize(
-    "obj",
+    ("obj", "reason"),
     [
-        {"a": 1},
-        [("a", 1)],
-        [("a", (1, 2, 3))],
-        [(1, (1, 2))],
-        [("a", (1, "two"))],
-        [("a", (None, 2))],
-        "just a string",
+        ({"a": 1}, "bad-pickle"),
+        ("just a string", "bad-pickle"),
+        ([("a", 1)], "bad-point"),
+        ([("a", (1, 2, 3))], "bad-point"),
+        ([(1, (1, 2))], "bad-point"),
+        ([("a", (1, "two"))], "bad-point"),
+        ([("a", (None, 2))], "bad-point"),
     ],
 )
-def test_decode_rejects_wrong_shapes(obj: object) -> None:
-    payload = pickle.dumps(obj, protocol=2)
-    with pytest.raises(ProtocolError):
-        decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
+def test_decode_rejects_wrong_shapes(obj: object, reason: str) -> None:
+    payload = pickle.dumps(obj if reason == "bad-pickle" else [*obj, ("ok", (1, 2))], protocol=2)
+    decoded = decode_pickle_frames(struct.pack("!L", len(payload)) + payload)
+    assert [error.reason for error in decoded.errors] == [reason]
+    # as carbon's receiver: a bad entry is skipped, the good ones of the same list kept
+    assert decoded.records == ([] if reason == "bad-pickle" else [("ok", (1, 2))])
 
 
 def test_decode_rejects_oversized_frames_and_garbage() -> None:
-    with pytest.raises(ProtocolError) as info:
-        decode_pickle_frames(struct.pack("!L", MAX_PICKLE_FRAME + 1) + b"x" * 10)
+    good = encode_pickle([("ok", (1, 2))])
+    oversized = struct.pack("!L", MAX_PICKLE_FRAME + 1) + b"x" * 10
+    decoded = decode_pickle_frames(good + oversized + good)
+    assert [error.reason for error in decoded.errors] == ["frame-too-large"]
+    assert decoded.records == [("ok", (1, 2))]  # the frame before it; nothing after it
+    assert decoded.rest == oversized + good  # the stream cannot be framed past that header
+    with pytest.raises(ProtocolError) as info:  # the framing step on its own raises
+        split_frames(bytearray(oversized))
     assert info.value.reason == "frame-too-large"
-    with pytest.raises(ProtocolError):
-        decode_pickle_frames(struct.pack("!L", 3) + b"\x80\x02X")
+    assert reasons(decode_pickle_frames(struct.pack("!L", 3) + b"\x80\x02X")) == ["bad-pickle"]
     nested = b"\x80\x02" + b"(" * 100_000 + b"."
-    with pytest.raises(ProtocolError):
-        decode_pickle_frames(struct.pack("!L", len(nested)) + nested)
+    assert reasons(decode_pickle_frames(struct.pack("!L", len(nested)) + nested)) == ["bad-pickle"]
+
+
+def reasons(decoded: Decoded) -> list[str]:
+    return [error.reason for error in decoded.errors]
 
 
 pickle_points = st.lists(
@@ -273,14 +287,16 @@ pickle_points = st.lists(
 
 @given(pickle_points)
 def test_pickle_round_trip(points: list[tuple]) -> None:
-    assert decode_pickle_frames(encode_pickle(points)) == (points, b"")
+    assert decode_pickle_frames(encode_pickle(points)) == Decoded(points, [], b"")
 
 
 @settings(max_examples=300)
 @given(st.binary(max_size=200))
-def test_decode_any_bytes_gives_points_or_protocol_error(data: bytes) -> None:
+def test_decode_any_bytes_gives_points_and_protocol_errors(data: bytes) -> None:
     for buffer in (data, struct.pack("!L", len(data)) + data):
-        try:
-            decode_pickle_frames(buffer)
-        except ProtocolError:
-            pass
+        decoded = decode_pickle_frames(buffer)  # never raises, whatever the bytes
+        assert all(isinstance(error, ProtocolError) and error.reason for error in decoded.errors)
+        for path, (timestamp, value) in decoded.records:
+            assert type(path) is str and type(timestamp) in (int, float)
+            assert type(value) in (int, float)
+        assert buffer.endswith(decoded.rest)

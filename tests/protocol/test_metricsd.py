@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 import bucky.protocol.metricsd as codec
 from bucky.errors import DecodeError, EncodeError, ProtocolError
+from bucky.protocol.decoded import Decoded
 from bucky.protocol.metricsd import (
     Action,
-    Decoded,
     Kind,
     NumberType,
     Record,
@@ -53,8 +53,8 @@ REJECTED = [v for v in VECTORS if "raises" in v]
 
 @pytest.mark.parametrize("vector", GOOD, ids=_ids(GOOD))
 def test_good_vectors_decode(vector: dict) -> None:
-    records = tuple(_record(r) for r in vector["records"])
-    assert decode(_bytes(vector["hex"])) == Decoded(vector["host"], records, None)
+    records = [_record(r) for r in vector["records"]]
+    assert decode(_bytes(vector["hex"])) == Decoded(records, [], host=vector["host"])
 
 
 @pytest.mark.parametrize("vector", GOOD, ids=_ids(GOOD))
@@ -63,22 +63,28 @@ def test_good_vectors_encode(vector: dict) -> None:
     data = encode(vector["host"], records)
     if vector["canonical"]:
         assert data == _bytes(vector["hex"])
-    assert decode(data) == Decoded(vector["host"], tuple(records), None)
+    assert decode(data) == Decoded(records, [], host=vector["host"])
 
 
 @pytest.mark.parametrize("vector", PARTIAL, ids=_ids(PARTIAL))
 def test_bad_record_keeps_the_records_before_it(vector: dict) -> None:
     decoded = decode(_bytes(vector["hex"]))
     assert decoded.host == vector["host"]
-    assert decoded.records == tuple(_record(r) for r in vector["records"])
-    assert isinstance(decoded.error, DecodeError)
-    assert decoded.error.reason == vector["error"]
+    assert decoded.records == [_record(r) for r in vector["records"]]
+    [error] = decoded.errors
+    assert isinstance(error, DecodeError)
+    assert error.reason == vector["error"]
 
 
 @pytest.mark.parametrize("vector", REJECTED, ids=_ids(REJECTED))
 def test_bad_header_rejects_the_datagram(vector: dict) -> None:
-    with pytest.raises(DecodeError) as info:
-        decode(_bytes(vector["hex"]))
+    decoded = decode(_bytes(vector["hex"]))
+    assert decoded.records == [] and decoded.host is None
+    [error] = decoded.errors
+    assert isinstance(error, DecodeError)
+    assert error.reason == vector["raises"]
+    with pytest.raises(DecodeError) as info:  # the header reader on its own raises
+        codec.decode_header(_bytes(vector["hex"]))
     assert info.value.reason == vector["raises"]
 
 
@@ -89,7 +95,7 @@ def test_every_kind_and_action_round_trips(kind: Kind, action: Action) -> None:
     record = Record(kind, action, "svc.requests", value)
     wire = encode_record(record)
     assert wire[0] == kind.value | action.value
-    assert decode(encode_header("h") + wire) == Decoded("h", (record,), None)
+    assert decode(encode_header("h") + wire) == Decoded([record], [], host="h")
 
 
 NUMBERS = [
@@ -115,7 +121,7 @@ def test_every_number_type_round_trips(number_type: NumberType, value: float, wi
     data = encode_header(None) + encode_record(record, number_type)
     assert data.endswith(bytes.fromhex(wire))
     decoded = decode(data)
-    assert decoded.records == (record,)
+    assert decoded.records == [record]
     assert type(decoded.records[0].value) is type(value)
 
 
@@ -163,7 +169,7 @@ def test_encoder_refuses_what_the_decoder_would_reject(call, error) -> None:  # 
 def test_longest_name_fits() -> None:
     name = "x" * codec.MAX_STRING_BYTES
     record = Record(Kind.COUNTER, Action.DELETE, name)
-    assert decode(encode(None, [record])).records == (record,)
+    assert decode(encode(None, [record])).records == [record]
 
 
 def test_decode_accepts_bytearray_and_memoryview() -> None:
@@ -219,7 +225,7 @@ def test_mutated_datagrams_keep_the_contract(host, recs, data) -> None:  # type:
 
 @given(st.one_of(st.none(), names), st.lists(records(), max_size=10))
 def test_decode_encode_round_trip(host: str | None, recs: list[Record]) -> None:
-    assert decode(encode(host, recs)) == Decoded(host, tuple(recs), None)
+    assert decode(encode(host, recs)) == Decoded(recs, [], host=host)
 
 
 @settings(max_examples=50)
@@ -247,9 +253,9 @@ def _reference_decode(data: bytes) -> Decoded:
         try:
             record, pos = codec._decode_record(data, pos)
         except DecodeError as err:
-            return Decoded(host, tuple(records), err)
+            return Decoded(records, [err], host=host)
         records.append(record)
-    return Decoded(host, tuple(records), None)
+    return Decoded(records, [], host=host)
 
 
 @given(st.lists(st.one_of(records(), st.binary(max_size=12)), max_size=8))
@@ -259,19 +265,18 @@ def test_fast_decoder_agrees_with_the_careful_one(parts: list) -> None:
     )
     fast, careful = decode(data), _reference_decode(data)
     assert fast.records == careful.records
-    assert (fast.error and fast.error.reason) == (careful.error and careful.error.reason)
+    assert [e.reason for e in fast.errors] == [e.reason for e in careful.errors]
+    assert fast.host == careful.host
     slow = decode(bytearray(data))  # bytearray slices are unhashable: the careful path
     assert slow.records == fast.records
 
 
 def _decode_contract(data: bytes) -> None:
-    try:
-        decoded = decode(data)
-    except ProtocolError as err:
-        assert err.reason
-        return
-    assert isinstance(decoded, Decoded)
-    assert decoded.error is None or isinstance(decoded.error, ProtocolError)
+    decoded = decode(data)  # never raises, whatever the bytes
+    assert isinstance(decoded, Decoded) and decoded.rest == b""
+    assert len(decoded.errors) <= 1  # a bad header, or the first bad record, ends decoding
+    for error in decoded.errors:
+        assert isinstance(error, ProtocolError) and error.reason
     for record in decoded.records:
         assert record.name and isinstance(record.kind, Kind) and isinstance(record.action, Action)
         if record.action is Action.UPDATE:

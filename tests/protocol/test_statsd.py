@@ -11,11 +11,14 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from bucky.errors import DecodeError
+from bucky.protocol.decoded import Decoded
 from bucky.protocol.statsd import (
     REASONS,
     Kind,
     LineFramer,
-    ParseResult,
+    StatsdEvent,
+    StatsdMetric,
     StatsdParser,
     make_key,
     parse,
@@ -35,12 +38,21 @@ C, G, GD, MS, H, D, S = (
 )
 
 
-def metrics_of(result: ParseResult) -> list[tuple]:
-    return [tuple(m) for m in result.metrics]
+def metrics(result: Decoded) -> list[StatsdMetric]:
+    return [m for m in result.records if type(m) is StatsdMetric]
 
 
-def reasons_of(result: ParseResult) -> list[str]:
-    return [reason for reason, _ in result.errors]
+def metrics_of(result: Decoded) -> list[tuple]:
+    return [tuple(m) for m in metrics(result)]
+
+
+def reasons_of(result: Decoded) -> list[str]:
+    return [error.reason for error in result.errors]
+
+
+def bad_lines_of(result: Decoded) -> list[tuple[str, bytes]]:
+    """(reason, the line's own bytes) of each bad line."""
+    return [(e.reason, e.detail.encode("utf-8", "surrogateescape")) for e in result.errors]
 
 
 # (datagram, [(name, value, kind, rate, tags, timestamp)], [bad-line reasons])
@@ -155,15 +167,16 @@ def test_good_lines(datagram: bytes, expected: list[tuple], reasons: list[str]) 
 @pytest.mark.parametrize(("datagram", "reason"), BAD, ids=repr)
 def test_bad_lines(datagram: bytes, reason: str) -> None:
     result = parse(datagram)
-    assert result.metrics == []
-    assert result.errors == [(reason, datagram)]
+    assert result.records == []
+    assert bad_lines_of(result) == [(reason, datagram)]
+    assert all(isinstance(error, DecodeError) for error in result.errors)
 
 
 def test_bad_lines_do_not_spoil_the_good_ones() -> None:
     result = parse(b"a:1|c\nbroken\nb:x|g\nc:2|ms\n\xff\x00:1|c")
-    assert [m.name for m in result.metrics] == ["a", "c"]
+    assert [m.name for m in metrics(result)] == ["a", "c"]
     assert reasons_of(result) == ["no-value", "bad-value", "bad-name"]
-    assert result.errors[2][1] == b"\xff\x00:1|c"  # the line's own bytes, undecoded
+    assert bad_lines_of(result)[2][1] == b"\xff\x00:1|c"  # the line's own bytes, undecoded
 
 
 def test_each_bad_group_is_a_bad_line_and_good_groups_stay() -> None:
@@ -173,27 +186,26 @@ def test_each_bad_group_is_a_bad_line_and_good_groups_stay() -> None:
     assert sorted(reasons_of(result)) == ["bad-value", "no-type"]
 
 
-def test_events_and_service_checks_are_counted_not_bad() -> None:
+def test_events_and_service_checks_are_records_not_bad() -> None:
     result = parse(b"_e{5,4}:title|text|#k:v\n_sc|check|0|m:ok\na:1|c\n_e{1,1}:a|b")
-    assert result.events == 2
-    assert result.service_checks == 1
+    kinds = [r.kind if type(r) is StatsdEvent else r.name for r in result.records]
+    assert kinds == ["event", "service_check", "a", "event"]  # in line order
     assert result.errors == []
-    assert [m.name for m in result.metrics] == ["a"]
 
 
 def test_tags_can_be_dropped() -> None:
     result = parse(b"a;x=1:1|c|#k:v\nb:2|g|#z", keep_tags=False)
-    assert [(m.name, m.tags) for m in result.metrics] == [("a", ()), ("b", ())]
+    assert [(m.name, m.tags) for m in metrics(result)] == [("a", ()), ("b", ())]
 
 
 def test_64k_datagram_of_nul_and_garbage() -> None:
     junk = bytes(range(256)) * 256  # 64 KiB: NUL, every byte, several "\n"
     result = parse(junk)
-    assert isinstance(result, ParseResult)
+    assert isinstance(result, Decoded)
     big_line = b"a:" + b"9" * 65000 + b"|c"
     assert reasons_of(parse(big_line)) == ["bad-value"]  # 1e65000 is not finite
     many = b"\n".join(b"k%d:1|c" % i for i in range(6000))
-    assert len(parse(many).metrics) == 6000
+    assert len(parse(many).records) == 6000
 
 
 def test_sanitize_and_keys() -> None:
@@ -217,9 +229,13 @@ NAME_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 TAG_PART_RE = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
-def check_result(result: ParseResult) -> None:
-    assert isinstance(result, ParseResult)
-    for m in result.metrics:
+def check_result(result: Decoded) -> None:
+    assert isinstance(result, Decoded)
+    assert result.rest == b"" and result.host is None
+    for m in result.records:
+        if type(m) is StatsdEvent:
+            assert m.kind in ("event", "service_check")
+            continue
         assert NAME_RE.fullmatch(m.name)
         for k, v in m.tags:
             assert TAG_PART_RE.fullmatch(k) and TAG_PART_RE.fullmatch(v)
@@ -233,10 +249,10 @@ def check_result(result: ParseResult) -> None:
         if m.kind in (Kind.TIMER, Kind.HISTOGRAM, Kind.DISTRIBUTION):
             assert m.value >= 0
         assert m.timestamp is None or (isinstance(m.timestamp, int) and m.timestamp > 0)
-    for reason, line in result.errors:
-        assert reason in REASONS
-        assert isinstance(line, bytes)
-    assert result.events >= 0 and result.service_checks >= 0
+    for error in result.errors:
+        assert type(error) is DecodeError
+        assert error.reason in REASONS
+        assert isinstance(error.detail, str)
 
 
 @settings(max_examples=400, deadline=None)
@@ -385,7 +401,7 @@ def test_the_codec_does_no_io() -> None:
     }
     assert not imported & {"socket", "logging", "multiprocessing", "time", "os", "threading"}
     assert "bucky" not in imported or all(
-        n.module in ("bucky.errors", "bucky.sample")
+        n.module in ("bucky.errors", "bucky.sample", "bucky.protocol.decoded")
         for n in ast.walk(tree)
         if isinstance(n, ast.ImportFrom) and n.module and n.module.startswith("bucky")
     )

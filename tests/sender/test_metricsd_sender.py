@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from bucky.errors import EncodeError
+from bucky.protocol.decoded import Decoded
 from bucky.protocol.metricsd import (
     Action,
-    Decoded,
     Kind,
     Record,
     decode,
@@ -81,7 +81,7 @@ def test_client_sends_decodable_datagrams(receiver: socket.socket) -> None:
     assert client.dropped == 0 and client.sent > 1
     assert all(len(d) <= 200 for d in datagrams)
     decoded = [decode(d) for d in datagrams]
-    assert all(d.error is None and d.host == "app1.example" for d in decoded)
+    assert all(d.errors == [] and d.host == "app1.example" for d in decoded)
     records = [r for d in decoded for r in d.records]
     assert len(records) == 102
     assert records[:5] == [
@@ -104,7 +104,7 @@ def test_context_manager_flushes_on_exit(receiver: socket.socket) -> None:
         client.counter("a", 2)
         assert nothing_more(receiver)  # buffered until flush/close
     assert decode(receiver.recv(65535)) == Decoded(
-        None, (Record(Kind.COUNTER, Action.UPDATE, "a", 2),), None
+        [Record(Kind.COUNTER, Action.UPDATE, "a", 2)], [], host=None
     )
 
 

@@ -32,6 +32,7 @@ from bucky.daemon.outputs.buffer import COALESCE_BYTES, _ChunkBuffer
 from bucky.daemon.spool import Spool, SpoolUnavailable, check_directory
 from bucky.errors import DecodeError
 from bucky.protocol.graphite import (
+    BAD_PICKLE,
     decode_pickle_frames,
     decode_plaintext,
     encode_pickle_trusted,
@@ -54,12 +55,14 @@ def decode_record(record: bytes) -> list[tuple[str, float, float]]:
         decoded = decode_plaintext(body + b"\n" if body and not body.endswith(b"\n") else body)
         if decoded.errors:
             raise decoded.errors[0]
-        return list(decoded.points)
+        return decoded.records
     if tag == PICKLE:
-        points, rest = decode_pickle_frames(body)
-        if rest:
-            raise DecodeError("bad-pickle", f"{len(rest)} bytes of an incomplete frame")
-        return [(path, value, ts) for path, (ts, value) in points]
+        framed = decode_pickle_frames(body)
+        if framed.errors:
+            raise framed.errors[0]
+        if framed.rest:
+            raise DecodeError(BAD_PICKLE, f"{len(framed.rest)} bytes of an incomplete frame")
+        return [(path, value, ts) for path, (ts, value) in framed.records]
     raise DecodeError("bad-record", f"unknown spool record tag {tag!r}")
 
 
