@@ -143,9 +143,15 @@ def main() -> int:
     cpu0 = cpu_seconds(descendants(proc.pid))
     t0 = time.perf_counter()
     next_sample = args.sample
-    at_peak: dict[str, float] = {}
+    at_peak: dict[str, float] = {}  # per process, the last sample with the keys at their peak
+    at_max: dict[str, float] = {}  # per process, at the sample with the highest total
+    highest = baseline
     sent_s = sent_c = 0  # datagrams
-    si = ci = 0
+    # Each stream walks the blocks in use one after another and wraps at the current count, so
+    # every key in use is sent equally often. (`datagrams sent % blocks` would not: each time the
+    # count changes, that position jumps by about sent/blocks, and while the count grows the
+    # sender keeps going back over the same few hundred blocks instead of covering them all.)
+    si = ci = 0  # next block of each stream
     while True:
         elapsed = time.perf_counter() - t0
         if elapsed >= seconds:
@@ -157,18 +163,26 @@ def main() -> int:
         if want_s <= sent_s and want_c <= sent_c:
             time.sleep(0.0005)
         while sent_s < want_s:
-            sock.sendto(sgrams[si % blocks], ("127.0.0.1", sport))
+            if si >= blocks:
+                si = 0
+            sock.sendto(sgrams[si], ("127.0.0.1", sport))
             si += 1
             sent_s += 1
         while sent_c < want_c:
-            sock.sendto(cgrams[(ci % blocks) * cper], ("127.0.0.1", cport))
+            if ci >= blocks:
+                ci = 0
+            sock.sendto(cgrams[ci * cper], ("127.0.0.1", cport))
             ci += 1
             sent_c += 1
         if elapsed >= next_sample:
             next_sample += args.sample
-            samples.append((elapsed, keys, rss_mb(descendants(proc.pid), peak=False)))
+            by_process = rss_by_process(proc.pid)
+            total = sum(by_process.values())
+            samples.append((elapsed, keys, total))
             if keys >= args.max_keys * 0.95:
-                at_peak = rss_by_process(proc.pid)
+                at_peak = by_process
+            if total > highest:
+                highest, at_max = total, by_process
     time.sleep(args.sample)
     samples.append((time.perf_counter() - t0, args.min_keys,
                     rss_mb(descendants(proc.pid), peak=False)))
@@ -194,9 +208,11 @@ def main() -> int:
     print(f"baseline {baseline:.1f} MB, peak {peak:.1f} MB, at peak keys {min(at_peak_keys):.1f}"
           f"-{max(at_peak_keys):.1f} MB, end {end:.1f} MB" if at_peak_keys else
           f"baseline {baseline:.1f} MB, peak {peak:.1f} MB, end {end:.1f} MB")
-    print("per process, MB at peak keys -> end:")
-    for name, mb in sorted(at_end.items()):
-        print(f"  {name:46} {at_peak.get(name, float('nan')):7.1f} -> {mb:7.1f}")
+    print("per process, MB at peak keys, at the highest sample -> end:")
+    nan = float("nan")
+    for name in sorted(set(at_peak) | set(at_max) | set(at_end)):
+        print(f"  {name:46} {at_peak.get(name, nan):7.1f} {at_max.get(name, nan):7.1f} -> "
+              f"{at_end.get(name, nan):7.1f}")
     if args.check:
         ok = peak <= args.max_rss and end <= peak - (peak - baseline) / 2
         print("soak check:", "passed" if ok else "FAILED (memory did not come back down)")
