@@ -138,7 +138,7 @@ def main() -> int:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4 << 20)
     seconds = args.minutes * 60
     time.sleep(1.0)
-    baseline = rss_mb(descendants(proc.pid), peak=False)
+    baseline = sum(rss_by_process(proc.pid).values())
     samples: list[tuple[float, int, float]] = [(0.0, args.min_keys, baseline)]
     cpu0 = cpu_seconds(descendants(proc.pid))
     t0 = time.perf_counter()
@@ -184,10 +184,9 @@ def main() -> int:
             if total > highest:
                 highest, at_max = total, by_process
     time.sleep(args.sample)
-    samples.append((time.perf_counter() - t0, args.min_keys,
-                    rss_mb(descendants(proc.pid), peak=False)))
-    cpu = cpu_seconds(descendants(proc.pid)) - cpu0
     at_end = rss_by_process(proc.pid)
+    samples.append((time.perf_counter() - t0, args.min_keys, sum(at_end.values())))
+    cpu = cpu_seconds(descendants(proc.pid)) - cpu0
     proc.terminate()
     proc.wait(60)
     time.sleep(1.0)
