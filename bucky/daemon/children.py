@@ -29,7 +29,7 @@ from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
 from bucky.errors import BuckyError
 from bucky.http.feed import MAX_PENDING_BYTES, HttpFeed
-from bucky.inputs.base import InputHandler, Stream
+from bucky.inputs.base import AnsweringStream, InputHandler, Stream
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import NOTIFICATION
 
@@ -37,7 +37,7 @@ log = logging.getLogger("bucky")
 
 INPUT_HANDLERS = {
     "collectd": "bucky.inputs.collectd:CollectdInput",
-    "statsd": "bucky.inputs.statsd_scale:make_statsd_input",
+    "statsd": "bucky.daemon.statsd:make_statsd_input",
     "metricsd": "bucky.inputs.metricsd:MetricsdInput",
     "python_plugins": "bucky.inputs.python_plugins:PluginHostInput",
     "carbon": "bucky.inputs.carbon:CarbonInput",
@@ -66,7 +66,7 @@ class ChildSpec:
     out_channels: list[Channel] = dataclasses.field(default_factory=list)  # outputs: to http
     record_channels: list[Channel] = dataclasses.field(default_factory=list)
     state: Any = None
-    mesh: Any = None  # StatsD workers: channels to and from the other workers (statsd_scale)
+    mesh: Any = None  # StatsD workers: channels to and from the other workers (bucky.daemon.statsd)
     ctrl: Connection | None = None
     parent_pid: int = 0
 
@@ -162,6 +162,8 @@ class InputRunner:
         self.counters: Counter[str] = Counter()
         self.ratelog = RateLimitedLog(log)
         self.tcp_conns: dict[socket.socket, Stream] = {}
+        # Connections whose stream writes answers back (AnsweringStream: the StatsD admin port).
+        self.answering: dict[socket.socket, AnsweringStream] = {}
         self.more_waiting = False  # a socket still had datagrams when its burst ended
 
     def run(self) -> Any:
@@ -197,6 +199,8 @@ class InputRunner:
                 self.sink.flush()
                 timeout = _LOOP_TIMEOUT
             self._tick(time.time(), mono)
+            if self.answering:
+                self._write_answers()
             if mono - last_parent_check > 1.0:
                 last_parent_check = mono
                 self.trimmer.maybe_trim(time.monotonic())
@@ -278,6 +282,8 @@ class InputRunner:
         self.counters["tcp.connections"] += 1
         self.tcp_conns[conn] = stream
         self.sel.register(conn, selectors.EVENT_READ, self._read_tcp)
+        if isinstance(stream, AnsweringStream):
+            self.answering[conn] = stream
 
     def _read_tcp(self, conn: socket.socket) -> None:
         stream = self.tcp_conns[conn]
@@ -299,13 +305,49 @@ class InputRunner:
         if not keep:
             if data:
                 self.counters["tcp.disconnected"] += 1
-            try:
-                stream.close(now)
-            except Exception:
-                self.counters["errors.handler"] += 1
-            self.sel.unregister(conn)
-            del self.tcp_conns[conn]
-            conn.close()
+            self._close_tcp(conn, now)
+        elif conn in self.answering:
+            self._write_answer(conn)
+
+    def _close_tcp(self, conn: socket.socket, now: float) -> None:
+        try:
+            self.tcp_conns[conn].close(now)
+        except Exception:
+            self.counters["errors.handler"] += 1
+        self.sel.unregister(conn)
+        del self.tcp_conns[conn]
+        self.answering.pop(conn, None)
+        conn.close()
+
+    def _write_answers(self) -> None:
+        for conn in list(self.answering):
+            self._write_answer(conn)
+
+    def _write_answer(self, conn: socket.socket) -> None:
+        """Write what the stream has to say, as far as the socket takes it without blocking;
+        close the connection when the stream is done with it."""
+        stream = self.answering[conn]
+        try:
+            data, done = stream.outgoing()
+            while data:
+                try:
+                    sent = conn.send(data)
+                except (BlockingIOError, InterruptedError):
+                    return
+                except OSError:
+                    done = True
+                    break
+                stream.sent(sent)
+                if sent < len(data):
+                    return
+                data, done = stream.outgoing()
+        except Exception:
+            self.counters["errors.handler"] += 1
+            self.ratelog.error("answer", "%s: cannot answer a TCP client", self.spec.title,
+                               exc_info=True)
+            done = True
+        if done:
+            self._close_tcp(conn, time.time())
 
     def _make_reader_cb(self, reader: ChannelReader):  # type: ignore[no-untyped-def]
         def on_readable(_fd: object) -> None:

@@ -70,7 +70,7 @@ class ChannelPlan:
     producer: str  # child title
     consumer: str  # child title
     records: bool = False  # decoded collectd records (to the plugin host), not samples
-    mesh: bool = False  # between StatsD workers: routed lines (bucky.inputs.statsd_scale)
+    mesh: bool = False  # between StatsD workers: routed lines (bucky.inputs.statsd_workers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -259,6 +259,9 @@ def socket_plan(cfg: Any) -> list[SocketPlan]:
         if cfg.statsd_tcp_port:
             plan.append(SocketPlan("statsd_tcp", "tcp", cfg.statsd_ip, cfg.statsd_tcp_port, 1,
                                    "statsd"))
+        if cfg.statsd_admin_port:  # served by the first StatsD process (open_stream "admin")
+            plan.append(SocketPlan("statsd_admin", "tcp", cfg.statsd_admin_ip,
+                                   cfg.statsd_admin_port, 1, "StatsD management"))
     if cfg.metricsd_enabled:
         plan.append(SocketPlan("metricsd", "udp", cfg.metricsd_ip, cfg.metricsd_port, 1,
                                "metricsd"))
@@ -287,7 +290,8 @@ def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
         if sock.proto != "udp":
             continue
         if sock.name == "statsd":
-            children += statsd_children(cfg, "statsd_tcp" if "statsd_tcp" in by_name else None)
+            children += statsd_children(cfg, "statsd_tcp" if "statsd_tcp" in by_name else None,
+                                        "statsd_admin" if "statsd_admin" in by_name else None)
             continue
         for i in range(sock.count):
             title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
@@ -304,14 +308,17 @@ def statsd_workers(cfg: Any) -> int:
     return 1 if cfg.statsd_forward else int(cfg.statsd_workers)
 
 
-def statsd_children(cfg: Any, tcp: str | None) -> list[ChildPlan]:
+def statsd_children(cfg: Any, tcp: str | None, admin: str | None = None) -> list[ChildPlan]:
     """`statsd_workers` processes; with one, the title stays "statsd". The first reads the UDP
     socket and routes every line to its owner (one reader keeps each sender's order, which a
-    gauge's deltas need); all accept TCP clients (a connection's lines stay in order)."""
+    gauge's deltas need) and serves the management port; all accept TCP clients (a
+    connection's lines stay in order)."""
     n = statsd_workers(cfg)
     titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
+    first_streams = (("admin", admin),) if admin else ()
     return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),) if i == 0 else (),
-                      tcp=tcp) for i, t in enumerate(titles)]
+                      tcp=tcp, streams=first_streams if i == 0 else ())
+            for i, t in enumerate(titles)]
 
 
 def statsd_mesh(children: list[ChildPlan]) -> list[ChannelPlan]:

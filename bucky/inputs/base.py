@@ -16,6 +16,8 @@ Life of a handler, all in one process and one thread:
      ``open_stream(kind, addr)`` for a `Stream` per accepted connection and feeds it the bytes
      as they come; the stream decides its framing and bounds, and tells the loop to disconnect
      a client that breaks the protocol (bucky.inputs.carbon: Graphite lines and pickle frames);
+     a stream that answers (an `AnsweringStream`: the StatsD management port) also says what to
+     write back, which the loop writes without blocking, and when to close the connection;
    - ``deliver(items, now)``: records other inputs sent to this one (the plugin host gets the
      collectd value lists and notifications this way);
    - ``tick(now)``: periodic work (flushes, expiry, file reloads), several times a second.
@@ -77,6 +79,22 @@ class Stream(Protocol):
 
     def close(self, now: float) -> None:
         """The connection ended (either side); a partial line or frame is dropped and counted."""
+        ...
+
+
+@runtime_checkable
+class AnsweringStream(Stream, Protocol):
+    """A stream that writes back to its client (the StatsD management port). The loop asks
+    `outgoing()` after each read and every loop turn, so answers that come later go out too."""
+
+    def outgoing(self) -> tuple[bytes, bool]:
+        """What to write to the client now (b"": nothing), and whether to close the connection
+        once that is written (after `quit`; at once, with nothing to write, when the client broke
+        a bound: the stream counted why)."""
+        ...
+
+    def sent(self, n: int) -> None:
+        """The first `n` bytes of what outgoing() gave were written."""
         ...
 
 

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from bucky.config import make_config
-from bucky.inputs.statsd_scale import StatsdProxyInput
+from bucky.daemon.outputs.statsd_forward import StatsdProxyInput
 
 
 class Admin:

@@ -136,7 +136,7 @@ def test_key_cap_stays_a_total(tmp_path: Path) -> None:
     for i in range(100):
         ws.handle(f"k{i}:1|c".encode(), T0 + 0.5)
     ws.pump(T0 + 0.5)
-    live = sum(w.inner._agg.live_keys() for w in ws.workers)
+    live = sum(w.inner.aggregator.live_keys() for w in ws.workers)
     assert 0 < live <= 10
     ws.close()
 
@@ -186,7 +186,8 @@ def test_reload_hands_state_to_another_worker_count(tmp_path: Path) -> None:
 def test_management_config_and_unknown_commands(tmp_path: Path) -> None:
     ws = Workers(config(tmp_path, statsd_workers=2), 1)
     worker = ws.workers[0]
-    text = worker._admin(1, "config", 0.0)
+    stream = worker.open_stream("admin", ("127.0.0.1", 1))
+    text = worker.admin.answer(stream, "config", 0.0)
     assert text is not None and text.startswith("\n") and "statsd_workers: 2\n" in text
-    assert worker._admin(1, "nonsense", 0.0) == "ERROR\n"
+    assert worker.admin.answer(stream, "nonsense", 0.0) == "ERROR\n"
     ws.close()
