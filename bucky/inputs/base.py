@@ -116,7 +116,7 @@ class InputHandler(Protocol):
 
     def extra_fds(self) -> list[tuple[int, Any]]:
         """(file descriptor, callback(fd)) pairs the loop also watches for reading (e.g. the
-        StatsD workers' mesh and management connections)."""
+        StatsD workers' mesh channels)."""
         return []
 
     def open_stream(self, kind: str, addr: Any) -> Stream:

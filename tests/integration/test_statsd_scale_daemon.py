@@ -123,6 +123,44 @@ def test_workers_in_the_daemon_give_one_process_results(tmp_path: Path, workers:
         k: v for k, v in want.items() if "processing_time" not in k}
 
 
+def test_an_admin_client_cannot_hold_up_the_flushes(tmp_path: Path) -> None:
+    """Issue 19: `counters` 2,000 times in one write stopped the flushes for over 95 s and lost
+    the counters sent meanwhile. Now the client is disconnected (and counted) at once, and the
+    flushes keep their one-second schedule."""
+    admin_port = free_port(socket.SOCK_STREAM)
+    with FakeCarbon() as carbon:
+        bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 1.0,
+                                 "statsd_workers": 2, "statsd_admin_port": admin_port,
+                                 "self_metrics_interval": 0.5}).start()
+        try:
+            send_all(bucky.ports["statsd_port"],
+                     ["\n".join(f"held.key{i}.{j}:1|c" for j in range(100)).encode()
+                      for i in range(50)])  # 5,000 keys: each `counters` answer is big
+            with socket.create_connection(("127.0.0.1", admin_port), timeout=10) as conn:
+                conn.sendall(b"counters\n" * 2000)
+                started = time.monotonic()
+                with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                    for _ in range(20):
+                        probe.sendto(b"probe:1|c", ("127.0.0.1", bucky.ports["statsd_port"]))
+                        time.sleep(0.2)
+                closed = False
+                while not closed and time.monotonic() - started < 10:
+                    try:
+                        closed = conn.recv(1 << 20) == b""
+                    except ConnectionResetError:
+                        closed = True
+                assert closed, "the management port kept the client"
+            ends = [p[2] for p in carbon.points if p[0] == "stats_counts.probe"]
+            assert carbon.wait_for(lambda pts: any(
+                p[0].endswith("admin.disconnected.too_many_commands") for p in pts), 10)
+        finally:
+            assert bucky.stop() == 0
+    probes = [p for p in carbon.points if p[0] == "stats_counts.probe"]
+    assert sum(p[1] for p in probes) == 20  # nothing lost
+    # the probes were flushed on schedule while the client wrote: at least 3 of the ~4 flushes
+    assert len(set(ends)) >= 3, sorted(ends)
+
+
 # --- forwarding ----------------------------------------------------------------------------------
 
 

@@ -97,3 +97,29 @@ def test_the_checker_catches_forbidden_imports() -> None:
         "bucky.config",
         "bucky.config.x",
     ]
+
+
+INPUTS_DIR = PROTOCOL_DIR.parent / "inputs"
+
+
+def daemon_imports(path: Path) -> list[str]:
+    """The bucky.daemon modules `path` imports (at any depth of the file, lazily too)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    assert not any(isinstance(n, ast.ImportFrom) and n.level for n in ast.walk(tree)), (
+        f"{path.name}: relative import")
+    return [name for name in imported_modules(tree) if is_under(name, "bucky.daemon")]
+
+
+def test_inputs_do_not_import_the_daemon() -> None:
+    """bucky/inputs/ implement the input contract; processes, sockets and channels are the
+    daemon's, which imports the inputs, never the other way round."""
+    modules = sorted(INPUTS_DIR.glob("*.py"))
+    assert {p.name for p in modules} >= {"statsd.py", "statsd_workers.py", "carbon.py"}
+    problems = {p.name: found for p in modules if (found := daemon_imports(p))}
+    assert problems == {}
+
+
+def test_the_inputs_check_catches_a_daemon_import(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.py"
+    bad.write_text("def f():\n    from bucky.daemon.channels import Channel\n")
+    assert daemon_imports(bad) == ["bucky.daemon.channels", "bucky.daemon.channels.Channel"]
