@@ -96,7 +96,7 @@ def main() -> None:
     names = ["generator", "output"]
     if to_http is not None:
         procs.append(start(ChildSpec("http", "http", "http", cfg, in_channels=[to_http],
-                                     tcp=bind_tcp("127.0.0.1", 0, "http"))))
+                                     streams=[("http", bind_tcp("127.0.0.1", 0, "http"))])))
         names.append("http")
     if args.no_processor:
         first = to_output
