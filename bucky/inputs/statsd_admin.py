@@ -25,6 +25,7 @@ from typing import Any
 
 from bucky.protocol import statsd_admin as admin
 
+ADMIN_STREAM = "admin"  # the stream kind of the management listener (bucky.daemon.plan)
 MAX_CLIENTS = 32
 MAX_LINE = 64 * 1024
 MAX_COMMANDS_PER_READ = 16

@@ -33,9 +33,9 @@ from typing import Any, Protocol
 
 from bucky.aggregate.statsd import StatsdSettings, own_stat_names
 from bucky.aggregate.statsd_merge import StatsMerger
-from bucky.inputs.base import InputHandler
-from bucky.inputs.statsd import StatsdInput
-from bucky.inputs.statsd_admin import AdminStream, WorkerAdmin
+from bucky.inputs.base import InputHandler, Stream
+from bucky.inputs.statsd import StatsdInput, tcp_stream
+from bucky.inputs.statsd_admin import ADMIN_STREAM, AdminStream, WorkerAdmin
 from bucky.inputs.statsd_handover import (
     adopt_states,
     gauge_file,
@@ -242,12 +242,12 @@ class StatsdWorker(InputHandler):
         """Descriptors the process loop should watch, with what to call when readable."""
         return [(r.fileno(), self._make_cb(r)) for r in self._readers]
 
-    def open_stream(self, kind: str, addr: Any) -> AdminStream:
-        """A management connection (`statsd_admin_port`, worker 0's listener "admin")."""
-        if kind != "admin":
-            raise NotImplementedError(f"statsd has no {kind!r} TCP listener")
-        return AdminStream(self.admin.answer, self.counters, self._flush_if_due,
-                           self._admin_streams)
+    def open_stream(self, kind: str, addr: Any) -> Stream:
+        """A TCP client (lines, every worker) or a management connection (worker 0)."""
+        if kind == ADMIN_STREAM:
+            return AdminStream(self.admin.answer, self.counters, self._flush_if_due,
+                               self._admin_streams)
+        return tcp_stream(kind, self.handle_lines, self.cfg, self.counters)
 
     def close(self, now: float, mono: float | None = None) -> None:
         if self._handed_over:  # a reload: the successor has everything

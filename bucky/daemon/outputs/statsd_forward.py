@@ -24,8 +24,9 @@ from typing import Any
 
 from bucky.daemon.outputs.statsd_health import HealthChecker
 from bucky.daemon.outputs.udp import Delivery, UdpDestination, UdpSender
-from bucky.inputs.base import InputHandler
-from bucky.inputs.statsd_admin import AdminStream, statsd_options
+from bucky.inputs.base import InputHandler, Stream
+from bucky.inputs.statsd import tcp_stream
+from bucky.inputs.statsd_admin import ADMIN_STREAM, AdminStream, statsd_options
 from bucky.protocol import statsd_admin as admin
 from bucky.protocol.statsd_ring import HashRing
 from bucky.protocol.statsd_route import ForwardRouter, pack_lines
@@ -98,11 +99,11 @@ class StatsdProxyInput(InputHandler):
     def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         self.handle(b"\n".join(lines), None, now)
 
-    def open_stream(self, kind: str, addr: Any) -> AdminStream:
-        """A connection to the proxy's management port (listener "admin")."""
-        if kind != "admin":
-            raise NotImplementedError(f"statsd has no {kind!r} TCP listener")
-        return AdminStream(self._answer, self.counters, lambda: None, self._admin_streams)
+    def open_stream(self, kind: str, addr: Any) -> Stream:
+        """A TCP client (lines to forward) or a connection to the proxy's management port."""
+        if kind == ADMIN_STREAM:
+            return AdminStream(self._answer, self.counters, lambda: None, self._admin_streams)
+        return tcp_stream(kind, self.handle_lines, self.cfg, self.counters)
 
     def tick(self, now: float, mono: float | None = None) -> None:
         for node in list(self._pending):
