@@ -59,7 +59,7 @@ class AdminStream:
 
     # --- the stream contract (bucky.inputs.base) --------------------------------------------------
 
-    def feed(self, data: bytes, now: float) -> bool:
+    def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         if self._broken:
             return False
         if self._quit:
