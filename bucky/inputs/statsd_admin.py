@@ -24,6 +24,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bucky.protocol import statsd_admin as admin
+from bucky.protocol.statsd_route import in_first_seen_order
 
 ADMIN_STREAM = "admin"  # the stream kind of the management listener (bucky.daemon.plan)
 MAX_CLIENTS = 32
@@ -159,13 +160,15 @@ class _Query:
 class WorkerAdmin:
     """stats.js's commands, answered by worker 0 of `workers`: `counters`, `timers`, `gauges`,
     `del*` and `stats` are asked of every worker (`ask_others(qid, cmd, params)`; their parts come
-    back through `part()`) and answered merged."""
+    back through `part()`) and answered merged, the keys in the order one process would list
+    them (the order their names were first routed, `first_seen`)."""
 
     def __init__(self, cfg: Any, workers: int, view: Callable[[], Any],
                  last_msg: Callable[[], float], started: float,
                  ask_others: Callable[[int, str, list[str]], None],
-                 counters: Counter[str]) -> None:
+                 counters: Counter[str], first_seen: dict[str, int]) -> None:
         self.cfg = cfg
+        self._first_seen = first_seen  # name -> rank (WorkerRouter.first_seen of worker 0)
         self.workers = workers
         self._view = view  # -> the StatsdAggregator (bucky.aggregate.statsd) of this worker
         self._last_msg = last_msg
@@ -249,17 +252,13 @@ class WorkerAdmin:
                 round(now))
         if cmd == "counters":
             own: dict[str, float] = {}
-            rest: dict[str, float] = {}
-            for mine, theirs in parts:
+            for mine, _ in parts:
                 for k, v in mine.items():
                     own[k] = own.get(k, 0) + v
-                rest.update(theirs)
-            return admin.dump_answer({**own, **rest})
+            users = in_first_seen_order([theirs for _, theirs in parts], self._first_seen)
+            return admin.dump_answer({**own, **users})
         if cmd in ("timers", "gauges"):
-            merged: dict = {}
-            for p in parts:
-                merged.update(p)
-            return admin.dump_answer(merged)
+            return admin.dump_answer(in_first_seen_order(parts, self._first_seen))
         deleted: dict[str, list[str]] = {}
         for p in parts:
             for bucket, names in p.items():

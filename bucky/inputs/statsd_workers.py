@@ -159,7 +159,8 @@ class StatsdWorker(InputHandler):
         self._started = clock()
         self._last_msg = self._started
         self.admin = WorkerAdmin(cfg, n, lambda: self.inner.aggregator, lambda: self._last_msg,
-                                 self._started, self._ask_others, self.counters)
+                                 self._started, self._ask_others, self.counters,
+                                 self.router.first_seen)
         self._admin_streams: set[AdminStream] = set()
         if n == 1:
             self.handle = self._handle_one  # type: ignore[method-assign]
