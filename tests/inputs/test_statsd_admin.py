@@ -130,3 +130,14 @@ def test_connections_beyond_the_limit_are_refused(tmp_path: Path) -> None:
     again = worker.open_stream("admin", ("127.0.0.1", 100))
     assert again.feed(b"health\n", T0) and drain(again) == b"health: up\n"
     ws.close()
+
+
+def test_the_readme_quotes_these_bounds() -> None:
+    from buckyproc import ROOT
+
+    from bucky.inputs.statsd_admin import MAX_LINE
+
+    text = " ".join((ROOT / "README.rst").read_text().split())
+    assert (f"a command of more than {MAX_LINE // 1024} KiB, more than {MAX_COMMANDS_PER_READ} "
+            f"commands in one read, or more than {MAX_OUTPUT >> 20} MiB of answers") in text
+    assert f"at most {MAX_CLIENTS} clients at once" in text
