@@ -120,6 +120,10 @@ class StatsdProxyInput(InputHandler):
             return
         self._closed = True
         self.tick(now)
+        for node, dest in self._dest.items():  # a name that never resolved: its lines are lost
+            if dest.waiting:
+                self._count(node, Delivery(dropped=list(dest.waiting)))
+                dest.waiting.clear()
         if self.health is not None:
             self.health.close()
         self._udp.close()
