@@ -566,8 +566,13 @@ def test_workers_in_the_daemon_flush_what_the_reference_flushes(tmp_path: Path,
                 while time.monotonic() < deadline:
                     done = {ts: f for ts, f in flushes().items()
                             if ts > after and any(k.endswith("numStats") for k in f)}
-                    if done:
-                        ours = done[min(done)]
+                    if done:  # the workers' parts come separately: until it stops growing
+                        ts = min(done)
+                        size = -1
+                        while size != len(flushes()[ts]):
+                            size = len(flushes()[ts])
+                            time.sleep(0.3)
+                        ours = flushes()[ts]
                         break
                     time.sleep(0.05)
                 if ours.get("stats_counts.statsd.metrics_received") == lines:
