@@ -239,7 +239,7 @@ def check_children(cfg: Any) -> None:
 
 
 def check_spool(cfg: Any) -> None:
-    """graphite_spool_dir, when set, exists and is writable (the disk spool, issue 11)."""
+    """graphite_spool_dir, when set, exists and is writable (the disk spool)."""
     from bucky.daemon.outputs.spooled_buffer import spool_dir_problem
 
     problem = spool_dir_problem(cfg)

@@ -54,6 +54,7 @@ from bucky.daemon.plan import (
 )
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
+from bucky.messages import PROCS
 
 log = logging.getLogger("bucky")
 
@@ -362,7 +363,7 @@ class Supervisor:
                   "restarts": len(s.deaths)} for s in self.slots]
         if force or procs != self._http_last or now - self._http_reported >= HTTP_REPORT_INTERVAL:
             self._http_reported, self._http_last = now, procs
-            self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
+            self._http_writer.put((PROCS, {"time": time.time(), "processes": procs}))
 
     def _progress(self) -> None:
         """Move the start or a reload on when the children it waits for have booted."""
