@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bucky import cli
-from bucky.daemon.plan import build_plan
+from bucky.daemon.preflight import preflight
 from bucky.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -202,7 +202,7 @@ def test_plugin_modules_are_found_not_imported(tmp_path, plugin_dir):
     from bucky.config import make_config
 
     cfg = make_config(collectd_python_config=str(conf))
-    build_plan(cfg)  # returns at once
+    preflight(cfg)  # returns at once
     assert "sleepy" not in sys.modules
 
 
@@ -211,7 +211,7 @@ def test_plan_names_the_source(tmp_path):
 
     cfg = make_config(influxdb_enabled=True, influxdb_hosts=["x:y"])
     with pytest.raises(ConfigError, match=r"^<overrides>: influxdb_hosts: expected host:port"):
-        build_plan(cfg)
+        preflight(cfg)
 
 
 def test_start_up_with_a_child_only_error_exits_2_before_binding(tmp_path):
