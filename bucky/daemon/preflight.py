@@ -23,17 +23,15 @@ bound); the plan itself is pure (bucky.daemon.plan).
 from __future__ import annotations
 
 from bucky.config import Config
-from bucky.daemon import statedir
+from bucky.daemon import outputs, statedir
+from bucky.daemon.outputs import spooled
 from bucky.daemon.plan import DaemonPlan, plan_daemon
 from bucky.errors import ConfigError
+from bucky.inputs import collectd, python_plugins
 
 
 def check_components(cfg: Config) -> None:
     """Every component's own check; the first finding is raised (ConfigError)."""
-    from bucky.daemon import outputs
-    from bucky.daemon.outputs import spooled
-    from bucky.inputs import collectd, python_plugins
-
     collectd.check(cfg)
     python_plugins.check(cfg)
     outputs.check(cfg)

@@ -44,6 +44,14 @@ def daemon_identity(cfg: Config) -> tuple[int, int] | None:
     return uid, gid
 
 
+def user_name(uid: int) -> str:
+    """"user NAME (uid N)" for messages; "uid N" when the user has no name."""
+    try:
+        return f"user {pwd.getpwuid(uid).pw_name} (uid {uid})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 def switch_user(cfg: Config) -> None:
     """Switch group (with the user's supplementary groups) and user, in that order."""
     uid, gid = cfg.uid, cfg.gid

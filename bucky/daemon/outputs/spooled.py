@@ -287,7 +287,7 @@ def spool_problem(cfg: Config, *, trial: bool = False, handed_over: bool = False
         if handed_over and exc.errno in (errno.EACCES, errno.EPERM) and not cfg.graphite_spool_dir:
             return None
         given = repr(root) if cfg.graphite_spool_dir else f"{root!r} (<directory>/spool)"
-        user = f" (as uid {os.geteuid()})" if statedir.daemon_identity(cfg) else ""
+        user = f" (as {statedir.user_name(os.geteuid())})" if statedir.daemon_identity(cfg) else ""
         reason = exc.strerror or str(exc)
         if isinstance(exc, SpoolUnavailable) and reason.startswith(f"{root}: "):
             reason = reason[len(root) + 2:]
