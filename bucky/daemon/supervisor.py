@@ -37,7 +37,7 @@ import socket
 import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky import config as config_mod
 from bucky.daemon.backoff import Backoff
@@ -54,6 +54,9 @@ from bucky.daemon.plan import (
 from bucky.daemon.preflight import preflight
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky")
 
@@ -151,7 +154,7 @@ def _child_entry(spec: ChildSpec, foreign: list[socket.socket]) -> None:
 class Reload:
     """A reload in progress: the new generation, and what it replaces."""
 
-    cfg: Any
+    cfg: Config
     plan: DaemonPlan
     sockets: Sockets
     slots: list[Slot]  # the new generation, kept outputs included
@@ -163,7 +166,7 @@ class Reload:
 
 
 class Supervisor:
-    def __init__(self, cfg: Any, config_path: str | None = None,
+    def __init__(self, cfg: Config, config_path: str | None = None,
                  cli_overrides: dict[str, Any] | None = None, *, plan: DaemonPlan | None = None,
                  notifier: Notifier | None = None) -> None:
         self.cfg = cfg
@@ -604,8 +607,8 @@ class Supervisor:
         log.error("reload failed, keeping the running configuration: %s", why)
         self.notifier.ready("running; the last reload failed: " + why)
 
-    def _outputs_unchanged(self, new_cfg: Any, new_plan: DaemonPlan) -> bool:
-        def output_options(cfg: Any) -> dict[str, Any]:
+    def _outputs_unchanged(self, new_cfg: Config, new_plan: DaemonPlan) -> bool:
+        def output_options(cfg: Config) -> dict[str, Any]:
             return {name: getattr(cfg, name) for name in config_mod.OPTION_BY_NAME
                     if name.startswith(_OUTPUT_OPTION_PREFIXES) or name in _OUTPUT_OPTIONS}
 

@@ -85,7 +85,7 @@ class CollectdPipeline:
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: Config,
         counters: Counter[str] | None = None,
         *,
         datasets: Mapping[str, Any] | None = None,
@@ -142,7 +142,7 @@ class CollectdInput(InputHandler):
 
     name = "collectd"
 
-    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
+    def __init__(self, cfg: Config, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         self._wants_records = bool(getattr(sink, "wants_records", False))

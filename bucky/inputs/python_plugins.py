@@ -25,7 +25,6 @@ import importlib.machinery
 import logging
 import sys
 from collections import Counter
-from typing import Any
 
 from bucky.config import Config, option_error
 from bucky.errors import ConfigError
@@ -41,7 +40,7 @@ class PluginHostInput(InputHandler):
 
     name = "python_plugins"
 
-    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
+    def __init__(self, cfg: Config, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         path = cfg.collectd_python_config
