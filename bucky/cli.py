@@ -129,7 +129,7 @@ def preload_modules(cfg: Config) -> None:
               # what a reload's preflight imports (bucky.daemon.preflight), whatever it enables
               "bucky.inputs.collectd", "bucky.aggregate.collectd_names",
               "bucky.plugin_host.host", "codecs", "bucky.daemon.preflight",
-              "bucky.daemon.outputs.spooled", "bucky.inputs.python_plugins"]
+              "bucky.daemon.outputs.spooled_buffer", "bucky.inputs.python_plugins"]
     for kind, enabled in (("collectd", cfg.collectd_enabled), ("statsd", cfg.statsd_enabled),
                           ("metricsd", cfg.metricsd_enabled), ("carbon", cfg.carbon_enabled),
                           ("python_plugins", cfg.collectd_python_config)):
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
-    from bucky.daemon.outputs.spooled import spool_problem
+    from bucky.daemon.outputs.spooled_buffer import spool_problem
 
     problem = spool_problem(cfg)  # makes the spool root, as the user the daemon runs as
     if problem:  # the preflight found none, so the disk changed since: still the config's

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from bucky.addresses import format_address
 from bucky.config import Config
 from bucky.errors import BuckyError
+from bucky.inputs.statsd import TCP_STREAM
 
 if TYPE_CHECKING:
     from bucky.daemon.outputs import OutputFactory
@@ -54,8 +55,8 @@ class ChildPlan:
     title: str  # process title suffix and self-metric process name, e.g. "collectd.1"
     stage: int
     udp: tuple[tuple[str, int], ...] = ()  # (socket name, index in that socket group)
-    tcp: str | None = None  # socket name of a TCP listener
-    streams: tuple[tuple[str, str], ...] = ()  # (stream kind, TCP socket name): open_stream()
+    # (stream kind, TCP socket name): an input's open_stream(kind); the http server's listener
+    streams: tuple[tuple[str, str], ...] = ()
     index: int = 0  # which output factory, for role "output"
 
 
@@ -156,9 +157,8 @@ def input_children(cfg: Config, sockets: list[SocketPlan]) -> list[ChildPlan]:
             continue
         for i in range(sock.count):
             title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
-            tcp = "statsd_tcp" if sock.name == "statsd" and "statsd_tcp" in by_name else None
             children.append(ChildPlan("input", sock.name, title, STAGE_INPUT,
-                                      udp=((sock.name, i),), tcp=tcp,
+                                      udp=((sock.name, i),),
                                       streams=STREAM_LISTENERS.get(sock.name, ())))
     if cfg.collectd_python_config:
         children.append(ChildPlan("input", "python_plugins", "python_plugins", STAGE_INPUT))
@@ -175,8 +175,9 @@ def statsd_children(cfg: Config, tcp: str | None) -> list[ChildPlan]:
     gauge's deltas need); all accept TCP clients (a connection's lines stay in order)."""
     n = statsd_workers(cfg)
     titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
+    streams = ((TCP_STREAM, tcp),) if tcp else ()
     return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),) if i == 0 else (),
-                      tcp=tcp) for i, t in enumerate(titles)]
+                      streams=streams) for i, t in enumerate(titles)]
 
 
 def statsd_mesh(children: list[ChildPlan]) -> list[ChannelPlan]:
@@ -200,7 +201,7 @@ def handover_state(kind: str, title: str, states: dict[str, Any]) -> Any:
 def extra_children(cfg: Config) -> list[ChildPlan]:
     """Children outside the data path: the status server (bucky/http), when enabled."""
     if cfg.http_enabled:
-        return [ChildPlan("http", "http", "http", STAGE_WATCHER, tcp="http")]
+        return [ChildPlan("http", "http", "http", STAGE_WATCHER, streams=(("http", "http"),))]
     return []
 
 

@@ -12,7 +12,7 @@ owns its check (`check(cfg)` beside the code that would otherwise fail at its st
 - inputs: `bucky.inputs.collectd.check` (types.db, converters, auth file),
   `bucky.inputs.python_plugins.check` (the plugin config; modules located, not imported);
 - outputs: `bucky.daemon.outputs.check` (each output's settings),
-  `bucky.daemon.outputs.spooled.check` (the spool folder, as the daemon user);
+  `bucky.daemon.outputs.spooled_buffer.check` (the spool folder, as the daemon user);
 - the folders: `bucky.daemon.statedir` (`directory`, made and handed over as start-up does);
 - the status server: its code loads now, before privileges are dropped.
 A check may touch the disk only to prove start-up would succeed, and removes what it made. The
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from bucky.config import Config
 from bucky.daemon import outputs, statedir
-from bucky.daemon.outputs import spooled
+from bucky.daemon.outputs import spooled_buffer
 from bucky.daemon.plan import DaemonPlan, plan_daemon
 from bucky.errors import ConfigError
 from bucky.inputs import collectd, python_plugins
@@ -38,7 +38,7 @@ def check_components(cfg: Config) -> None:
     with statedir.trial_directory(cfg) as problem:
         if problem:
             raise ConfigError(problem)
-        spooled.check(cfg)
+        spooled_buffer.check(cfg)
     if cfg.http_enabled:  # the status server's code and page load here, while they surely can
         import bucky.http.server  # noqa: F401
 

@@ -72,7 +72,7 @@ def output_factories(cfg: Config) -> list[OutputFactory]:
 
 def check(cfg: Config) -> None:
     """The outputs' own check (the preflight): every configured output can be named and its
-    settings parse; no client is built. The spool has its own (`spooled.check`)."""
+    settings parse; no client is built. The spool has its own (`spooled_buffer.check`)."""
     try:
         output_factories(cfg)
     except ConfigError as exc:

@@ -32,7 +32,7 @@ from typing import Any
 from bucky.config import Config
 from bucky.daemon import statedir
 from bucky.daemon.outputs.buffer import COALESCE_BYTES, _ChunkBuffer
-from bucky.daemon.spool import Spool, SpoolUnavailable, check_directory
+from bucky.daemon.outputs.spool_files import Spool, SpoolUnavailable, check_directory
 from bucky.errors import ConfigError, DecodeError
 from bucky.protocol.graphite import (
     BAD_PICKLE,
