@@ -586,14 +586,15 @@ OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 @typing.dataclass_transform()
 def _option_fields(cls: type[_T]) -> type[_T]:
     """A frozen dataclass whose defaults come from OPTIONS; each field's declared type must be
-    its checker's return type, so the class and the table cannot drift apart."""
+    its checker's return type, so the class and the table cannot drift apart. Fields that are
+    not options (where the value came from) follow them and carry their own defaults."""
     hints = typing.get_type_hints(cls)
-    declared = [name for name in hints if name != "source"]
+    declared = [name for name in hints if not hasattr(cls, name)]  # fields beyond: a default
     if declared != [o.name for o in OPTIONS]:
-        missing = [o.name for o in OPTIONS if o.name not in hints]
+        missing = [f"{o.name}: {field_type(o.check)}" for o in OPTIONS if o.name not in hints]
         extra = [name for name in declared if name not in OPTION_BY_NAME]
-        raise TypeError(f"class Config must declare the options in table order; missing "
-                        f"{missing}, unknown {extra}")
+        raise TypeError(f"class Config must declare every option, without a default, in the "
+                        f"table's order; missing {missing}, not options {extra}")
     for opt in OPTIONS:
         if hints[opt.name] != field_type(opt.check):
             raise TypeError(f"Config.{opt.name} is declared {hints[opt.name]}, its checker "

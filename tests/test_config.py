@@ -207,3 +207,15 @@ def test_config_fields_have_real_types():
     assert types_by_name["statsd_flush_time"] is float
     assert types_by_name["statsd_tcp_port"] == int | None
     assert all(t is not Any for t in types_by_name.values()), types_by_name
+
+
+def test_an_option_without_a_config_field_is_caught_at_import():
+    """A new row in OPTIONS needs its field in class Config, with the checker's type."""
+    fields = {o.name: config.field_type(o.check) for o in config.OPTIONS[:-1]}
+    short = type("Short", (), {"__annotations__": fields})
+    last = config.OPTIONS[-1]
+    with pytest.raises(TypeError, match=f"missing \\['{last.name}: "):
+        config._option_fields(short)
+    wrong = dict(fields, **{last.name: bytes})
+    with pytest.raises(TypeError, match=f"Config.{last.name} is declared <class 'bytes'>"):
+        config._option_fields(type("Wrong", (), {"__annotations__": wrong}))
