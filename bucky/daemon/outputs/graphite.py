@@ -32,21 +32,21 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky.cache import CACHE_GENERATION, CACHE_LIMIT, TwoGenerationCache
-from bucky.daemon.outputs import spooled
+from bucky.daemon.outputs import spooled_buffer
 from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
 from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
 from bucky.daemon.outputs.paths import PathCache
-from bucky.daemon.outputs.spooled import (
+from bucky.daemon.outputs.spool_files import Spool, SpoolUnavailable
+from bucky.daemon.outputs.spooled_buffer import (
     PICKLE,
     PLAINTEXT,
     SpooledBuffer,
     decode_record,
     spool_directory,
 )
-from bucky.daemon.spool import Spool, SpoolUnavailable
 from bucky.errors import DecodeError
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
@@ -58,6 +58,9 @@ from bucky.protocol.placement import (
     normalize_path,
 )
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -78,7 +81,7 @@ def _remove_spool_dir(path: str) -> None:
         pass
 
 
-def graphite_router(cfg: Any) -> Router:
+def graphite_router(cfg: Config) -> Router:
     """The placement of a validated Config's Graphite output (its ``destinations`` are the
     effective ones: ``graphite_destinations``, or ``graphite_ip:graphite_port``); ValueError
     when the combination is not one carbon / carbon-c-relay offers."""
@@ -100,7 +103,7 @@ class GraphiteClient(OutputClient):
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: Config,
         *,
         clock: Callable[[], float] = time.monotonic,
         connect_timeout: float = CONNECT_TIMEOUT,
@@ -122,7 +125,7 @@ class GraphiteClient(OutputClient):
         self._orphans_held: list[str] = []  # removed destinations' spools another process holds
         self._orphans_retry_at = 0.0
         self._orphans_done = not self._spool_on
-        self._spool_root = spooled.spool_root(cfg) if self._spool_on else ""
+        self._spool_root = spooled_buffer.spool_root(cfg) if self._spool_on else ""
         self._spool_max = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0)
         self._groups = _Groups(self.connections)
         self._everyone = (1 << len(self.connections)) - 1
@@ -137,7 +140,7 @@ class GraphiteClient(OutputClient):
         self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix, normalize,
                                 clock=clock)
 
-    def _buffer_for(self, cfg: Any, label: str, clock: Callable[[], float]) -> Any:
+    def _buffer_for(self, cfg: Config, label: str, clock: Callable[[], float]) -> Any:
         """The destination's buffer: memory only, or memory backed by its disk spool."""
         if not self._spool_on:
             return None
@@ -419,7 +422,7 @@ class GraphitePickleClient(GraphiteClient):
     name = "graphite_pickle"
     path_suffix = ""
 
-    def __init__(self, cfg: Any, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic,
                  connect_timeout: float = CONNECT_TIMEOUT,
                  max_age: float = PICKLE_MAX_AGE) -> None:
         super().__init__(cfg, clock=clock, connect_timeout=connect_timeout)
