@@ -1,4 +1,5 @@
-"""Packaging for Bucky: `pip install .` gives the `bucky` and `bucky-dump` commands."""
+"""Packaging for Bucky: `pip install .` gives the `bucky`, `bucky-dump` and `bucky-send` commands
+and the bucky(1) man page."""
 
 import re
 from pathlib import Path
@@ -31,6 +32,7 @@ setup(
         "console_scripts": [
             "bucky = bucky.cli:main",
             "bucky-dump = bucky.dump:main",
+            "bucky-send = bucky.send:main",
         ],
     },
     classifiers=[
