@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphite", action="store_true", default=S,
                    help="with --explain: stdin holds Graphite plaintext lines")
     p.add_argument("--pkts", metavar="FILE", default=S,
-                   help="with --explain: collectd datagrams from FILE (bucky-dump --pkts format)")
+                   help="with --explain: datagrams from FILE: collectd in .pkts (bucky-dump "
+                        "--write), or a pcap (tcpdump -w): collectd, StatsD, MetricsD by port")
     p.add_argument("--check", dest="check", action="store_true",
                    help="check the configuration (everything start-up checks, binding nothing), "
                         "print 'CONFIG: OK' and exit 0, or the error and exit 2")

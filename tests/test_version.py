@@ -23,7 +23,7 @@ _HEADING = re.compile(r"^(\d+\.\d+\.\d+)( \(unreleased\))?$")
 def newest_changes_entry(text: str) -> tuple[str, bool]:
     """(version, released) of the first heading (a line underlined with '=') of CHANGES."""
     lines = text.splitlines()
-    for line, under in zip(lines, lines[1:]):
+    for line, under in zip(lines, lines[1:], strict=False):
         if under.startswith("===") and len(under) >= len(line.strip()) and line.strip():
             match = _HEADING.match(line.strip())
             assert match, f"CHANGES heading {line!r} is not 'X.Y.Z' or 'X.Y.Z (unreleased)'"
