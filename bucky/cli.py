@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "print 'CONFIG: OK' and exit 0, or the error and exit 2")
     p.add_argument("--verbose", "-v", dest="verbose", action="store_true",
                    help="with --check: print the effective configuration and the plan")
+    p.add_argument("--print-systemd-unit", dest="print_systemd_unit", action="store_true",
+                   help="print a systemd unit that runs this bucky with CONFIG_FILE (and may "
+                        "write the folders it names) and exit")
     p.add_argument("--debug", dest="debug", action="store_true", default=S,
                    help="print 'name value timestamp' lines to stdout instead of sending to "
                         "Graphite; DEBUG logging")
@@ -181,7 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     explain = {k: vars(args).pop(k) for k in ("explain", "graphite", "pkts") if k in vars(args)}
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items()
-                                 if k not in ("config_file", "check", "verbose")}
+                                 if k not in ("config_file", "check", "verbose",
+                                              "print_systemd_unit")}
     setup_logging("INFO")
     full_trace = bool(overrides.pop("full_trace", False))
     try:
@@ -202,6 +206,11 @@ def main(argv: list[str] | None = None) -> int:
                   wants_timestamps(cfg.log_timestamps))
     for warning in warnings:
         log.warning("%s", warning)
+    if args.print_systemd_unit:
+        from bucky.systemd_unit import render, running_bucky
+
+        print(render(cfg, args.config_file, running_bucky()), end="")
+        return 0
     if args.check:
         if args.verbose:
             for line in effective_config(cfg) + [f"# {line}" for line in plan.describe()]:
