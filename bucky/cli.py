@@ -50,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--print-systemd-unit", dest="print_systemd_unit", action="store_true",
                    help="print a systemd unit that runs this bucky with CONFIG_FILE (and may "
                         "write the folders it names) and exit")
+    p.add_argument("--print-man-page", dest="print_man_page", action="store_true",
+                   help="print the bucky(1) man page (roff) and exit")
     p.add_argument("--debug", dest="debug", action="store_true", default=S,
                    help="print 'name value timestamp' lines to stdout instead of sending to "
                         "Graphite; DEBUG logging")
@@ -182,10 +184,15 @@ def preload_modules(cfg: Any) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.print_man_page:
+        from bucky.manpage import render
+
+        sys.stdout.write(render())
+        return 0
     explain = {k: vars(args).pop(k) for k in ("explain", "graphite", "pkts") if k in vars(args)}
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items()
                                  if k not in ("config_file", "check", "verbose",
-                                              "print_systemd_unit")}
+                                              "print_systemd_unit", "print_man_page")}
     setup_logging("INFO")
     full_trace = bool(overrides.pop("full_trace", False))
     try:
