@@ -123,6 +123,10 @@ def send_tcp(host: str, port: int, data: bytes, timeout: float = 5.0) -> None:
         sock.shutdown(socket.SHUT_WR)  # carbon reads to the end of the stream
 
 
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}" + ("" if number == 1 else "s")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bucky-send",
@@ -170,10 +174,10 @@ def main(argv: list[str] | None = None, stdin: IO[str] | None = None,
     try:
         if args.protocol == "carbon":
             send_tcp(args.host, port, payload)
-            what = f"{len(lines)} lines over TCP"
+            what = f"{_count(len(lines), 'line')} over TCP"
         else:
             send_udp(args.host, port, datagrams)
-            what = f"{len(lines)} lines in {len(datagrams)} datagrams over UDP"
+            what = f"{_count(len(lines), 'line')} in {_count(len(datagrams), 'datagram')} over UDP"
     except OSError as exc:
         print(f"bucky-send: cannot send to {args.host} port {port}: {exc}", file=sys.stderr)
         return EXIT_SEND_FAILED

@@ -60,7 +60,7 @@ def test_statsd_and_collectd_arrive_over_udp() -> None:
         out = io.StringIO()
         assert send.main(["statsd", "app.hits:1|c", "--port", port], stdout=out) == 0
         assert receiver.recv(65535) == b"app.hits:1|c"
-        assert "sent 1 lines in 1 datagrams over UDP to 127.0.0.1 port" in out.getvalue()
+        assert "sent 1 line in 1 datagram over UDP to 127.0.0.1 port" in out.getvalue()
         assert send.main(["collectd", "h/p/gauge 3", "--port", port], stdout=out) == 0
         (record,) = collectd.decode(receiver.recv(65535)).records
         assert (record.host, record.plugin, record.values) == ("h", "p", ((GAUGE, 3.0),))
