@@ -31,11 +31,18 @@ import math
 import os
 import sys
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import IO, Any
 
 from bucky.protocol import statsd
-from bucky.protocol.capture import CaptureError, Pcap, is_pcap, pkts_record, split_pkts
+from bucky.protocol.capture import (
+    LINK_TYPES,
+    CaptureError,
+    Pcap,
+    is_pcap,
+    pkts_record,
+    split_pkts,
+)
 from bucky.protocol.statsd import StatsdMetric
 from bucky.reader import DEFAULT_PORT, Decoder, Notification, Reader, Values, interpret_record
 
@@ -47,21 +54,30 @@ def read_pkts(stream: IO[bytes]) -> Iterator[bytes]:
     return split_pkts(stream.read())
 
 
-def read_capture(stream: IO[bytes], ports: Collection[int] | None
+def read_capture(stream: IO[bytes], ports: Collection[int] | None,
+                 report: Callable[[str], None] | None = None
                  ) -> Iterator[tuple[bytes, dict[str, Any]]]:
     """(datagram, where) of a `.pkts` or pcap capture; from a pcap only the UDP datagrams sent to
-    one of `ports` (None: every port)."""
+    one of `ports` (None: every port), and at the end a summary line to `report` (what was read
+    and skipped: an empty dump with a wrong --port then says why)."""
     data = stream.read()
     if not is_pcap(data):
         for index, datagram in enumerate(split_pkts(data)):
             yield datagram, {"packet": index}
         return
     capture = Pcap(data)
-    index = 0
+    index = others = 0
     for packet in capture.udp():
         if ports is None or packet.destination[1] in ports:
             yield packet.payload, {"packet": index, "from": packet.sender}
             index += 1
+        else:
+            others += 1
+    if report is not None:
+        wanted = "any port" if ports is None else "port " + ", ".join(map(str, sorted(ports)))
+        skipped = "".join(f", {n} {reason}" for reason, n in sorted(capture.skipped.items()))
+        report(f"pcap ({LINK_TYPES[capture.link_type]}): {capture.packets} packets, {index} UDP "
+               f"datagrams to {wanted}, {others} to other ports{skipped}")
 
 
 class Recorder:
@@ -299,10 +315,15 @@ def _open_binary(path: str) -> IO[bytes]:
     return sys.stdin.buffer if path == "-" else open(path, "rb")
 
 
-def _dump_pkts(dumper: Dumper, path: str, count: int | None, port: int) -> None:
+def _dump_pkts(dumper: Dumper, path: str, count: int | None, port: int, err: IO[str]) -> None:
     stream = _open_binary(path)
+
+    def report(line: str) -> None:
+        print(f"bucky-dump: {line}", file=err)
+
     try:
-        for index, (datagram, where) in enumerate(read_capture(stream, port and (port,) or None)):
+        captured = read_capture(stream, (port,) if port else None, report)
+        for index, (datagram, where) in enumerate(captured):
             if count is not None and index >= count:
                 return
             dumper.datagram(datagram, where)
@@ -362,7 +383,7 @@ def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
         recorder = Recorder(args.write) if args.write is not None else None
         dumper = Dumper(printer, decoder, recorder)
         if args.pkts is not None:
-            _dump_pkts(dumper, args.pkts, args.count, _port(args))
+            _dump_pkts(dumper, args.pkts, args.count, _port(args), err)
         elif args.lines is not None:
             _dump_lines(dumper, args.lines, args.count)
         else:

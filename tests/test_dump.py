@@ -334,6 +334,8 @@ def test_a_pcap_capture_is_read_by_destination_port(tmp_path):
     collectd_out = run_dump("--pkts", str(capture))
     assert collectd_out.stdout.splitlines() == [
         "[7] web/load/load [(1, 0.5), (1, 0.5), (1, 0.5)]"]
+    assert statsd.stderr == ("bucky-dump: pcap (Ethernet): 3 packets, 1 UDP datagrams to port "
+                             "8125, 2 to other ports\n")
     other = run_dump("--statsd", "--pkts", str(capture), "--port", "9999")
     assert other.stdout.splitlines() == ["counter other 1.0"]
     every = run_dump("--statsd", "--pkts", str(capture), "--port", "0")
