@@ -52,7 +52,9 @@ def test_the_rule() -> None:
 def test_the_version_is_the_newest_changes_entry() -> None:
     changes = (ROOT / "CHANGES").read_text(encoding="utf-8")
     assert version_matches_changes(bucky.__version__, changes), (
-        bucky.__version__, newest_changes_entry(changes))
+        f"bucky/__init__.py says {bucky.__version__}, CHANGES' newest entry is "
+        f"{newest_changes_entry(changes)}: set __version__ to it (X.Y.Z.dev0 while unreleased), "
+        "then python -m bucky --print-man-page > docs/bucky.1")
 
 
 def test_bucky_version_and_the_package_metadata_say_the_same() -> None:
