@@ -55,6 +55,7 @@ from bucky.daemon.plan import (
 from bucky.daemon.preflight import preflight
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers, report_receive_buffers
 from bucky.errors import BuckyError, ConfigError
+from bucky.messages import PROCS
 
 if TYPE_CHECKING:
     from bucky.config import Config
@@ -371,7 +372,7 @@ class Supervisor:
                   "restarts": len(s.deaths)} for s in self.slots]
         if force or procs != self._http_last or now - self._http_reported >= HTTP_REPORT_INTERVAL:
             self._http_reported, self._http_last = now, procs
-            self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
+            self._http_writer.put((PROCS, {"time": time.time(), "processes": procs}))
 
     def _progress(self) -> None:
         """Move the start or a reload on when the children it waits for have booted."""
