@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky.daemon.backoff import Backoff
 from bucky.daemon.outputs.base import BUSY_POLL, OutputClient
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -28,7 +31,7 @@ class CustomClientAdapter(OutputClient):
 
     TICK_EVERY = 1.0
 
-    def __init__(self, cls: type, cfg: Any, *, name: str | None = None,
+    def __init__(self, cls: type, cfg: Config, *, name: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.name = name or f"custom_{cls.__name__}"
@@ -47,8 +50,8 @@ class CustomClientAdapter(OutputClient):
             except Exception as exc:
                 self._backoff.failure(now)
                 self.counters["errors.init"] += 1
-                self._ratelog.error("init", "%s: %s(cfg, None) failed: %r; retrying in %.0f s",
-                                    self.name, self._cls.__name__, exc,
+                self._ratelog.error("init", "%s(cfg, None) failed: %r; retrying in %.0f s",
+                                    self._cls.__name__, exc,
                                     self._backoff.current_delay())
         return self._instance
 
@@ -70,8 +73,8 @@ class CustomClientAdapter(OutputClient):
         self.counters["sent"] += len(samples) - errors
         if errors:
             self.counters["errors"] += errors
-            self._ratelog.error("send", "%s: send() failed for %d of %d samples, last: %r",
-                                self.name, errors, len(samples), error)
+            self._ratelog.error("send", "send() failed for %d of %d samples, last: %r",
+                                errors, len(samples), error)
 
     def notify(self, notification: Any) -> None:
         client = self._client(self._clock())
@@ -83,7 +86,7 @@ class CustomClientAdapter(OutputClient):
             self.counters["notifications"] += 1
         except Exception as exc:
             self.counters["errors"] += 1
-            self._ratelog.error("notify", "%s: notify() failed: %r", self.name, exc)
+            self._ratelog.error("notify", "notify() failed: %r", exc)
 
     def poll(self, now: float) -> float:
         client = self._client(now)
@@ -95,7 +98,7 @@ class CustomClientAdapter(OutputClient):
                 client.tick()
             except Exception as exc:
                 self.counters["errors"] += 1
-                self._ratelog.error("tick", "%s: tick() failed: %r", self.name, exc)
+                self._ratelog.error("tick", "tick() failed: %r", exc)
         return max(0.0, self._next_tick - now)
 
     def close(self) -> None:
@@ -104,6 +107,6 @@ class CustomClientAdapter(OutputClient):
             try:
                 client.close()
             except Exception as exc:
-                log.error("%s: close() failed: %r", self.name, exc)
+                log.error("close() failed: %r", exc)
 
 

@@ -5,14 +5,17 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING
 
+from bucky.cache import TwoGenerationCache
 from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL, OutputClient
-from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT
 from bucky.daemon.outputs.udp import Delivery, UdpDestination, UdpSender
 from bucky.errors import ConfigError
 from bucky.protocol.influxdb import influx_prefix, influx_timestamp_ns, pack_lines
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -44,6 +47,11 @@ def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 
+def _prefix_of(key: tuple) -> str:
+    """The line-protocol prefix of a (host, name) pair (cached per pair by the client)."""
+    return influx_prefix(*key)
+
+
 class InfluxDBClient(OutputClient):
     """Bucky 2's InfluxDB output: UDP line protocol `name,host=h value=v ts_ns` to every host.
 
@@ -55,7 +63,7 @@ class InfluxDBClient(OutputClient):
 
     name = "influxdb"
 
-    def __init__(self, cfg: Any, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic,
                  max_datagram: int = INFLUX_MAX_DATAGRAM) -> None:
         super().__init__()
         self._clock = clock
@@ -64,7 +72,7 @@ class InfluxDBClient(OutputClient):
             UdpDestination(*parse_host_port(h, INFLUX_DEFAULT_PORT), INFLUX_RESOLVE_EVERY,
                            INFLUX_UNRESOLVED_QUEUE) for h in cfg.influxdb_hosts
         ]
-        self._prefixes: dict[tuple, str] = {}
+        self._prefixes: TwoGenerationCache[tuple, str] = TwoGenerationCache(_prefix_of)
         self._udp = UdpSender()
         self._ratelog = RateLimitedLog(log, 60.0, clock)
 
@@ -79,12 +87,7 @@ class InfluxDBClient(OutputClient):
                 if number != number or number in (float("inf"), float("-inf")):
                     invalid += 1
                     continue
-                key = (host, name)
-                prefix = prefixes.get(key)
-                if prefix is None:
-                    if len(prefixes) >= PATH_CACHE_LIMIT:
-                        prefixes.clear()
-                    prefix = prefixes[key] = influx_prefix(host, name)
+                prefix = prefixes[(host, name)]
                 lines.append(f"{prefix}{number!r} {influx_timestamp_ns(timestamp)}")
             except Exception:
                 invalid += 1
@@ -115,7 +118,7 @@ class InfluxDBClient(OutputClient):
         counters = self.counters
         if result.resolve_error is not None:
             counters["resolve_failures"] += 1
-            self._ratelog.warning("resolve:" + dest.host, "influxdb: %s", result.resolve_error)
+            self._ratelog.warning("resolve:" + dest.host, "%s", result.resolve_error)
         if result.sent:
             counters["bytes_sent"] += sum(map(len, result.sent))
         if result.displaced:
@@ -125,10 +128,9 @@ class InfluxDBClient(OutputClient):
         if result.failed:
             counters["errors"] += result.failed
             if result.no_socket:
-                self._ratelog.error("socket", "influxdb: cannot open a UDP socket: %s",
-                                    result.error)
+                self._ratelog.error("socket", "cannot open a UDP socket: %s", result.error)
             else:
-                self._ratelog.warning("send:" + dest.host, "influxdb: sending to %s:%d: %s",
+                self._ratelog.warning("send:" + dest.host, "sending to %s:%d: %s",
                                       dest.host, dest.port, result.error)
 
     def close(self) -> None:
