@@ -13,7 +13,7 @@ import pytest
 from statsd_workers_harness import Workers
 
 from bucky.config import make_config
-from bucky.daemon.plan import build_plan
+from bucky.daemon.plan import plan_daemon
 from bucky.inputs import statsd_admin
 from bucky.inputs.statsd_admin import MAX_CLIENTS, MAX_COMMANDS_PER_READ, MAX_OUTPUT
 
@@ -46,7 +46,7 @@ def drain(stream: Any) -> bytes:
 
 def test_the_admin_listener_is_in_the_socket_plan(tmp_path: Path) -> None:
     for workers, forward in ((1, ()), (3, ()), (1, ("127.0.0.1:8125",))):
-        plan = build_plan(config(tmp_path, statsd_admin_ip="127.0.0.2", statsd_workers=workers,
+        plan = plan_daemon(config(tmp_path, statsd_admin_ip="127.0.0.2", statsd_workers=workers,
                                  statsd_forward=forward))
         sock = plan.socket("statsd_admin")
         assert sock is not None and (sock.proto, sock.host, sock.port) == ("tcp", "127.0.0.2",
@@ -54,9 +54,9 @@ def test_the_admin_listener_is_in_the_socket_plan(tmp_path: Path) -> None:
         statsd = [c for c in plan.children if c.kind == "statsd"]
         assert statsd[0].streams == (("admin", "statsd_admin"),)
         assert all(c.streams == () for c in statsd[1:])
-    plan = build_plan(make_config(directory=str(tmp_path)))
+    plan = plan_daemon(make_config(directory=str(tmp_path)))
     assert plan.socket("statsd_admin") is None
-    assert "socket statsd_admin: TCP 127.0.0.2:18126" in build_plan(
+    assert "socket statsd_admin: TCP 127.0.0.2:18126" in plan_daemon(
         config(tmp_path, statsd_admin_ip="127.0.0.2")).describe()
 
 
