@@ -351,6 +351,18 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return check
 
 
+def int_choice(*choices: int) -> Callable[[Any], int]:
+    desc = " or ".join(str(c) for c in choices)
+
+    def check(v: Any) -> int:
+        n = _number(v, int, desc)
+        if n not in choices:
+            raise Invalid(f"expected {desc}")
+        return n
+
+    return check
+
+
 def self_metrics_prefix(v: Any) -> str:
     """A dotted prefix where `{host}` stands for the short host name."""
     form = "expected a dotted name, '{host}' standing for the short host name (e.g. 'bucky.{host}')"
@@ -441,6 +453,9 @@ OPTIONS: tuple[Option, ...] = (
     _O("http_port", 8127, port, "HTTP status server TCP port"),
     _O("http_history_seconds", 600.0, float_min(0, False),
        "how long the status page keeps the series it saw"),
+    _O("http_degraded_status", 200, int_choice(200, 503),
+       "what /health answers while degraded (a destination unreachable, the spool in use): "
+       "200 or 503"),
     # sentry (Bucky 2; needs the sentry-sdk package when enabled)
     _O("sentry_enabled", False, boolean, "report errors to Sentry (needs sentry-sdk)"),
     _O("sentry_dsn", None, optional(text), "Sentry DSN"),
