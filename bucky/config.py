@@ -585,7 +585,10 @@ OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 Config = dataclasses.make_dataclass(
     "Config",
     [(o.name, field_type(o.check), dataclasses.field(default=o.default)) for o in OPTIONS]
-    + [("source", str, dataclasses.field(default="<defaults>"))],
+    + [("source", str, dataclasses.field(default="<defaults>")),
+       # the options the config file or the command line set (a default port that is taken is
+       # only a warning for the status server; one the operator chose is an error)
+       ("given", frozenset, dataclasses.field(default=frozenset()))],
     frozen=True,
 )
 Config.__module__ = __name__  # so pickle finds it here
@@ -643,7 +646,8 @@ def validate(raw: Mapping[str, Any], source: str = "<defaults>", *,
             raise ConfigError(f"{where}: {opt.name}: {exc}, got {_short_repr(given)}") from None
     for name, message in _cross_checks(values):
         raise ConfigError(f"{origins.get(name, source)}: {name}: {message}")
-    return Config(source=source, **values)
+    return Config(source=source, given=frozenset(n for n in raw if n in OPTION_BY_NAME),
+                  **values)
 
 
 def make_config(**overrides: Any) -> Any:

@@ -120,8 +120,12 @@ def child_main(spec: ChildSpec) -> None:
         state = runner.run()
         if flags.reload:
             ctrl.send(("state", state))
-    except Exception:
+    except Exception as exc:
         log.exception("%s crashed", spec.title)
+        try:  # the supervisor names the cause when it restarts (or gives up on) this child
+            ctrl.send(("crashed", f"{exc.__class__.__name__}: {exc}"[:500]))
+        except Exception:
+            pass
         sys.stderr.flush()
         os._exit(4)
     sys.stdout.flush()
