@@ -47,7 +47,7 @@ def test_six_carbon_datagrams_no_longer_stop_the_daemon(tmp_path) -> None:
     try:
         http_pid = bucky.child_pids()["bucky: http"]
         # One datagram every half second for 20 s: enough for six deaths in 60 s before.
-        for i in range(40):
+        for _ in range(40):
             datagram = f"crash.http 1{'0' * 400} {int(time.time())}\n".encode()
             with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
                 s.sendto(datagram, ("127.0.0.1", bucky.options["carbon_line_port"]))
