@@ -257,7 +257,7 @@ class Supervisor:
         kept = {slot.spec.title: slot for slot in keep or []}
         slots: dict[str, Slot] = {}
         for child in plan.children:
-            if child.tcp and child.tcp not in sockets.tcp and not child.essential:
+            if not child.essential and any(name not in sockets.tcp for _, name in child.streams):
                 continue  # its optional socket could not be bound (bind_all warned)
             if child.role == "output" and child.title in kept:
                 slot = kept[child.title]
@@ -266,7 +266,6 @@ class Supervisor:
                 spec = ChildSpec(
                     child.role, child.kind, child.title, plan.cfg, index=child.index,
                     udp=[sockets.udp[name][i] for name, i in child.udp],
-                    tcp=sockets.tcp.get(child.tcp) if child.tcp else None,
                     streams=[(kind, sockets.tcp[name]) for kind, name in child.streams],
                 )
                 slot = Slot(spec, child.stage, essential=child.essential)
@@ -296,8 +295,7 @@ class Supervisor:
         return list(self.slots) + new
 
     def _foreign_sockets(self, spec: ChildSpec) -> list[socket.socket]:
-        mine = {id(s) for s in spec.udp} | ({id(spec.tcp)} if spec.tcp is not None else set())
-        mine |= {id(listener) for _, listener in spec.streams}
+        mine = {id(s) for s in spec.udp} | {id(listener) for _, listener in spec.streams}
         held: dict[int, socket.socket] = {}
         for socks in (self.sockets, self.reload.sockets if self.reload else None):
             if socks is not None:
