@@ -6,15 +6,23 @@ through `Process.sentinel` and their control pipes, never SIGCHLD, and the loop 
 waiting for one: a child's boot ("ready", "error", death, or BOOT_TIMEOUT) is an event like a
 signal, so a SIGTERM during a slow boot is acted on at once.
 
-What runs comes from a `Plan` (bucky.daemon.plan): built and checked before anything is bound, so
+What runs comes from a `DaemonPlan` (bucky.daemon.preflight): checked before anything is bound, so
 a config that a child would refuse is refused here. A child that dies unexpectedly is restarted
-after a `Backoff` delay, reusing its sockets and channels; one that cannot boot at start-up, or
-dies too often, halts the daemon with a non-zero exit so the init system takes over. Shutdown is
+after a `Backoff` delay, reusing its sockets and channels (its last words, a ("crashed", why)
+on its control pipe, name the cause). Essential children (inputs, processor, outputs) that
+cannot boot at start-up, or die too often, halt the daemon with a non-zero exit so the init
+system takes over; an auxiliary child (the status server) is given up on instead (one ERROR
+line, the `given_up` self-metric, tried again after AUX_RETRY_DELAY): it never stops relaying,
+and its optional default port being taken is a warning, not an error. Shutdown is
 ordered: inputs, then the processor, then the outputs, each given `process_join_timeout` before
 being killed (a child still booting holds no data and is killed at once).
 
-Reload (SIGHUP): the new config is loaded, its plan built and its new sockets bound before the
-running children are touched; any failure is one log line and the running config stays. Then:
+Reload (SIGHUP): the new config is first evaluated and preflighted in a short-lived child
+(`_check_config`, RELOAD_CHECK_TIMEOUT), while the loop goes on: a config file is Python, and
+whatever it raises or however long it sleeps only ends that child (a SIGTERM meanwhile is acted on
+at once). Once it passed, the supervisor loads it (under the same time limit, catching anything),
+builds its plan and binds its new sockets before the running children are touched; any failure is
+one log line and the running config stays. Then:
 - outputs whose options and inputs are unchanged keep running (with what they buffer); the old
   inputs hand their state over and stop, the old processor drains and stops, the new processor
   and inputs start;
@@ -23,7 +31,8 @@ running children are touched; any failure is one log line and the running config
   (the kernel buffers what arrives meanwhile); once those are up the old processor and outputs
   drain and stop. A new output or processor that cannot boot cancels the reload.
 sd_notify (bucky.daemon.notify) reports READY=1, RELOADING=1, STOPPING=1 and STATUS= lines.
-The supervisor never touches a sample.
+The supervisor never touches a sample; its own counters (restarts, given_up, reloads) go to the
+outputs as self-metrics over a channel of its own into each.
 """
 
 from __future__ import annotations
@@ -37,7 +46,7 @@ import socket
 import time
 from collections import Counter, deque
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky import config as config_mod
 from bucky.daemon.backoff import Backoff
@@ -48,14 +57,17 @@ from bucky.daemon.plan import (
     STAGE_INPUT,
     STAGE_OUTPUT,
     STAGE_PROCESSOR,
-    Plan,
-    build_plan,
+    DaemonPlan,
     handover_state,
 )
+from bucky.daemon.preflight import preflight
 from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
 from bucky.daemon.sink import SELF_METRICS
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky")
 
@@ -123,7 +135,8 @@ class Sockets:
                 s.close()
 
 
-def bind_all(plan: Plan, reuse: Sockets | None = None, old: Plan | None = None) -> Sockets:
+def bind_all(plan: DaemonPlan, reuse: Sockets | None = None,
+             old: DaemonPlan | None = None) -> Sockets:
     """Bind every socket of the plan; those whose address did not change since `old` are reused."""
     socks = Sockets({}, {})
     try:
@@ -166,8 +179,8 @@ def _child_entry(spec: ChildSpec, foreign: list[socket.socket]) -> None:
 class Reload:
     """A reload in progress: the new generation, and what it replaces."""
 
-    cfg: Any
-    plan: Plan
+    cfg: Config
+    plan: DaemonPlan
     sockets: Sockets
     slots: list[Slot]  # the new generation, kept outputs included
     channels: list[Channel]
@@ -200,7 +213,7 @@ def _check_config(path: str | None, overrides: dict[str, Any], conn: Connection)
     result: tuple
     try:
         cfg, _ = config_mod.load(path, overrides)
-        build_plan(cfg)
+        preflight(cfg)
         result = ("ok",)
     except ConfigError as exc:
         result = ("error", str(exc))
@@ -214,13 +227,13 @@ def _check_config(path: str | None, overrides: dict[str, Any], conn: Connection)
 
 
 class Supervisor:
-    def __init__(self, cfg: Any, config_path: str | None = None,
-                 cli_overrides: dict[str, Any] | None = None, *, plan: Plan | None = None,
+    def __init__(self, cfg: Config, config_path: str | None = None,
+                 cli_overrides: dict[str, Any] | None = None, *, plan: DaemonPlan | None = None,
                  notifier: Notifier | None = None) -> None:
         self.cfg = cfg
         self.config_path = config_path
         self.cli_overrides = cli_overrides or {}
-        self.plan = plan if plan is not None else build_plan(cfg)
+        self.plan = plan if plan is not None else preflight(cfg)
         self.slots: list[Slot] = []
         self.channels: list[Channel] = []
         self.signals: deque[int] = deque()
@@ -247,7 +260,7 @@ class Supervisor:
     def bind(self) -> None:
         self.sockets = bind_all(self.plan)
 
-    def _materialize(self, plan: Plan, sockets: Sockets, keep: list[Slot] | None = None,
+    def _materialize(self, plan: DaemonPlan, sockets: Sockets, keep: list[Slot] | None = None,
                      old_channels: list[Channel] | None = None
                      ) -> tuple[list[Slot], list[Channel], list[Channel]]:
         """Slots and channels for a plan: (slots in start order, channels, old channels left
@@ -713,7 +726,7 @@ class Supervisor:
         log.error("reload failed, keeping the running configuration: %s", why)
         self.notifier.ready("running; the last reload failed: " + why)
 
-    def _load_new_config(self) -> tuple[Any, list[str], Plan]:
+    def _load_new_config(self) -> tuple[Config, list[str], DaemonPlan]:
         """The config again, in the supervisor (the children need its functions and classes);
         it just evaluated in the check's child, and a time limit still guards this run."""
         def on_alarm(signum: int, frame: object) -> None:
@@ -724,7 +737,7 @@ class Supervisor:
         signal.setitimer(signal.ITIMER_REAL, RELOAD_CHECK_TIMEOUT)
         try:
             new_cfg, warnings = config_mod.load(self.config_path, self.cli_overrides)
-            return new_cfg, warnings, build_plan(new_cfg)
+            return new_cfg, warnings, preflight(new_cfg)
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
@@ -830,8 +843,8 @@ class Supervisor:
         self._prune_self_channels()
         self._reload_failed(why)
 
-    def _outputs_unchanged(self, new_cfg: Any, new_plan: Plan) -> bool:
-        def output_options(cfg: Any) -> dict[str, Any]:
+    def _outputs_unchanged(self, new_cfg: Config, new_plan: DaemonPlan) -> bool:
+        def output_options(cfg: Config) -> dict[str, Any]:
             return {name: getattr(cfg, name) for name in config_mod.OPTION_BY_NAME
                     if name.startswith(_OUTPUT_OPTION_PREFIXES) or name in _OUTPUT_OPTIONS}
 

@@ -7,7 +7,7 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL, OutputClient
 from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT
@@ -15,6 +15,9 @@ from bucky.daemon.outputs.resolver import Resolver
 from bucky.errors import ConfigError
 from bucky.protocol.influxdb import influx_prefix, influx_timestamp_ns, pack_lines
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -68,7 +71,7 @@ class InfluxDBClient(OutputClient):
 
     name = "influxdb"
 
-    def __init__(self, cfg: Any, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic,
                  max_datagram: int = INFLUX_MAX_DATAGRAM) -> None:
         super().__init__()
         self._clock = clock
