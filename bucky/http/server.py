@@ -122,7 +122,8 @@ class StatusHandler(BaseHTTPRequestHandler):
     timeout = REQUEST_TIMEOUT  # per socket operation; also how long a silent client is kept
 
     def setup(self) -> None:
-        super().setup()
+        super().setup()  # the socket's timeout, the writer
+        self.rfile.close()  # the head was read already: the handler reads it from memory
         self.rfile = io.BytesIO(self.server.take_head(self.request))
 
     def do_GET(self) -> None:
