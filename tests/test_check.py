@@ -315,6 +315,9 @@ AGREE = {
         "graphite_destinatons = ['10.0.0.1:2003']\n", None,
         "graphite_destinatons: unknown option (did you mean 'graphite_destinations'? a name of "
         "your own must start with '_')"),
+    "uid without a user entry and no gid": (
+        "directory = '{shared}/state'\nuid = {nouser}\n", None,
+        "gid: expected a group for uid {nouser}, which has no user entry to take one from"),
     "auth file without users": (
         "collectd_enabled = True\ncollectd_port = {port}\ncollectd_security_level = 'Sign'\n"
         "collectd_auth_file = '{shared}/a-file'\n", None,
@@ -333,8 +336,9 @@ def test_check_and_start_agree_on_bad_configs(shared_dir, case):
     lines, user, expected = AGREE[case]
     if user == "skip":
         pytest.skip("a uid other than ours needs root")
-    fill = {"shared": shared_dir, "port": free_port(),
-            "nobody": pwd.getpwnam("nobody").pw_uid}
+    taken = {user.pw_uid for user in pwd.getpwall()}
+    fill = {"shared": shared_dir, "port": free_port(), "nobody": pwd.getpwnam("nobody").pw_uid,
+            "nouser": next(uid for uid in range(40000, 60000) if uid not in taken)}
     config = shared_dir / "config.py"
     config.write_text(f"statsd_port = {free_port()}\ncollectd_enabled = False\n"
                       "metricsd_enabled = False\nhttp_enabled = False\n"

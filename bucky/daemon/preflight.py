@@ -13,7 +13,8 @@ owns its check (`check(cfg)` beside the code that would otherwise fail at its st
   `bucky.inputs.python_plugins.check` (the plugin config; modules located, not imported);
 - outputs: `bucky.daemon.outputs.check` (each output's settings),
   `bucky.daemon.outputs.spooled_buffer.check` (the spool folder, as the daemon user);
-- the folders: `bucky.daemon.statedir` (`directory`, made and handed over as start-up does);
+- the user and folders: `bucky.daemon.statedir` (the `uid`/`gid` pair; `directory`, made and
+  handed over as start-up does);
 - the status server: its code loads now, before privileges are dropped.
 A check may touch the disk only to prove start-up would succeed, and removes what it made. The
 processor and custom clients were imported by bucky.config. Ports are not probed (nothing is
@@ -35,6 +36,7 @@ def check_components(cfg: Config) -> None:
     collectd.check(cfg)
     python_plugins.check(cfg)
     outputs.check(cfg)
+    statedir.check_identity(cfg)
     with statedir.trial_directory(cfg) as problem:
         if problem:
             raise ConfigError(problem)

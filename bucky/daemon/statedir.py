@@ -24,24 +24,32 @@ import pwd
 from collections.abc import Callable, Iterator
 
 from bucky.config import Config
-from bucky.errors import BuckyError
+from bucky.errors import BuckyError, ConfigError
 
 log = logging.getLogger("bucky")
 
 
-def daemon_identity(cfg: Config) -> tuple[int, int] | None:
-    """(uid, gid) start-up switches to, or None when it stays who it is."""
+def daemon_identity(cfg: Config) -> tuple[int, int | None] | None:
+    """(uid, gid) start-up switches to, or None when it stays who it is. The gid is the user's
+    own group unless `gid` is set; None for a uid without a user entry (`switch_user` refuses
+    that rather than keep this process's group)."""
     if cfg.uid is None and cfg.gid is None:
         return None
     uid = cfg.uid if cfg.uid is not None else os.geteuid()
     if cfg.gid is not None:
-        gid = cfg.gid
-    else:
-        try:
-            gid = pwd.getpwuid(uid).pw_gid
-        except KeyError:
-            gid = os.getegid()
-    return uid, gid
+        return uid, cfg.gid
+    try:
+        return uid, pwd.getpwuid(uid).pw_gid
+    except KeyError:
+        return uid, None
+
+
+def check_identity(cfg: Config) -> None:
+    """The user to switch to is complete: a `uid` without a user entry needs `gid` too."""
+    identity = daemon_identity(cfg)
+    if identity is not None and identity[1] is None:
+        raise ConfigError(f"{cfg.source}: gid: expected a group for uid {identity[0]}, which has "
+                          "no user entry to take one from")
 
 
 def user_name(uid: int) -> str:
@@ -59,6 +67,8 @@ def switch_user(cfg: Config) -> None:
     if identity is None:
         return
     target_gid = identity[1]
+    if target_gid is None:
+        raise BuckyError(f"cannot switch to uid={uid} gid={gid}: no user has uid {uid}; set gid")
     try:
         if uid is not None:
             try:
@@ -91,8 +101,9 @@ def as_daemon_user(cfg: Config, check: Callable[[], str | None]) -> str | None:
             switch_user(cfg)
             os.write(write_end, (check() or "").encode()[:16384])
         except BaseException as exc:  # noqa: B036 -- whatever happens, the child must exit here
+            what = str(exc) if isinstance(exc, BuckyError) else f"{type(exc).__name__}: {exc}"
             with contextlib.suppress(BaseException):
-                os.write(write_end, f"{exc.__class__.__name__}: {exc}".encode()[:16384])
+                os.write(write_end, what.encode()[:16384])
             status = 1
         finally:
             os._exit(status)
