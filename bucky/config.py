@@ -771,8 +771,8 @@ def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
                          "expected a number >= graphite_reconnect_delay"))
     if values["graphite_enabled"]:
         # graphite_destinations' own checker already refused bad strings and duplicates
-        effective = values["graphite_destinations"] or (
-            placement.Destination(values["graphite_ip"], values["graphite_port"]),)
+        effective = placement.effective_destinations(
+            values["graphite_destinations"], values["graphite_ip"], values["graphite_port"])
         problems += placement.check_plan(
             effective, values["graphite_relay_method"], values["graphite_hash_type"],
             values["graphite_replication_factor"], values["graphite_diverse_replicas"])

@@ -4,7 +4,10 @@
 plans one output process per entry from the names alone, and each process calls its own factory.
 Files: base (the client contract), paths (the Graphite path cache), resolver (non-blocking name
 resolution), buffer (a destination's memory buffer), connection (one carbon destination),
-graphite (the Graphite client: paths, placement, encoding, fan-out), debug, influxdb, custom.
+graphite (the Graphite client: paths, placement, encoding, fan-out; `graphite_router(cfg)` turns
+the config into the pure router of bucky/protocol/placement/), debug, influxdb, custom. Every
+cache of computed answers here (paths, destination masks, InfluxDB prefixes) is
+bucky.cache.TwoGenerationCache.
 """
 
 from __future__ import annotations
