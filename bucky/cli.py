@@ -127,7 +127,7 @@ def preload_modules(cfg: Config) -> None:
     import modules lazily."""
     import importlib
 
-    from bucky.daemon.children import INPUT_HANDLERS
+    from bucky.daemon.input_runner import INPUT_HANDLERS
 
     wanted = ["bucky.daemon.outputs", "multiprocessing.popen_fork", "multiprocessing.connection",
               "multiprocessing.reduction", "json", "tempfile", "hmac", "hashlib", "random",

@@ -106,7 +106,7 @@ class Explainer:
         emit = self.emit
         for sample in samples:
             host, name, value, timestamp = sample
-            shown = "(graphite path)" if host == GRAPHITE_PATH else repr(host)
+            shown = "(graphite path)" if host is GRAPHITE_PATH else repr(host)
             emit(f"{indent}sample host={shown} name={name!r} value={value!r} "
                  f"timestamp={timestamp!r}")
             if self.processor is not None:

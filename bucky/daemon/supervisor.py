@@ -62,9 +62,9 @@ from bucky.daemon.plan import (
 )
 from bucky.daemon.preflight import preflight
 from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
-from bucky.daemon.sink import SELF_METRICS
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
+from bucky.messages import PROCS, self_metrics
 
 if TYPE_CHECKING:
     from bucky.config import Config
@@ -468,7 +468,7 @@ class Supervisor:
         if not (final and self.cfg.self_metrics_interval > 0) and not self._selfmetrics.due(mono):
             return
         samples = self._selfmetrics.collect(mono, [self.counters])
-        frame = (SELF_METRICS, samples, self._selfmetrics.gauge_names)
+        frame = self_metrics(samples, self._selfmetrics.gauge_names)
         for writer in writers:
             writer.put(frame)
             writer.pump()
@@ -486,7 +486,7 @@ class Supervisor:
                  for s in self.slots]
         if force or procs != self._http_last or now - self._http_reported >= HTTP_REPORT_INTERVAL:
             self._http_reported, self._http_last = now, procs
-            self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
+            self._http_writer.put((PROCS, {"time": time.time(), "processes": procs}))
 
     def _progress(self) -> None:
         """Move the start or a reload on when the children it waits for have booted."""
