@@ -49,6 +49,7 @@ from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from bucky import config as config_mod
+from bucky.addresses import format_address
 from bucky.daemon.backoff import Backoff
 from bucky.daemon.channels import Channel, ChannelWriter
 from bucky.daemon.children import ChildSpec, child_main
@@ -62,7 +63,7 @@ from bucky.daemon.plan import (
 )
 from bucky.daemon.preflight import preflight
 from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
-from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
+from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers, report_receive_buffers
 from bucky.errors import BuckyError, ConfigError
 from bucky.messages import PROCS, self_metrics
 
@@ -139,6 +140,7 @@ def bind_all(plan: DaemonPlan, reuse: Sockets | None = None,
              old: DaemonPlan | None = None) -> Sockets:
     """Bind every socket of the plan; those whose address did not change since `old` are reused."""
     socks = Sockets({}, {})
+    fresh: list[tuple[str, socket.socket]] = []  # newly bound UDP sockets, for one warning
     try:
         for spec in plan.sockets:
             before = old.socket(spec.name) if old is not None else None
@@ -152,6 +154,8 @@ def bind_all(plan: DaemonPlan, reuse: Sockets | None = None,
                 if spec.proto == "udp":
                     socks.udp[spec.name] = bind_udp_workers(spec.host, spec.port, spec.purpose,
                                                             spec.count)
+                    fresh.append((f"{spec.purpose} on UDP {format_address(spec.host, spec.port)}",
+                                  socks.udp[spec.name][0]))
                 else:
                     socks.tcp[spec.name] = bind_tcp(spec.host, spec.port, spec.purpose)
             except BindError as exc:
@@ -161,6 +165,7 @@ def bind_all(plan: DaemonPlan, reuse: Sockets | None = None,
     except BindError:
         socks.close(keep=reuse)
         raise
+    report_receive_buffers(fresh)  # one line for all of them
     return socks
 
 
