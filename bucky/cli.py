@@ -85,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                    default=S, help="do not send to Graphite")
     p.add_argument("--enable-influxdb", dest="influxdb_enabled", action="store_true", default=S,
                    help="also send InfluxDB line protocol over UDP (influxdb_hosts)")
+    p.add_argument("--http-ip", dest="http_ip", metavar="IP", default=S,
+                   help="status server listen address [127.0.0.1]")
+    p.add_argument("--http-port", dest="http_port", metavar="INT", default=S,
+                   help="status server TCP port; unlike the default, one that is taken stops "
+                        "the start [8127]")
+    p.add_argument("--disable-http", dest="http_enabled", action="store_false", default=S,
+                   help="do not run the status server (/, /health, /metrics)")
     p.add_argument("--full-trace", dest="full_trace", action="store_true", default=S,
                    help="show the traceback when the config file fails to load")
     p.add_argument("--log-level", dest="log_level", metavar="NAME", default=S,

@@ -299,9 +299,11 @@ class GraphiteConnection:
         if exhausted:
             self._exhausted = True
         if exhausted and self._buffer.durable:
-            self._ratelog.warning("down", "%s: unreachable after %d attempts (%s); the disk "
-                                  "spool keeps the data; retrying in %.1f s", self.name,
-                                  attempts, reason, wait)
+            # Once an outage, and never through the rate limiter of the retry warnings: an
+            # operator must see that the reconnect plan is used up.
+            log.warning("%s: unreachable after %d attempts (%s); its reconnect plan is used up; "
+                        "the disk spool keeps the data; retrying in %.1f s", self.name,
+                        attempts, reason, wait)
         elif exhausted:
             dropped = self._buffer.clear()
             self.counters["dropped.reconnects_exhausted"] += dropped
