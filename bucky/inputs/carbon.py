@@ -27,19 +27,17 @@ dropped.nan, disconnected.<reason>, errors.internal.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
 from typing import Any
 
 from bucky.addresses import format_peer
-from bucky.errors import DecodeError
+from bucky.errors import DecodeError, ProtocolError
 from bucky.inputs.base import InputHandler, Sink, Stream
 from bucky.protocol.graphite import (
     BAD_PICKLE,
     MAX_PICKLE_FRAME,
-    _number,
     decode_pickle_payload,
-    parse_plaintext_line,
+    decode_plaintext_lines,
     split_frames,
 )
 from bucky.protocol.statsd import LineFramer
@@ -105,38 +103,14 @@ class CarbonInput(InputHandler):
 
     # -- decoding -------------------------------------------------------------------------------
     def _points_from_lines(self, lines: list[bytes], now: float, addr: Any) -> list[tuple]:
-        """Samples for lines; the common case (UTF-8, three fields, plain numbers) is decoded
-        in bulk, anything else goes through parse_plaintext_line for its reason."""
-        try:
-            texts = b"\n".join(lines).decode("utf-8").split("\n")
-        except UnicodeDecodeError:
-            texts = None
+        """Samples for lines, decoded by bucky.protocol.graphite.decode_plaintext_lines."""
+        decoded = decode_plaintext_lines(lines)
+        if decoded.errors:
+            self._count_bad("bad_lines", decoded.errors, addr)
         samples: list[tuple] = []
         append = samples.append
-        nan = seen = 0
-        for text in texts if texts is not None else lines:
-            fields = text.split()
-            if not fields:
-                continue
-            seen += 1
-            point = None
-            if texts is not None and len(fields) == 3:
-                path, v, t = fields
-                try:
-                    value = int(v) if v.isdecimal() else float(v) if "." in v else _number(v)
-                    timestamp = int(t) if t.isdecimal() else float(t) if "." in t else _number(t)
-                except ValueError:
-                    pass
-                else:
-                    if type(timestamp) is int or math.isfinite(timestamp):
-                        point = (path, value, timestamp)
-            if point is None:
-                try:
-                    point = parse_plaintext_line(text if texts is None else text.encode())
-                except DecodeError as exc:
-                    self._bad("bad_lines", exc, addr, now)
-                    continue
-            path, value, timestamp = point
+        nan = 0
+        for path, value, timestamp in decoded.records:
             if value != value:  # NaN: carbon drops it
                 nan += 1
                 continue
@@ -144,7 +118,7 @@ class CarbonInput(InputHandler):
                 timestamp = now
             append((GRAPHITE_PATH, path, value, timestamp))
         counters = self.counters
-        counters["lines"] += seen
+        counters["lines"] += len(decoded.records) + len(decoded.errors)
         counters["points"] += len(samples)
         if nan:
             counters["dropped.nan"] += nan
@@ -155,7 +129,7 @@ class CarbonInput(InputHandler):
         counters["pickle_frames"] += 1
         decoded = decode_pickle_payload(payload)
         if decoded.errors and decoded.errors[0].reason == BAD_PICKLE:  # the whole frame
-            self._bad("bad_frames", decoded.errors[0], addr, now)
+            self._count_bad("bad_frames", decoded.errors, addr)
             return []
         if decoded.errors:
             counters["bad_points"] += len(decoded.errors)
@@ -170,9 +144,6 @@ class CarbonInput(InputHandler):
             if not path:
                 counters["bad_points"] += 1
                 continue
-            if type(timestamp) is float and not math.isfinite(timestamp):
-                counters["bad_points"] += 1
-                continue
             if -2 < timestamp <= -1:
                 timestamp = now
             samples.append((GRAPHITE_PATH, path, value, timestamp))
@@ -181,10 +152,17 @@ class CarbonInput(InputHandler):
             counters["dropped.nan"] += nan
         return samples
 
-    def _bad(self, what: str, exc: DecodeError, addr: Any, now: float) -> None:
-        self.counters[f"{what}.{exc.reason}"] += 1
-        self._log(logging.WARNING, f"{what}.{exc.reason}", "carbon input: %s from %s: %s",
-                  what.replace("_", " ")[:-1], format_peer(addr), exc)
+    def _count_bad(self, what: str, errors: list[ProtocolError], addr: Any) -> None:
+        """Count errors by reason and log each distinct one (rate-limited): a decoder shares
+        one error object among the lines it rejects for the same reason."""
+        logged: set[int] = set()
+        for error in errors:
+            self.counters[f"{what}.{error.reason}"] += 1
+            if id(error) not in logged:
+                logged.add(id(error))
+                self._log(logging.WARNING, f"{what}.{error.reason}",
+                          "carbon input: %s from %s: %s", what.replace("_", " ")[:-1],
+                          format_peer(addr), error)
 
     def _disconnect(self, reason: str, addr: Any, now: float, detail: str) -> bool:
         self.counters[f"disconnected.{reason}"] += 1
