@@ -316,7 +316,14 @@ def _unpickle(payload: bytes) -> object:
         raise DecodeError(BAD_PICKLE, f"{type(exc).__name__}: {exc}") from None
 
 
-_short = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:  # repr() of an int past 4,300 digits raises
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_short = _ShortRepr()
 _short.maxlevel = 3  # never a recursive repr of a hostile, deeply nested payload
 _short.maxstring = _short.maxother = 80
 

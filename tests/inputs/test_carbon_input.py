@@ -157,6 +157,42 @@ def test_deeply_nested_pickle_is_a_bad_frame_not_a_crash() -> None:
     assert carbon.counters["bad_points"] == 2 and carbon.counters["errors.internal"] == 0
 
 
+BIG = "1" + "0" * 400
+
+
+def test_numbers_beyond_a_float_are_refused_at_the_input_and_nothing_downstream_can_raise() -> None:
+    """Issue 19: six `crash.http 1<400 zeros> <now>` datagrams stopped the daemon (the status
+    server's tap raised OverflowError on float() of the value)."""
+    from bucky.protocol.graphite import encode_pickle, format_plaintext_batch
+
+    carbon, sink = make()
+    carbon.handle(f"crash.http {BIG} {int(NOW)}\n".encode(), ADDR, NOW)
+    stream = carbon.open_stream("line", ADDR)
+    assert stream.feed(f"a 1 {BIG}\nb 1e400 1\nok 1 {int(NOW)}\n".encode(), NOW)
+    pickled = carbon.open_stream("pickle", ADDR)
+    assert pickled.feed(frame([("p", (NOW, 10**5000)), ("q", (10**5000, 1)),
+                               ("r", (2**63, 1)), ("ok2", (NOW, 2))]), NOW)
+    assert carbon.counters["bad_lines.bad-value"] == 2
+    assert carbon.counters["bad_lines.bad-timestamp"] == 1
+    assert carbon.counters["bad_points"] == 3
+    assert carbon.counters["errors.internal"] == 0
+    assert [s[1] for s in sink.samples] == ["ok", "ok2"]
+    for _, _path, value, timestamp in sink.samples:  # what the tap and the encoders do with them
+        float(value), float(timestamp)
+    text, skipped = format_plaintext_batch(sink.samples, [s[1] + " " for s in sink.samples])
+    assert skipped == 0 and len(text) < 100
+    encode_pickle([(s[1], (s[3], s[2])) for s in sink.samples])
+
+
+def test_a_frame_of_references_to_one_bad_entry_is_counted_per_entry() -> None:
+    payload = pickle.dumps([("a", ("x", 1))] * 500_000, protocol=2)
+    carbon, sink = make()
+    stream = carbon.open_stream("pickle", ADDR)
+    assert stream.feed(struct.pack("!L", len(payload)) + payload, NOW)
+    assert carbon.counters["bad_points"] == 500_000 and carbon.counters["pickle_frames"] == 1
+    assert sink.samples == [] and carbon.counters["errors.internal"] == 0
+
+
 def test_state_carries_the_counters() -> None:
     carbon, _ = make()
     carbon.handle(b"a 1 1\n", ADDR, NOW)
