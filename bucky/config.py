@@ -531,6 +531,8 @@ OPTIONS: tuple[Option, ...] = (
     _O("carbon_ip", "127.0.0.1", address, "carbon input listen address"),
     _O("carbon_line_port", 2013, port, "carbon input plaintext port, TCP and UDP"),
     _O("carbon_pickle_port", 2014, port, "carbon input pickle port, TCP"),
+    _O("carbon_idle_timeout", 120.0, optional(float_min(0, False)),
+       "close a carbon TCP client that completes no line or frame for this long (s); None: never"),
     # graphite
     _O("graphite_enabled", True, boolean, "send to Graphite"),
     _O("graphite_ip", "127.0.0.1", address, "carbon host (name, IPv4 or IPv6)"),

@@ -27,6 +27,7 @@ from bucky.daemon.memory import Trimmer
 from bucky.daemon.processor import Processor
 from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
 from bucky.daemon.sink import RECORDS, SELF_METRICS, BatchSink
+from bucky.daemon.tcp_conns import TcpConnections
 from bucky.errors import BuckyError
 from bucky.http.feed import MAX_PENDING_BYTES, HttpFeed
 from bucky.inputs.base import InputHandler, Stream
@@ -141,6 +142,8 @@ def _parent_gone(spec: ChildSpec) -> bool:
 class InputRunner:
     """Drives one input handler (the contract: bucky.inputs.base) from its sockets and channels."""
 
+    monotonic = staticmethod(time.monotonic)  # the TCP connections' clock (tests inject theirs)
+
     def __init__(self, spec: ChildSpec, flags: _Flags) -> None:
         self.spec = spec
         self.flags = flags
@@ -161,7 +164,10 @@ class InputRunner:
                                        prefix_from_config(cfg))
         self.counters: Counter[str] = Counter()
         self.ratelog = RateLimitedLog(log)
-        self.tcp_conns: dict[socket.socket, Stream] = {}
+        self.tcp_conns: TcpConnections[socket.socket] = TcpConnections(
+            self.handler.max_tcp_connections,
+            (["line"] if spec.tcp is not None else []) + [kind for kind, _ in spec.streams],
+            self.handler.idle_timeout)
         self.more_waiting = False  # a socket still had datagrams when its burst ended
 
     def run(self) -> Any:
@@ -212,8 +218,17 @@ class InputRunner:
             self.ratelog.error("tick", "%s: error in periodic work", self.spec.title, exc_info=True)
         self.sink.flush_if_due(mono)
         self.sink.pump()
+        self._close_idle(now, mono)
         if self.selfmetrics.due(mono):
             self.sink.send_self_metrics(self._self_samples(mono), self.selfmetrics.gauge_names)
+
+    def _close_idle(self, now: float, mono: float) -> None:
+        """Close the TCP connections that made no progress for the input's idle_timeout."""
+        for conn in self.tcp_conns.expired(mono):
+            self.counters["tcp.idle_closed"] += 1
+            self.ratelog.warning("tcp-idle", "%s: closing a TCP client idle for %gs",
+                                 self.spec.title, self.tcp_conns.idle_timeout)
+            self._drop_tcp(conn, now)
 
     def _self_samples(self, mono: float) -> list[tuple]:
         gauges = {"queue_bytes": self.sink.pending_bytes()}
@@ -258,7 +273,7 @@ class InputRunner:
             self.counters["errors.accept"] += 1
             self.ratelog.error("accept", "%s: accept failed: %s", self.spec.title, exc)
             return
-        if len(self.tcp_conns) >= self.handler.max_tcp_connections:
+        if self.tcp_conns.full(kind or "line"):
             self.counters["tcp.refused"] += 1
             self.ratelog.warning("tcp-limit", "%s: too many TCP clients, refusing one",
                                  self.spec.title)
@@ -276,11 +291,11 @@ class InputRunner:
             return
         conn.setblocking(False)
         self.counters["tcp.connections"] += 1
-        self.tcp_conns[conn] = stream
+        self.tcp_conns.add(conn, kind or "line", stream, self.monotonic())
         self.sel.register(conn, selectors.EVENT_READ, self._read_tcp)
 
     def _read_tcp(self, conn: socket.socket) -> None:
-        stream = self.tcp_conns[conn]
+        stream = self.tcp_conns.stream(conn)
         try:
             data = conn.recv(262144)
         except (BlockingIOError, InterruptedError):
@@ -296,16 +311,20 @@ class InputRunner:
                 self.counters["errors.handler"] += 1
                 self.ratelog.error("handle", "%s: TCP data could not be handled",
                                    self.spec.title, exc_info=True)
+            self.tcp_conns.fed(conn, self.monotonic())
         if not keep:
             if data:
                 self.counters["tcp.disconnected"] += 1
-            try:
-                stream.close(now)
-            except Exception:
-                self.counters["errors.handler"] += 1
-            self.sel.unregister(conn)
-            del self.tcp_conns[conn]
-            conn.close()
+            self._drop_tcp(conn, now)
+
+    def _drop_tcp(self, conn: socket.socket, now: float) -> None:
+        stream = self.tcp_conns.remove(conn)
+        try:
+            stream.close(now)
+        except Exception:
+            self.counters["errors.handler"] += 1
+        self.sel.unregister(conn)
+        conn.close()
 
     def _make_reader_cb(self, reader: ChannelReader):  # type: ignore[no-untyped-def]
         def on_readable(_fd: object) -> None:

@@ -71,6 +71,10 @@ class Stream(Protocol):
     """One TCP connection's decoder, made by `InputHandler.open_stream`. Holds at most a bounded
     amount of unframed bytes."""
 
+    #: Complete lines or frames read so far (good or bad). Read by the loop only when the input
+    #: has an `idle_timeout`: a connection where it does not move for that long is closed.
+    completed: int
+
     def feed(self, data: bytes, now: float) -> bool:
         """Bytes read from the connection; False: disconnect this client (counted by reason)."""
         ...
@@ -86,8 +90,11 @@ class InputHandler(Protocol):
 
     name: str
     counters: Counter[str]
-    #: TCP connections the loop keeps open at once, over all listeners; more are refused.
+    #: TCP connections the loop keeps open at once, an equal share per listener; more are refused.
     max_tcp_connections: int = 1024
+    #: Seconds a TCP connection may go without completing a line or frame before the loop closes
+    #: it (bucky.daemon.tcp_conns); None: never.
+    idle_timeout: float | None = None
 
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         """One datagram. Never raises."""

@@ -19,7 +19,10 @@ Bounds and bad input (the contract: bucky.inputs.base; nothing here raises, what
   A connection holds at most one partial frame, and all connections together at most
   MAX_PENDING_BYTES (64 MiB): past that, a client holding a large partial frame is disconnected
   (disconnected.buffers-full).
-- connections: at most MAX_CONNECTIONS at once (the loop refuses more: tcp.refused).
+- connections: at most MAX_CONNECTIONS at once, half per port so neither port can starve the
+  other (the loop refuses more: tcp.refused); a connection that completes no line or frame for
+  `carbon_idle_timeout` seconds (default 120; it sends nothing, or one byte a second) is closed
+  by the loop (tcp.idle_closed; bucky.daemon.tcp_conns).
 Counters: lines, points, pickle_frames, bad_lines.<reason>, bad_frames.<reason>, bad_points,
 dropped.nan, disconnected.<reason>, errors.internal.
 """
@@ -48,6 +51,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_LENGTH = 16384  # twisted's LineOnlyReceiver.MAX_LENGTH, which carbon's receiver keeps
 MAX_CONNECTIONS = 1024
+DEFAULT_IDLE_TIMEOUT = 120.0  # carbon_idle_timeout's default, for a handler built without a config
 # Partial pickle frames held over all connections: past this, a client holding more than a small
 # partial frame is disconnected (1024 clients x 1 MiB frames would otherwise be 1 GiB).
 MAX_PENDING_BYTES = 64 * 1024 * 1024
@@ -68,6 +72,8 @@ class CarbonInput(InputHandler):
         self._sink = sink
         self._log = RateLimitedLog(log, _LOG_PERIOD).log  # on its monotonic clock
         self.pending_bytes = 0  # partial pickle frames held by all connections
+        self.idle_timeout: float | None = (
+            DEFAULT_IDLE_TIMEOUT if cfg is None else cfg.carbon_idle_timeout)
 
     # -- the input contract (bucky.inputs.base) ------------------------------------------------
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
@@ -182,11 +188,13 @@ class _LineStream:
         self._owner = owner
         self._addr = addr
         self._framer = LineFramer(MAX_LINE_LENGTH)
+        self.completed = 0
 
     def feed(self, data: bytes, now: float) -> bool:
         framer = self._framer
         lines = framer.feed(data)
         if lines:
+            self.completed += len(lines)
             self._owner._handle_lines(lines, now, self._addr)
         if framer.overlong_lines:
             return self._owner._disconnect("line-too-long", self._addr, now,
@@ -206,6 +214,7 @@ class _PickleStream:
         self._owner = owner
         self._addr = addr
         self._buffer = bytearray()
+        self.completed = 0
 
     def feed(self, data: bytes, now: float) -> bool:
         owner = self._owner
@@ -222,6 +231,7 @@ class _PickleStream:
             self._release(len(buffer))
             return owner._disconnect("buffers-full", self._addr, now,
                                      f"partial frames of all clients over {MAX_PENDING_BYTES}")
+        self.completed += len(payloads)
         try:
             for payload in payloads:
                 samples = owner._points_from_payload(payload, now, self._addr)

@@ -131,7 +131,7 @@ def test_runner_refuses_connections_beyond_the_handlers_bound() -> None:
     runner.handler = handler
     runner.counters = Counter()
     runner.ratelog = children.RateLimitedLog(children.log)
-    runner.tcp_conns = {}
+    runner.tcp_conns = children.TcpConnections(handler.max_tcp_connections, ["line"])
     runner.sel = selectors.DefaultSelector()
     with socket.create_server(("127.0.0.1", 0)) as listener:
         clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
