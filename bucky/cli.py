@@ -229,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
-    from bucky.daemon.outputs.spooled import spool_problem
+    from bucky.daemon.outputs.spooled_buffer import spool_problem
 
     problem = spool_problem(cfg)  # as the user the daemon runs as
     if problem:

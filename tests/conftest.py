@@ -11,9 +11,9 @@ import pytest  # noqa: E402
 def _private_spool_root(tmp_path_factory, monkeypatch):
     """Clients built in-process with the default `directory` spool under a per-test directory,
     never in /var/lib/bucky (where one test's leftovers would be replayed into the next)."""
-    from bucky.daemon.outputs import spooled
+    from bucky.daemon.outputs import spooled_buffer
 
-    real = spooled.spool_root
+    real = spooled_buffer.spool_root
     root = tmp_path_factory.mktemp("spool")
 
     def private(cfg):
@@ -21,4 +21,4 @@ def _private_spool_root(tmp_path_factory, monkeypatch):
             return str(root)
         return real(cfg)
 
-    monkeypatch.setattr(spooled, "spool_root", private)
+    monkeypatch.setattr(spooled_buffer, "spool_root", private)

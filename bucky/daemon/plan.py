@@ -31,6 +31,7 @@ from typing import Any
 
 from bucky.addresses import format_address
 from bucky.errors import BuckyError, ConfigError
+from bucky.inputs.statsd import TCP_STREAM
 
 # Shutdown order: inputs stop first (their last batches flow on), then the processor, then the
 # outputs, then anything that only watches (e.g. a status server).
@@ -59,8 +60,8 @@ class ChildPlan:
     title: str  # process title suffix and self-metric process name, e.g. "collectd.1"
     stage: int
     udp: tuple[tuple[str, int], ...] = ()  # (socket name, index in that socket group)
-    tcp: str | None = None  # socket name of a TCP listener
-    streams: tuple[tuple[str, str], ...] = ()  # (stream kind, TCP socket name): open_stream()
+    # (stream kind, TCP socket name): an input's open_stream(kind); the http server's listener
+    streams: tuple[tuple[str, str], ...] = ()
     index: int = 0  # which output factory, for role "output"
 
 
@@ -239,7 +240,7 @@ def check_children(cfg: Any) -> None:
 
 def check_spool(cfg: Any) -> None:
     """graphite_spool_dir, when set, exists and is writable (the disk spool, issue 11)."""
-    from bucky.daemon.outputs.spooled import spool_dir_problem
+    from bucky.daemon.outputs.spooled_buffer import spool_dir_problem
 
     problem = spool_dir_problem(cfg)
     if problem:
@@ -291,9 +292,8 @@ def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
             continue
         for i in range(sock.count):
             title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
-            tcp = "statsd_tcp" if sock.name == "statsd" and "statsd_tcp" in by_name else None
             children.append(ChildPlan("input", sock.name, title, STAGE_INPUT,
-                                      udp=((sock.name, i),), tcp=tcp,
+                                      udp=((sock.name, i),),
                                       streams=STREAM_LISTENERS.get(sock.name, ())))
     if cfg.collectd_python_config:
         children.append(ChildPlan("input", "python_plugins", "python_plugins", STAGE_INPUT))
@@ -310,8 +310,9 @@ def statsd_children(cfg: Any, tcp: str | None) -> list[ChildPlan]:
     gauge's deltas need); all accept TCP clients (a connection's lines stay in order)."""
     n = statsd_workers(cfg)
     titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
+    streams = ((TCP_STREAM, tcp),) if tcp else ()
     return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),) if i == 0 else (),
-                      tcp=tcp) for i, t in enumerate(titles)]
+                      streams=streams) for i, t in enumerate(titles)]
 
 
 def statsd_mesh(children: list[ChildPlan]) -> list[ChannelPlan]:
@@ -335,7 +336,7 @@ def handover_state(kind: str, title: str, states: dict[str, Any]) -> Any:
 def extra_children(cfg: Any) -> list[ChildPlan]:
     """Children outside the data path: the status server (bucky/http), when enabled."""
     if cfg.http_enabled:
-        return [ChildPlan("http", "http", "http", STAGE_WATCHER, tcp="http")]
+        return [ChildPlan("http", "http", "http", STAGE_WATCHER, streams=(("http", "http"),))]
     return []
 
 

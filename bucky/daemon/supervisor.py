@@ -205,7 +205,6 @@ class Supervisor:
                 spec = ChildSpec(
                     child.role, child.kind, child.title, plan.cfg, index=child.index,
                     udp=[sockets.udp[name][i] for name, i in child.udp],
-                    tcp=sockets.tcp.get(child.tcp) if child.tcp else None,
                     streams=[(kind, sockets.tcp[name]) for kind, name in child.streams],
                 )
                 slot = Slot(spec, child.stage)
@@ -233,8 +232,7 @@ class Supervisor:
         return list(self.slots) + new
 
     def _foreign_sockets(self, spec: ChildSpec) -> list[socket.socket]:
-        mine = {id(s) for s in spec.udp} | ({id(spec.tcp)} if spec.tcp is not None else set())
-        mine |= {id(listener) for _, listener in spec.streams}
+        mine = {id(s) for s in spec.udp} | {id(listener) for _, listener in spec.streams}
         held: dict[int, socket.socket] = {}
         for socks in (self.sockets, self.reload.sockets if self.reload else None):
             if socks is not None:

@@ -36,6 +36,7 @@ from typing import Any
 from bucky.addresses import format_peer
 from bucky.errors import DecodeError, ProtocolError
 from bucky.inputs.base import InputHandler, Sink, Stream
+from bucky.inputs.streams import LineStream
 from bucky.protocol.graphite import (
     BAD_PICKLE,
     MAX_PICKLE_FRAME,
@@ -43,7 +44,6 @@ from bucky.protocol.graphite import (
     decode_plaintext_lines,
     split_frames,
 )
-from bucky.protocol.statsd import LineFramer
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import GRAPHITE_PATH
 
@@ -99,7 +99,11 @@ class CarbonInput(InputHandler):
 
     def open_stream(self, kind: str, addr: Any) -> Stream:
         if kind == "line":
-            return _LineStream(self, addr)
+            return LineStream(
+                lambda lines, now, mono: self._handle_lines(lines, now, addr), MAX_LINE_LENGTH,
+                self.counters, truncated="bad_lines.truncated",
+                on_overlong=lambda now: self._disconnect(
+                    "line-too-long", addr, now, f"a line longer than {MAX_LINE_LENGTH} bytes"))
         if kind == "pickle":
             return _PickleStream(self, addr)
         raise ValueError(f"carbon input: unknown stream kind {kind!r}")
@@ -181,32 +185,6 @@ class CarbonInput(InputHandler):
         self._log(logging.ERROR, "internal", "carbon input: internal error", exc_info=True)
 
 
-class _LineStream:
-    """A plaintext TCP connection: complete lines to the input; an over-long line disconnects."""
-
-    def __init__(self, owner: CarbonInput, addr: Any) -> None:
-        self._owner = owner
-        self._addr = addr
-        self._framer = LineFramer(MAX_LINE_LENGTH)
-        self.completed = 0
-
-    def feed(self, data: bytes, now: float) -> bool:
-        framer = self._framer
-        lines = framer.feed(data)
-        if lines:
-            self.completed += len(lines)
-            self._owner._handle_lines(lines, now, self._addr)
-        if framer.overlong_lines:
-            return self._owner._disconnect("line-too-long", self._addr, now,
-                                           f"a line longer than {MAX_LINE_LENGTH} bytes")
-        return True
-
-    def close(self, now: float) -> None:
-        self._framer.close()
-        if self._framer.truncated_lines:
-            self._owner.counters["bad_lines.truncated"] += self._framer.truncated_lines
-
-
 class _PickleStream:
     """A pickle TCP connection: 4-byte big-endian length + pickle, at most MAX_PICKLE_FRAME."""
 
@@ -216,7 +194,7 @@ class _PickleStream:
         self._buffer = bytearray()
         self.completed = 0
 
-    def feed(self, data: bytes, now: float) -> bool:
+    def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         owner = self._owner
         buffer = self._buffer
         held = len(buffer)

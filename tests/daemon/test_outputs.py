@@ -40,7 +40,7 @@ def cfg(**overrides: Any) -> Any:
 
 
 def graphite(port: int, pickle: bool = False, **overrides: Any) -> GraphiteClient:
-    # the memory buffer's own behaviour; the disk spool has tests/daemon/test_spooled_output.py
+    # the memory buffer's own behaviour; the disk spool has tests/daemon/test_spooled_buffer.py
     options = dict(FAST_BACKOFF, graphite_port=port, graphite_pickle_enabled=pickle,
                    graphite_spool_max_bytes=0)
     options.update(overrides)

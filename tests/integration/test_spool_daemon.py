@@ -33,7 +33,7 @@ from buckyproc import Bucky, process_tree
 from carboncache import CarbonCache
 from fakecarbon import FakeCarbon
 
-from bucky.daemon.spool import REC_HEADER_SIZE, Spool
+from bucky.daemon.outputs.spool_files import REC_HEADER_SIZE, Spool
 from bucky.protocol.collectd import encode
 from bucky.protocol.collectd_records import GAUGE, ValueList
 

@@ -12,7 +12,7 @@ class _ChunkBuffer:
     """Encoded chunks waiting for the socket, bounded in datapoints (by whole chunks).
 
     The hooks `_overflow`, `tick`, `written`, `persist`, `attach` and `durable` do nothing here;
-    the disk spool (spooled.py) overrides them.
+    the disk spool (spooled_buffer.py) overrides them.
     """
 
     durable = False  # True: the data outlives the process (reconnects exhausted drops nothing)

@@ -33,18 +33,18 @@ from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
 from typing import Any
 
-from bucky.daemon.outputs import spooled
+from bucky.daemon.outputs import spooled_buffer
 from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
 from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
 from bucky.daemon.outputs.paths import PATH_CACHE_GENERATION, PATH_CACHE_LIMIT, PathCache
-from bucky.daemon.outputs.spooled import (
+from bucky.daemon.outputs.spool_files import Spool, SpoolUnavailable
+from bucky.daemon.outputs.spooled_buffer import (
     PICKLE,
     PLAINTEXT,
     SpooledBuffer,
     decode_record,
     spool_directory,
 )
-from bucky.daemon.spool import Spool, SpoolUnavailable
 from bucky.errors import DecodeError
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
@@ -105,7 +105,7 @@ class GraphiteClient(OutputClient):
         self._orphans_held: list[str] = []  # removed destinations' spools another process holds
         self._orphans_retry_at = 0.0
         self._orphans_done = not self._spool_on
-        self._spool_root = spooled.spool_root(cfg) if self._spool_on else ""
+        self._spool_root = spooled_buffer.spool_root(cfg) if self._spool_on else ""
         self._spool_max = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0)
         self._groups = _Groups(self.connections)
         self._everyone = (1 << len(self.connections)) - 1

@@ -10,7 +10,12 @@ import uuid
 
 import pytest
 
-from bucky.daemon.spool import REC_HEADER_SIZE, Spool, SpoolUnavailable, check_directory
+from bucky.daemon.outputs.spool_files import (
+    REC_HEADER_SIZE,
+    Spool,
+    SpoolUnavailable,
+    check_directory,
+)
 
 
 class Clock:

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bucky.daemon.outputs.buffer import COALESCE_BYTES, _ChunkBuffer
-from bucky.daemon.spool import Spool, SpoolUnavailable, check_directory
+from bucky.daemon.outputs.spool_files import Spool, SpoolUnavailable, check_directory
 from bucky.errors import DecodeError
 from bucky.protocol.graphite import (
     BAD_PICKLE,

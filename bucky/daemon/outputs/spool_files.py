@@ -33,7 +33,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 
-log = logging.getLogger("bucky.daemon.spool")
+log = logging.getLogger(__name__)
 
 SEGMENT_MAGIC = b"BKSP"
 VERSION = 1

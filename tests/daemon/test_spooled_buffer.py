@@ -15,7 +15,7 @@ from fakecarbon import FakeCarbon, free_port
 
 from bucky.config import make_config
 from bucky.daemon.outputs import GraphiteClient, OutputClient, build_outputs
-from bucky.daemon.outputs.spooled import SpooledBuffer, spool_problem
+from bucky.daemon.outputs.spooled_buffer import SpooledBuffer, spool_problem
 
 FAST = dict(graphite_reconnect_delay=0.02, graphite_backoff_factor=1.5,
             graphite_backoff_max=0.1, graphite_max_reconnects=-1)
@@ -294,8 +294,8 @@ def test_a_removed_destination_still_running_is_rerouted_once_it_stops(tmp_path)
 
 
 def test_a_full_disk_at_start_is_not_a_config_error(tmp_path, monkeypatch):
-    from bucky.daemon.outputs import spooled as module
-    from bucky.daemon.spool import SpoolUnavailable
+    from bucky.daemon.outputs import spooled_buffer as module
+    from bucky.daemon.outputs.spool_files import SpoolUnavailable
 
     def full(path):
         raise SpoolUnavailable(errno.ENOSPC, "No space left on device")
