@@ -388,6 +388,20 @@ def test_config_errors_name_the_option() -> None:
         False, "127.0.0.1", 2013, 2014)
 
 
+def test_carbon_idle_timeout_is_validated() -> None:
+    import pytest
+
+    from bucky.config import make_config
+    from bucky.errors import ConfigError
+
+    assert make_config().carbon_idle_timeout == 120.0
+    assert make_config(carbon_idle_timeout=None).carbon_idle_timeout is None
+    assert CarbonInput(make_config(carbon_idle_timeout=5), ListSink()).idle_timeout == 5.0
+    for bad in (0, -1, "soon", float("inf")):
+        with pytest.raises(ConfigError, match="carbon_idle_timeout"):
+            make_config(carbon_idle_timeout=bad)
+
+
 def test_the_socket_plan_gives_the_carbon_process_udp_and_two_tcp_listeners() -> None:
     from bucky.config import make_config
     from bucky.daemon import plan as plan_mod
