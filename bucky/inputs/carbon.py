@@ -40,6 +40,7 @@ from bucky.inputs.streams import LineStream
 from bucky.protocol.graphite import (
     BAD_PICKLE,
     MAX_PICKLE_FRAME,
+    NAN,
     decode_pickle_payload,
     decode_plaintext_lines,
     split_frames,
@@ -113,25 +114,19 @@ class CarbonInput(InputHandler):
 
     # -- decoding -------------------------------------------------------------------------------
     def _points_from_lines(self, lines: list[bytes], now: float, addr: Any) -> list[tuple]:
-        """Samples for lines, decoded by bucky.protocol.graphite.decode_plaintext_lines."""
-        decoded = decode_plaintext_lines(lines)
-        if decoded.errors:
-            self._count_bad("bad_lines", decoded.errors, addr)
-        samples: list[tuple] = []
-        append = samples.append
-        nan = 0
-        for path, value, timestamp in decoded.records:
-            if value != value:  # NaN: carbon drops it
-                nan += 1
-                continue
-            if -2 < timestamp <= -1:  # carbon: int(timestamp) == -1 means "now"
-                timestamp = now
-            append((GRAPHITE_PATH, path, value, timestamp))
+        """Samples for lines, decoded by bucky.protocol.graphite.decode_plaintext_lines with
+        carbon's receiver rules (-1 means now, a NaN value is dropped)."""
+        decoded = decode_plaintext_lines(lines, now, GRAPHITE_PATH)
+        samples, errors = decoded.records, decoded.errors
         counters = self.counters
-        counters["lines"] += len(decoded.records) + len(decoded.errors)
+        if errors:
+            bad = [error for error in errors if error.reason != NAN]
+            if len(bad) != len(errors):
+                counters["dropped.nan"] += len(errors) - len(bad)
+            if bad:
+                self._count_bad("bad_lines", bad, addr)
+        counters["lines"] += len(samples) + len(errors)
         counters["points"] += len(samples)
-        if nan:
-            counters["dropped.nan"] += nan
         return samples
 
     def _points_from_payload(self, payload: bytes, now: float, addr: Any) -> list[tuple]:

@@ -28,6 +28,7 @@ import struct
 import sys
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
+from typing import Any
 
 from bucky.errors import DecodeError, EncodeError, ProtocolError
 from bucky.protocol.decoded import Decoded
@@ -191,9 +192,19 @@ def parse_plaintext_line(line: bytes) -> Point:
     return point  # type: ignore[return-value]
 
 
-def decode_plaintext_lines(lines: Sequence[bytes]) -> Decoded[Point]:
+NAN = "nan"  # decode_plaintext_lines with `now`: a NaN value, left out as carbon's receivers do
+_POINTS = object()  # decode_plaintext_lines without `sample_host`: records are points
+
+
+def decode_plaintext_lines(lines: Sequence[bytes], now: float | None = None,
+                           sample_host: object = _POINTS) -> Decoded[Any]:
     """The points of complete lines (without their newlines; blank lines are skipped), exactly as
     `parse_plaintext_line` reads each, and one error per bad line.
+
+    With `now`, carbon's receiver rules apply too: a timestamp of -1 (int(t) == -1) is `now`, and
+    a line with a NaN value is left out as an error with reason NAN (dropped, not bad). With
+    `sample_host`, each record is the sample `(sample_host, path, value, timestamp)`
+    (bucky.sample's shape), built at once rather than copied from a point.
 
     The relay's hot path: the common case (UTF-8, three fields, plain numbers in range) is read in
     bulk, anything else by `_parse_fields` for its reason. Bad lines with the same reason share
@@ -204,11 +215,13 @@ def decode_plaintext_lines(lines: Sequence[bytes]) -> Decoded[Point]:
         utf8 = True
     except UnicodeDecodeError:
         texts, utf8 = lines, False
-    points: list[Point] = []
+    records: list[Any] = []
     errors: list[ProtocolError] = []
-    append = points.append
+    append = records.append
     shared: dict[str, ProtocolError] = {}
+    shaped = sample_host is not _POINTS
     fmax, tmax = _FLOAT_MAX, MAX_TIMESTAMP
+    tmin = -tmax if now is None else -1  # with `now`, -1 and below go the slow way
     for text in texts:
         if utf8:
             fields = text.split()  # type: ignore[assignment]
@@ -220,8 +233,11 @@ def decode_plaintext_lines(lines: Sequence[bytes]) -> Decoded[Point]:
                     value = int(v) if v.isdecimal() else float(v) if "." in v else _number(v)
                     timestamp = int(t) if t.isdecimal() else float(t) if "." in t else _number(t)
                     # None raises TypeError; inf, nan and huge numbers fail and go the slow way
-                    if -fmax <= value <= fmax and -tmax < timestamp < tmax:  # type: ignore[operator]
-                        append((path, value, timestamp))  # type: ignore[arg-type]
+                    if -fmax <= value <= fmax and tmin < timestamp < tmax:  # type: ignore[operator]
+                        if shaped:
+                            append((sample_host, path, value, timestamp))
+                        else:
+                            append((path, value, timestamp))
                         continue
                 except (ValueError, TypeError):
                     pass
@@ -235,15 +251,23 @@ def decode_plaintext_lines(lines: Sequence[bytes]) -> Decoded[Point]:
                 if not fields:
                     continue
                 point = _parse_fields(fields)
+        if type(point) is not str and now is not None:
+            path, value, timestamp = point  # type: ignore[misc]
+            if value != value:
+                point = NAN
+            elif -2 < timestamp <= -1:
+                point = (path, value, now)
         if type(point) is str:
             error = shared.get(point)  # type: ignore[arg-type]
             if error is None:
                 line = text.encode() if utf8 else text  # type: ignore[union-attr]
                 error = shared[point] = DecodeError(point, f"{line[:80]!r}")  # type: ignore[index]
             errors.append(error)
+        elif shaped:
+            append((sample_host, *point))
         else:
-            append(point)  # type: ignore[arg-type]
-    return Decoded(points, errors)
+            append(point)
+    return Decoded(records, errors)
 
 
 def decode_plaintext(buffer: bytes) -> Decoded[Point]:
@@ -463,6 +487,8 @@ __all__ = [
     "BAD_PICKLE",
     "FRAME_TOO_LARGE",
     "MAX_PICKLE_FRAME",
+    "MAX_TIMESTAMP",
+    "NAN",
     "PICKLE_PROTOCOL",
     "PicklePoint",
     "Point",
@@ -471,6 +497,7 @@ __all__ = [
     "decode_pickle_frames",
     "decode_pickle_payload",
     "decode_plaintext",
+    "decode_plaintext_lines",
     "encode_pickle",
     "encode_pickle_trusted",
     "format_line",

@@ -204,6 +204,17 @@ def test_bad_lines_share_one_error_per_reason() -> None:
     assert len(utf8.errors) == 10 and len({id(e) for e in utf8.errors}) == 1
 
 
+def test_carbons_receiver_rules_and_the_sample_shape_on_request() -> None:
+    lines = [b"a nan 1", b"b 1 -1", b"c 2 -1.5", b"d 3 -5", b"e inf 1", b"f 4 -1", b"bad"]
+    decoded = decode_plaintext_lines(lines, now=99.0, sample_host="H")
+    assert decoded.records == [("H", "b", 1, 99.0), ("H", "c", 2, 99.0), ("H", "d", 3, -5),
+                               ("H", "e", float("inf"), 1), ("H", "f", 4, 99.0)]
+    assert [e.reason for e in decoded.errors] == ["nan", "fields"]
+    plain = decode_plaintext_lines(lines)  # without: points as parse_plaintext_line reads them
+    assert [p[0] for p in plain.records] == ["a", "b", "c", "d", "e", "f"]
+    assert plain.records[1] == ("b", 1, -1)
+
+
 NUMBERISH = st.one_of(
     st.sampled_from(["1", "-1", "1.5", "1e3", "1_000", "nan", "inf", "-Infinity", "0x10", "12.",
                      ".5", "+7", "\u0661\u0662", "1e400", "-1e400", BIG, "9" * 5000, "1e19",
