@@ -1,9 +1,10 @@
 """The `http` child process: the status server (GET /, /health, /metrics, /api/...).
 
-The process reads its channels (status snapshots, tap and self-metrics from the outputs; the
-process list from the supervisor) in its main loop and keeps them in a StatusState
-(bucky/http/state.py); requests are answered by stdlib http.server in threads. The listening
-socket is bound by the supervisor (like every other socket) and inherited.
+The process's loop (bucky.daemon.http_runner) reads its channels (status snapshots, tap and
+self-metrics from the outputs; the process list from the supervisor) and keeps them in a
+StatusState (bucky/http/state.py); requests are answered here, by stdlib http.server in threads.
+The listening socket is bound by the supervisor (like every other socket) and inherited.
+Nothing in bucky/http imports bucky.daemon (tests/protocol/test_layering.py).
 
 Limits, so one client cannot block the others: at most MAX_CONNECTIONS requests at a time (more
 get 503 at once), one request per connection (HTTP/1.0), REQUEST_TIMEOUT per socket operation and
@@ -20,14 +21,11 @@ import threading
 import time
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from multiprocessing.connection import wait
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bucky.daemon.selfmetrics import prefix_from_config
 from bucky.http.state import StatusState
-from bucky.names import NameRules
 
 log = logging.getLogger("bucky")
 
@@ -37,7 +35,6 @@ REQUEST_TIMEOUT = 5.0
 REQUEST_DEADLINE = 10.0
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_SERIES_PER_REQUEST = 20
-EXPIRE_EVERY = 5.0
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                   ".css": "text/css; charset=utf-8", ".png": "image/png",
                   ".svg": "image/svg+xml"}
@@ -212,50 +209,3 @@ class StatusServer(ThreadingHTTPServer):
             self.process_request_thread(request, client_address)
         finally:
             self._slots.release()
-
-
-class HttpRunner:
-    """The http child's loop (bucky/daemon/children.py runs it like the other runners)."""
-
-    def __init__(self, spec: Any, flags: Any) -> None:
-        cfg = spec.cfg
-        self.spec = spec
-        self.flags = flags
-        self.readers = [ch.reader() for ch in spec.in_channels]
-        rules = NameRules.from_config(cfg)
-        self.state = StatusState(prefix_from_config(cfg), cfg.http_history_seconds,
-                                 rules.statname)
-        self.app = StatusApp(self.state)
-        listener = dict(spec.streams).get("http")
-        if listener is None:
-            raise RuntimeError("the http process needs its listening socket")
-        self.server = StatusServer(listener, self.app)
-
-    def run(self) -> Any:
-        import os
-
-        thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
-                                  name="http-server", daemon=True)
-        thread.start()
-        state, lock = self.state, self.app.lock
-        next_expire = time.monotonic() + EXPIRE_EVERY
-        last_parent_check = 0.0
-        while not self.flags.stop:
-            for reader in wait(self.readers, 0.2):
-                msgs = reader.read()  # type: ignore[union-attr]
-                if msgs:
-                    now = time.time()
-                    with lock:
-                        for msg in msgs:
-                            state.handle(msg, now)
-            mono = time.monotonic()
-            if mono >= next_expire:
-                next_expire = mono + EXPIRE_EVERY
-                with lock:
-                    state.expire(time.time())
-            if mono - last_parent_check > 1.0:
-                last_parent_check = mono
-                if os.getppid() != self.spec.parent_pid:
-                    break
-        self.server.shutdown()
-        return None

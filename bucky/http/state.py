@@ -1,7 +1,8 @@
 """What the status server knows, and the answers it gives: sans-I/O (times are passed in).
 
-Fed by the http process's loop with the messages below (see bucky/http/feed.py for who sends
-them); read by the request handlers. Every structure is bounded whatever the cardinality:
+Fed by the http process's loop with the messages below (see bucky/daemon/http_feed.py for who
+sends them; their kinds: bucky.messages); read by the request handlers. Every structure is
+bounded whatever the cardinality:
 
 - series seen by the tap: at most `max_series` (default 2,000) paths, least recently updated
   evicted first (counted in `evicted_series`), at most `max_points` (default 120) points each,
@@ -35,6 +36,8 @@ import re
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
+
+from bucky.messages import PROCS, SELF_METRICS, STATUS, TAP, kind_of, self_metrics_gauges
 
 MAX_SERIES = 2000
 MAX_POINTS = 120
@@ -168,16 +171,16 @@ class StatusState:
         """One message from a channel; `now` is wall-clock seconds."""
         self.counters["messages"] += 1
         try:
-            kind = msg[0] if type(msg) is tuple and msg else None  # type: ignore[index]
-            if kind == "procs":
+            kind = kind_of(msg)
+            if kind == PROCS:
                 self.procs = dict(msg[1])  # type: ignore[index]
                 self.procs_seen = now
-            elif kind == "status":
+            elif kind == STATUS:
                 self._status(str(msg[1]), dict(msg[2]), now)  # type: ignore[index]
-            elif kind == "tap":
+            elif kind == TAP:
                 self._tap(msg[2], now)  # type: ignore[index]
-            elif kind == "self":
-                gauges = msg[2] if len(msg) > 2 else ()  # type: ignore[arg-type]
+            elif kind == SELF_METRICS:
+                gauges = self_metrics_gauges(msg)  # type: ignore[arg-type]
                 self._self(msg[1], set(gauges), now)  # type: ignore[index]
             else:
                 self.counters["unknown_messages"] += 1

@@ -1,6 +1,6 @@
 """StatsD beyond one process: N workers that each own a share of the keys, and a forwarding proxy.
 
-`make_statsd_input` is the StatsD input the daemon runs (children.INPUT_HANDLERS["statsd"]):
+`make_statsd_input` is the StatsD input the daemon runs (input_runner.INPUT_HANDLERS["statsd"]):
 
 - `statsd_forward` set: StatsdProxyInput. Nothing is aggregated; every line goes to the node that
   proxy.js's ring (bucky.protocol.statsd_ring) gives its key, packed into datagrams of at most

@@ -10,7 +10,8 @@ import re
 
 from buckyproc import ROOT
 
-from bucky.http import feed, server, state
+from bucky.daemon import http_feed as feed
+from bucky.http import server, state
 
 README = (ROOT / "README.rst").read_text()
 

@@ -8,8 +8,8 @@ from buckyproc import ROOT
 from prometheus_client.parser import text_string_to_metric_families
 
 from bucky.daemon.channels import Channel
+from bucky.daemon.http_feed import TAP_BUDGET, HttpFeed, destination_status
 from bucky.daemon.selfmetrics import SelfMetrics, expand_prefix, short_host
-from bucky.http.feed import TAP_BUDGET, HttpFeed, destination_status
 from bucky.http.state import MAX_SELF_SERIES, SeriesStore, StatusState
 from bucky.names import NameRules
 

@@ -197,93 +197,95 @@ def test_a_frame_of_references_to_one_bad_entry_is_counted_per_entry() -> None:
 
 
 def test_a_connection_without_a_complete_line_or_frame_for_the_idle_timeout_expires() -> None:
-    from bucky.daemon.tcp_conns import SWEEP_PERIOD, TcpConnections
+    from bucky.daemon.tcp_limits import SWEEP_PERIOD, ConnectionLimits
 
     carbon, _ = make()
     assert carbon.idle_timeout == 120.0  # carbon_idle_timeout's default
-    conns: TcpConnections[str] = TcpConnections(1024, ["line", "pickle"], carbon.idle_timeout)
+    limits: ConnectionLimits[str] = ConnectionLimits(1024, carbon.idle_timeout)
     streams = {name: carbon.open_stream(kind, ADDR) for name, kind in (
         ("honest", "line"), ("trickle", "line"), ("silent", "line"), ("pickler", "pickle"),
         ("half-frame", "pickle"))}
     for name, stream in streams.items():
-        conns.add(name, "pickle" if name in ("pickler", "half-frame") else "line", stream, 0.0)
+        kind = "pickle" if name in ("pickler", "half-frame") else "line"
+        limits.opened(name, kind, stream.completed, 0.0)
     streams["half-frame"].feed(struct.pack("!L", 1000), NOW)  # a frame that never completes
+
+    def feed(name: str, data: bytes, mono: float) -> None:
+        streams[name].feed(data, NOW)
+        limits.fed(name, streams[name].completed, mono)
+
     for second in range(1, 130):  # mono is injected: 130 s of one byte a second
-        for name, data in (("trickle", b"x"), ("half-frame", b"x")):
-            streams[name].feed(data, NOW)
-            conns.fed(name, float(second))
+        feed("trickle", b"x", second)
+        feed("half-frame", b"x", second)
         if second % 60 == 0:  # a line or a frame a minute: progress
-            streams["honest"].feed(b"a 1 1\n", NOW)
-            conns.fed("honest", float(second))
-            streams["pickler"].feed(frame([("p", (1, 1))]), NOW)
-            conns.fed("pickler", float(second))
-        expired = conns.expired(float(second))
+            feed("honest", b"a 1 1\n", second)
+            feed("pickler", frame([("p", (1, 1))]), second)
+        expired = limits.expired(float(second))
         if second < 120:
             assert expired == []
         elif expired:
             break
     assert sorted(expired) == ["half-frame", "silent", "trickle"]
-    assert conns.expired(second + SWEEP_PERIOD / 2) == []  # it looks at most once a second
-    for name in expired:
-        conns.remove(name)
-    assert sorted(conns) == ["honest", "pickler"]
-    never: TcpConnections[str] = TcpConnections(1024, ["line"], None)
-    never.add("silent", "line", carbon.open_stream("line", ADDR), 0.0)
+    assert limits.expired(second + SWEEP_PERIOD / 2) == []  # it looks at most once a second
+    never: ConnectionLimits[str] = ConnectionLimits(1024, None)
+    never.opened("silent", "line", 0, 0.0)
     assert never.expired(10**9) == []
 
 
 def test_each_port_keeps_its_share_of_the_connections() -> None:
-    from bucky.daemon.tcp_conns import TcpConnections
+    from bucky.daemon.tcp_limits import ConnectionLimits
 
-    carbon, _ = make()
-    conns: TcpConnections[int] = TcpConnections(4, ["line", "pickle"], 120.0)
+    limits: ConnectionLimits[int] = ConnectionLimits(4, 120.0)
+    limits.listener("line")
+    limits.listener("pickle")
     for i in range(2):
-        assert not conns.full("line")
-        conns.add(i, "line", carbon.open_stream("line", ADDR), 0.0)
-    assert conns.full("line") and not conns.full("pickle")  # a flood of line clients ...
-    conns.add(10, "pickle", carbon.open_stream("pickle", ADDR), 0.0)  # ... leaves pickle room
-    conns.remove(0)
-    assert not conns.full("line") and len(conns) == 2
+        assert not limits.full("line")
+        limits.opened(i, "line", 0, 0.0)
+    assert limits.full("line") and not limits.full("pickle")  # a flood of line clients ...
+    limits.opened(10, "pickle", 0, 0.0)  # ... leaves the pickle port its share
+    limits.closed(0)
+    assert not limits.full("line")
 
 
 def test_the_input_loop_closes_idle_and_trickling_carbon_clients() -> None:
-    """Runner level, loopback sockets, the loop's monotonic clock injected: the silent and the
-    trickling client are closed and counted, the honest one stays, and the pickle port still
-    takes a client while the line port is full."""
+    """The input loop's TCP connections (bucky.daemon.tcp_streams) over loopback sockets, their
+    monotonic clock injected: the silent and the trickling client are closed and counted, the
+    honest one stays, and the pickle port still takes a client while the line port is full."""
+    import logging
     import selectors
     import socket
     import time
-    import types
 
-    from bucky.daemon import children
+    from bucky.daemon.tcp_streams import StreamConnections
+    from bucky.ratelog import RateLimitedLog
 
     carbon, sink = make()
-    runner = children.InputRunner.__new__(children.InputRunner)
-    runner.spec = types.SimpleNamespace(title="carbon", cfg=None)
-    runner.handler = carbon
-    runner.counters = Counter()
-    runner.ratelog = children.RateLimitedLog(children.log)
-    runner.tcp_conns = children.TcpConnections(6, ["line", "pickle"], carbon.idle_timeout)
-    runner.sel = selectors.DefaultSelector()
+    carbon.max_tcp_connections = 6
+    counters: Counter[str] = Counter()
+    sel = selectors.DefaultSelector()
+    conns = StreamConnections(carbon, sel, "carbon", counters,
+                              RateLimitedLog(logging.getLogger("test")))
     clock = [1000.0]
-    runner.monotonic = lambda: clock[0]
+    conns.monotonic = lambda: clock[0]
 
     def pump(until: int) -> None:
         deadline = time.monotonic() + 5
         while len(sink.samples) < until and time.monotonic() < deadline:
-            for key, _ in runner.sel.select(0.05):
+            for key, _ in sel.select(0.05):
                 key.data(key.fileobj)
 
     with socket.create_server(("127.0.0.1", 0)) as lines, \
             socket.create_server(("127.0.0.1", 0)) as pickles:
+        conns.listen("line", lines)
+        conns.listen("pickle", pickles)
         clients = [socket.create_connection(lines.getsockname()) for _ in range(4)]
         clients.append(socket.create_connection(pickles.getsockname()))
         honest, trickle, silent, _refused, pickler = clients
         try:
             for _ in range(4):
-                runner._accept(lines, "line")
-            runner._accept(pickles, "pickle")  # the line port is full, the pickle port is not
-            assert len(runner.tcp_conns) == 4 and runner.counters["tcp.refused"] == 1
+                conns.accept(lines, "line")
+            conns.accept(pickles, "pickle")  # the line port is full, the pickle port is not
+            assert len(conns) == 4 and counters["tcp.refused"] == 1
             clock[0] = 1100.0
             honest.sendall(b"a 1 1700000000\n")
             pickler.sendall(frame([("p", (1700000000, 2))]))
@@ -292,22 +294,22 @@ def test_the_input_loop_closes_idle_and_trickling_carbon_clients() -> None:
             time.sleep(0.1)
             pump(3)  # the trickled byte is read too
             assert sorted(s[1] for s in sink.samples) == ["a", "p"]
-            runner._close_idle(NOW, 1000.0 + carbon.idle_timeout - 1)
-            assert len(runner.tcp_conns) == 4
-            runner._close_idle(NOW, 1000.0 + carbon.idle_timeout + 1)
-            assert runner.counters["tcp.idle_closed"] == 2 and len(runner.tcp_conns) == 2
+            conns.close_idle(NOW, 1000.0 + carbon.idle_timeout - 1)
+            assert len(conns) == 4
+            conns.close_idle(NOW, 1000.0 + carbon.idle_timeout + 1)
+            assert counters["tcp.idle_closed"] == 2 and len(conns) == 2
             assert carbon.counters["bad_lines.truncated"] == 1  # the trickled partial line
             for client in (trickle, silent):
                 client.settimeout(5)
                 assert client.recv(1) == b""  # closed by the input
-            runner._close_idle(NOW, 1100.0 + carbon.idle_timeout + 1)
-            assert runner.counters["tcp.idle_closed"] == 4 and len(runner.tcp_conns) == 0
+            conns.close_idle(NOW, 1100.0 + carbon.idle_timeout + 1)
+            assert counters["tcp.idle_closed"] == 4 and len(conns) == 0
         finally:
-            for conn in list(runner.tcp_conns):
+            for conn in list(conns.streams):
                 conn.close()
             for client in clients:
                 client.close()
-            runner.sel.close()
+            sel.close()
 
 
 def test_state_carries_the_counters() -> None:
@@ -408,7 +410,7 @@ def test_the_socket_plan_gives_the_carbon_process_udp_and_two_tcp_listeners() ->
 
     cfg = make_config(carbon_enabled=True, statsd_enabled=False, collectd_enabled=False,
                       metricsd_enabled=False, http_enabled=False)
-    plan = plan_mod.build_plan(cfg)
+    plan = plan_mod.plan_daemon(cfg)
     assert [(s.name, s.proto, s.host, s.port) for s in plan.sockets] == [
         ("carbon", "udp", "127.0.0.1", 2013), ("carbon_line", "tcp", "127.0.0.1", 2013),
         ("carbon_pickle", "tcp", "127.0.0.1", 2014)]

@@ -1,9 +1,13 @@
 """bucky.protocol is sans-I/O: its modules import no sockets, clocks, logging, processes or config.
+And the packages above it stay off the daemon: bucky/http and bucky.messages import nothing of
+bucky.daemon (the daemon runs them, not the other way round).
 
-Checked statically (ast) over every bucky/protocol/*.py present, whoever wrote it: a module may
-import the standard library minus the I/O, clock and process modules below, bucky.errors,
-bucky.sample and bucky.protocol.*, and pycryptodome (`Crypto`) for the collectd crypto. Only
-typesdb.py may open files (types.db is read once at start).
+Checked statically (ast) over every module under bucky/protocol/, sub-packages included
+(placement/), whoever wrote it: a module may import the standard library minus the I/O, clock
+and process modules below, bucky.errors, bucky.sample and bucky.protocol.*, and pycryptodome
+(`Crypto`) for the collectd crypto. Only typesdb.py may open files (types.db is read once at
+start). No module reads the config object: callers pass plain values (no `cfg` / `config`
+parameter or attribute read).
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import pytest
 import bucky.protocol
 
 PROTOCOL_DIR = Path(bucky.protocol.__file__).resolve().parent
-MODULES = sorted(PROTOCOL_DIR.glob("*.py"))
+MODULES = sorted(PROTOCOL_DIR.rglob("*.py"))
+IDS = [p.relative_to(PROTOCOL_DIR).as_posix() for p in MODULES]
+CONFIG_NAMES = {"cfg", "config", "conf"}  # what a config object is called across Bucky
 
 FORBIDDEN = {
     "socket", "socketserver", "ssl", "select", "selectors", "asyncio",  # network I/O
@@ -29,17 +35,18 @@ FORBIDDEN = {
 # bucky.addresses: the one address formatter (text only, imports nothing of Bucky's)
 ALLOWED_BUCKY = ("bucky.errors", "bucky.sample", "bucky.protocol", "bucky.addresses")
 ALLOWED_THIRD_PARTY = {"Crypto", "mmh3"}  # mmh3: imported lazily by placement (fast-hashing)
-MAY_OPEN_FILES = {"typesdb.py"}
+MAY_OPEN_FILES = {"typesdb.py"}  # relative to bucky/protocol/
 
 
-def imported_modules(tree: ast.Module) -> list[str]:
+def imported_modules(tree: ast.Module, package: str = "bucky.protocol") -> list[str]:
+    """Every module a file imports, at any depth (function-level imports too)."""
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: inside bucky.protocol
-                names.append("bucky.protocol" + (f".{node.module}" if node.module else ""))
+            if node.level:  # relative: inside `package`
+                names.append(package + (f".{node.module}" if node.module else ""))
             elif node.module:
                 names.append(node.module)
                 names += [f"{node.module}.{alias.name}" for alias in node.names]
@@ -50,11 +57,24 @@ def is_under(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
 
+def config_reads(tree: ast.Module) -> list[str]:
+    """Where a module takes or reads a config object: parameters named like one, `cfg.x`."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.arg in CONFIG_NAMES:
+            found.append(f"line {node.lineno}: parameter {node.arg}")
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id in CONFIG_NAMES):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
 def test_every_protocol_module_is_checked() -> None:
-    assert {p.name for p in MODULES} >= {"collectd.py", "collectd_records.py", "typesdb.py"}
+    assert set(IDS) >= {"collectd.py", "collectd_records.py", "typesdb.py",
+                        "placement/__init__.py", "placement/router.py", "placement/rings.py"}
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
 def test_protocol_module_imports_nothing_with_side_effects(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     problems = []
@@ -71,9 +91,9 @@ def test_protocol_module_imports_nothing_with_side_effects(path: Path) -> None:
     assert problems == [], f"{path.name}: {problems}"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
 def test_only_typesdb_opens_files(path: Path) -> None:
-    if path.name in MAY_OPEN_FILES:
+    if path.relative_to(PROTOCOL_DIR).as_posix() in MAY_OPEN_FILES:
         return
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     calls = [
@@ -87,6 +107,12 @@ def test_only_typesdb_opens_files(path: Path) -> None:
     assert calls == [], f"{path.name} opens files at lines {calls}"
 
 
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
+def test_protocol_module_reads_no_config_object(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    assert config_reads(tree) == [], f"{path.name} reads a config object"
+
+
 def test_the_checker_catches_forbidden_imports() -> None:
     bad = ast.parse("import socket\nfrom time import monotonic\nfrom bucky.config import x\n")
     names = imported_modules(bad)
@@ -97,3 +123,45 @@ def test_the_checker_catches_forbidden_imports() -> None:
         "bucky.config",
         "bucky.config.x",
     ]
+
+
+def test_the_checker_catches_config_reads() -> None:
+    bad = ast.parse("def plan(cfg):\n    return cfg.graphite_port\n"
+                    "def ok(values, port):\n    return values['graphite_port'], port\n")
+    assert config_reads(bad) == ["line 1: parameter cfg", "line 2: cfg.graphite_port"]
+
+
+def _imports_under(package_dir: Path, package: str, forbidden: str) -> dict[str, list[str]]:
+    found = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        bad = sorted({n for n in imported_modules(tree, package) if is_under(n, forbidden)})
+        if bad:
+            found[str(path.relative_to(package_dir.parent))] = bad
+    return found
+
+
+def test_http_imports_nothing_of_the_daemon() -> None:
+    import bucky.http
+
+    http_dir = Path(bucky.http.__file__).resolve().parent
+    assert (http_dir / "server.py").exists() and (http_dir / "state.py").exists()
+    assert _imports_under(http_dir, "bucky.http", "bucky.daemon") == {}
+
+
+def test_the_message_vocabulary_imports_nothing_of_bucky() -> None:
+    import bucky.messages
+
+    tree = ast.parse(Path(bucky.messages.__file__).read_text(encoding="utf-8"))
+    assert [n for n in imported_modules(tree, "bucky") if is_under(n, "bucky")] == []
+
+
+def test_the_package_checker_finds_nested_and_relative_imports(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("def f():\n    from bucky.daemon.channels import Channel\n")
+    (package / "b.py").write_text("from .c import x\nimport bucky.names\n")
+    assert _imports_under(package, "bucky.daemon", "bucky.daemon") == {
+        "pkg/a.py": ["bucky.daemon.channels", "bucky.daemon.channels.Channel"],
+        "pkg/b.py": ["bucky.daemon.c"],
+    }
