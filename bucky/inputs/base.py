@@ -93,7 +93,7 @@ class InputHandler(Protocol):
     #: TCP connections the loop keeps open at once, an equal share per listener; more are refused.
     max_tcp_connections: int = 1024
     #: Seconds a TCP connection may go without completing a line or frame before the loop closes
-    #: it (bucky.daemon.tcp_conns); None: never.
+    #: it (bucky.daemon.tcp_limits); None: never.
     idle_timeout: float | None = None
 
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:

@@ -22,7 +22,7 @@ Bounds and bad input (the contract: bucky.inputs.base; nothing here raises, what
 - connections: at most MAX_CONNECTIONS at once, half per port so neither port can starve the
   other (the loop refuses more: tcp.refused); a connection that completes no line or frame for
   `carbon_idle_timeout` seconds (default 120; it sends nothing, or one byte a second) is closed
-  by the loop (tcp.idle_closed; bucky.daemon.tcp_conns).
+  by the loop (tcp.idle_closed; bucky.daemon.tcp_limits).
 Counters: lines, points, pickle_frames, bad_lines.<reason>, bad_frames.<reason>, bad_points,
 dropped.nan, disconnected.<reason>, errors.internal.
 """

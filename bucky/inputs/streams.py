@@ -6,7 +6,7 @@ complete lines go to the input's `on_lines(lines, now, mono)`. An over-long line
 counted in `tcp.overlong_lines`), the connection stays, unless the input passes `on_overlong`:
 then that decides (the carbon input disconnects, as carbon does). A partial line left when the
 client goes away is counted in `truncated` (default `tcp.truncated_lines`). `completed` counts
-the lines handed on (the loop's idle timeout watches it: bucky.daemon.tcp_conns).
+the lines handed on (the loop's idle timeout watches it: bucky.daemon.tcp_limits).
 """
 
 from __future__ import annotations
