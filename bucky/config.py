@@ -366,6 +366,18 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return check
 
 
+def int_choice(*choices: int) -> Callable[[Any], int]:
+    desc = " or ".join(str(c) for c in choices)
+
+    def check(v: Any) -> int:
+        n = _number(v, int, desc)
+        if n not in choices:
+            raise Invalid(f"expected {desc}")
+        return n
+
+    return check
+
+
 def self_metrics_prefix(v: Any) -> str:
     """A dotted prefix where `{host}` stands for the short host name."""
     form = "expected a dotted name, '{host}' standing for the short host name (e.g. 'bucky.{host}')"
@@ -457,6 +469,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("http_port", 8127, port, "HTTP status server TCP port"),
     Option("http_history_seconds", 600.0, float_min(0, False),
        "how long the status page keeps the series it saw"),
+    Option("http_degraded_status", 200, int_choice(200, 503),
+           "what /health answers while degraded (a destination unreachable, the spool in use): "
+           "200 or 503"),
     # sentry (Bucky 2; needs the sentry-sdk package when enabled)
     Option("sentry_enabled", False, boolean, "report errors to Sentry (needs sentry-sdk)"),
     Option("sentry_dsn", None, optional(text), "Sentry DSN"),
@@ -640,6 +655,7 @@ class Config:
     http_ip: str
     http_port: int
     http_history_seconds: float
+    http_degraded_status: int
     # sentry
     sentry_enabled: bool
     sentry_dsn: str | None
@@ -747,6 +763,9 @@ class Config:
     influxdb_enabled: bool
     influxdb_hosts: tuple[str, ...]
     source: str = "<defaults>"  # the config file (or "<defaults>", "<overrides>")
+    # the options the config file or the command line set (a default port that is taken is only
+    # a warning for the status server; one the operator chose is an error)
+    given: frozenset[str] = frozenset()
 
 
 def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -810,7 +829,8 @@ def validate(raw: Mapping[str, Any], source: str = "<defaults>", *,
             raise ConfigError(f"{where}: {opt.name}: {exc}, got {_short_repr(given)}") from None
     for name, message in _cross_checks(values):
         raise ConfigError(f"{origins.get(name, source)}: {name}: {message}")
-    return Config(source=source, **values)
+    return Config(source=source, given=frozenset(n for n in raw if n in OPTION_BY_NAME),
+                  **values)
 
 
 def make_config(**overrides: Any) -> Config:

@@ -47,6 +47,8 @@ http_ip = "127.0.0.1"
 http_port = 8127
 # how long the status page keeps the series it saw
 http_history_seconds = 600.0
+# what /health answers while degraded (a destination unreachable, the spool in use): 200 or 503
+http_degraded_status = 200
 
 # --- sentry ------------------------------------------------------------------------------------
 

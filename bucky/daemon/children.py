@@ -4,7 +4,8 @@ A child gets a `ChildSpec` (built by the supervisor; nothing in it has touched t
 builds the runner of its role (RUNNERS: bucky.daemon.input_runner, processor_runner,
 output_runner, http_runner, all on the loop of bucky.daemon.runner_loop), reports ("ready",) or
 ("error", message) on its control pipe, then runs until told to stop; on a reload it sends
-("state", state) back before it exits. Exit codes: 0 done, 3 could not start, 4 crashed.
+("state", state) back before it exits; one that crashes says ("crashed", why) first (the
+supervisor's log names the cause). Exit codes: 0 done, 3 could not start, 4 crashed.
 A child whose supervisor vanished stops by itself.
 """
 
@@ -87,8 +88,12 @@ def child_main(spec: ChildSpec) -> None:
         state = runner.run()
         if flags.reload:
             ctrl.send(("state", state))
-    except Exception:
+    except Exception as exc:
         log.exception("%s crashed", spec.title)
+        try:  # the supervisor names the cause when it restarts (or gives up on) this child
+            ctrl.send(("crashed", f"{exc.__class__.__name__}: {exc}"[:500]))
+        except Exception:
+            pass
         sys.stderr.flush()
         os._exit(4)
     sys.stdout.flush()

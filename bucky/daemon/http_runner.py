@@ -35,7 +35,7 @@ class HttpRunner(Runner):
         self.handlers = {}  # every message goes to the StatusState, which decodes and counts
         rules = NameRules.from_config(cfg)
         self.state = StatusState(prefix_from_config(cfg), cfg.http_history_seconds,
-                                 rules.statname)
+                                 rules.statname, degraded_status=cfg.http_degraded_status)
         self.app = StatusApp(self.state)
         listener = dict(spec.streams).get("http")
         if listener is None:

@@ -63,6 +63,10 @@ class OutputRunner(Runner):
     def _notification(self, msg: tuple) -> None:
         self.client.notify(msg[1])
 
+    def run(self) -> Any:
+        self.now = time.monotonic()
+        return super().run()
+
     def step(self) -> None:
         client = self.client
         timeout = min(max(client.poll(self.now), 0.0), LOOP_TIMEOUT)

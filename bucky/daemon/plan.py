@@ -41,6 +41,7 @@ class SocketPlan:
     port: int
     count: int = 1  # UDP: one socket per worker, sharing the port through SO_REUSEPORT
     purpose: str = ""  # what the bind error names
+    optional: bool = False  # cannot be bound: a warning, and the children using it do not run
 
     @property
     def address(self) -> tuple[str, str, int, int]:
@@ -58,6 +59,9 @@ class ChildPlan:
     # (stream kind, TCP socket name): an input's open_stream(kind); the http server's listener
     streams: tuple[tuple[str, str], ...] = ()
     index: int = 0  # which output factory, for role "output"
+    # Essential children (inputs, processor, outputs: the data path) halt the daemon when they
+    # cannot start or keep dying; an auxiliary one (the status server) is given up on instead.
+    essential: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,14 +102,15 @@ class DaemonPlan:
         for s in self.sockets:
             workers = f" x{s.count}" if s.count > 1 else ""
             where = format_address(s.host, s.port)
-            lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}")
+            optional = " (optional: skipped with a warning if taken)" if s.optional else ""
+            lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}{optional}")
         cfg = self.cfg
         if cfg.statsd_enabled and cfg.statsd_admin_port and not self.socket("statsd_admin"):
             # bound by the first StatsD worker itself, not (yet) by the supervisor
             where = format_address(cfg.statsd_admin_ip, cfg.statsd_admin_port)
             lines.append(f"socket statsd_admin: TCP {where}")
         for c in self.children:
-            lines.append(f"process {c.title}: {c.role}")
+            lines.append(f"process {c.title}: {c.role}" + ("" if c.essential else " (auxiliary)"))
         for ch in self.channels:
             lines.append(f"channel {ch.producer} -> {ch.consumer}"
                          + (" (collectd records)" if ch.records else ""))
@@ -135,7 +140,10 @@ def socket_plan(cfg: Config) -> list[SocketPlan]:
         plan.append(SocketPlan("carbon_pickle", "tcp", cfg.carbon_ip, cfg.carbon_pickle_port, 1,
                                "carbon"))
     if cfg.http_enabled:
-        plan.append(SocketPlan("http", "tcp", cfg.http_ip, cfg.http_port, 1, "the status server"))
+        # Two Bucky 2 configs (no http_* options) on one host both run: the default port taken
+        # is a warning and a daemon without a status server; a port the operator set must bind.
+        plan.append(SocketPlan("http", "tcp", cfg.http_ip, cfg.http_port, 1, "the status server",
+                               optional="http_port" not in cfg.given))
     return plan
 
 
@@ -201,7 +209,8 @@ def handover_state(kind: str, title: str, states: dict[str, Any]) -> Any:
 def extra_children(cfg: Config) -> list[ChildPlan]:
     """Children outside the data path: the status server (bucky/http), when enabled."""
     if cfg.http_enabled:
-        return [ChildPlan("http", "http", "http", STAGE_WATCHER, streams=(("http", "http"),))]
+        return [ChildPlan("http", "http", "http", STAGE_WATCHER, streams=(("http", "http"),),
+                          essential=False)]
     return []
 
 

@@ -143,7 +143,7 @@ class InfluxDBClient(OutputClient):
             infos = dest.resolver.lookup()
         except OSError as exc:
             self.counters["resolve_failures"] += 1
-            self._ratelog.warning("resolve:" + dest.host, "influxdb: %s", exc)
+            self._ratelog.warning("resolve:" + dest.host, "%s", exc)
             dest.resolved_at = now  # keep the old address (if any) until the next interval
             return
         if infos:
@@ -163,7 +163,7 @@ class InfluxDBClient(OutputClient):
             sock = self._socket(dest.family)
         except OSError as exc:
             self.counters["errors"] += len(datagrams)
-            self._ratelog.error("socket", "influxdb: cannot open a UDP socket: %s", exc)
+            self._ratelog.error("socket", "cannot open a UDP socket: %s", exc)
             return
         for data in datagrams:
             try:
@@ -173,7 +173,7 @@ class InfluxDBClient(OutputClient):
                 self.counters["dropped.socket_full"] += 1
             except OSError as exc:
                 self.counters["errors"] += 1
-                self._ratelog.warning("send:" + dest.host, "influxdb: sending to %s:%d: %s",
+                self._ratelog.warning("send:" + dest.host, "sending to %s:%d: %s",
                                       dest.host, dest.port, exc)
 
     def close(self) -> None:
