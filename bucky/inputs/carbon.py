@@ -7,15 +7,21 @@ outputs still turn whitespace into "_", as for every path) and the point keeps i
 As carbon's receivers do: a NaN value is dropped, a timestamp of -1 means "now".
 
 Bounds and bad input (the contract: bucky.inputs.base; nothing here raises, whatever the bytes):
-- plaintext: a bad line is counted under bad_lines.<reason> (fields, not-utf8, bad-value,
-  bad-timestamp) and skipped; the connection stays. A line longer than MAX_LINE_LENGTH bytes
-  (carbon's LineOnlyReceiver limit, 16 KiB) disconnects the client, as carbon does: that is what
-  binary garbage on the line port looks like. A connection holds at most one partial line.
+- numbers: a value a float cannot hold (an int of 400 digits, "1e400") or a timestamp that is
+  not finite or beyond an int64 is refused here (bad_lines.bad-value / bad-timestamp, or one of
+  bad_points), so nothing downstream (tap, encoders) ever sees one.
+- plaintext: decoded by bucky.protocol.graphite.decode_plaintext_lines (the one decoder, with
+  its bulk fast path); a bad line is counted under bad_lines.<reason> (fields, not-utf8,
+  bad-value, bad-timestamp) and skipped; the connection stays. A line longer than
+  MAX_LINE_LENGTH bytes (carbon's LineOnlyReceiver limit, 16 KiB) disconnects the client, as
+  carbon does: that is what binary garbage on the line port looks like. A connection holds at
+  most one partial line (bucky.inputs.streams.LineStream, the framing of every line port).
 - pickle: a frame whose header announces more than MAX_PICKLE_FRAME bytes (1 MiB, carbon's
   PICKLE_RECEIVER_MAX_LENGTH) disconnects the client (disconnected.frame-too-large): garbage on
   the pickle port, or a 2 GiB length prefix, ends there. A frame that is not a safe pickle of a
   list (no globals at all; decoding never recurses) is counted under bad_frames.bad-pickle and
-  skipped, an entry that is not (path, (timestamp, value)) under bad_points, as carbon skips them.
+  skipped, an entry that is not (path, (timestamp, value)) under bad_points, as carbon skips them
+  (counted without an object per entry: a frame costs what its size costs).
   A connection holds at most one partial frame, and all connections together at most
   MAX_PENDING_BYTES (64 MiB): past that, a client holding a large partial frame is disconnected
   (disconnected.buffers-full).

@@ -13,6 +13,12 @@ then checks the shape of each entry.
 
 The decoders return the one result shape (bucky.protocol.decoded.Decoded) and never raise for
 bad bytes: a bad line, entry or frame is one DecodeError in `errors`, the rest still decodes.
+Their cost is bounded by the input's size: the bad lines (or pickle entries) of one call that
+fail for the same reason share one DecodeError object, so `len(errors)` counts them without a
+message or traceback per line. Numbers are refused where the rest of Bucky could not hold them:
+a value must fit a float (an int past 1.8e308, or digits that overflow to infinity, are
+"bad-value"; a spelled-out inf passes, as in carbon), a timestamp must be finite and within an
+int64 (MAX_TIMESTAMP).
 
 `format_plaintext_batch` is the relay's hot path: one `%` over a template cached per batch length
 and one join, with a per-line fallback only when a batch holds something unusual.
