@@ -1,10 +1,12 @@
-"""What an input may hold in TCP connections: an equal share of its connection bound per listener,
-and no connection that makes no progress for longer than its idle timeout. Pure bookkeeping: no
-sockets and no clock of its own (the caller passes `mono`); bucky.daemon.tcp_streams applies it.
+"""What an input may hold in TCP connections: at most its bound over all listeners and, if it says
+so, at most a bound per listener; no connection that makes no progress for longer than its idle
+timeout. Pure bookkeeping: no sockets and no clock of its own (the caller passes `mono`);
+bucky.daemon.tcp_streams applies it.
 
 Rules:
-- Each listener gets an equal share of the input's `max_tcp_connections` (two listeners: half
-  each), so clients flooding one port (the carbon pickle port, say) never refuse the other's.
+- At most `max_connections` (the input's `max_tcp_connections`) at once; with `per_listener`
+  (the input's `max_tcp_connections_per_listener`) also at most that many per listener, so
+  clients flooding one port (the carbon pickle port, say) never refuse the other's.
 - With an idle timeout (the input's `idle_timeout`, e.g. `carbon_idle_timeout`), a connection
   whose stream completed no line or frame (`Stream.completed` unchanged) for that long is due to
   be closed, whether it sends nothing or one byte a second: otherwise such clients hold every
@@ -30,25 +32,19 @@ class _Progress:
 
 
 class ConnectionLimits(Generic[Conn]):
-    def __init__(self, max_connections: int, idle_timeout: float | None = None) -> None:
+    def __init__(self, max_connections: int, per_listener: int | None = None,
+                 idle_timeout: float | None = None) -> None:
         self.max_connections = max_connections
+        self.per_listener = max_connections if per_listener is None else per_listener
         self.idle_timeout = idle_timeout
-        self._kinds: set[str] = set()
         self._open: dict[str, int] = {}
         self._progress: dict[Conn, _Progress] = {}
         self._next_sweep = 0.0
 
-    def listener(self, kind: str) -> None:
-        """One more listener shares the bound."""
-        self._kinds.add(kind)
-
-    @property
-    def per_listener(self) -> int:
-        return max(1, self.max_connections // max(1, len(self._kinds)))
-
     def full(self, kind: str) -> bool:
-        """True when the listener of `kind` holds its share: refuse the next client."""
-        return self._open.get(kind, 0) >= self.per_listener
+        """True when the next client of the listener of `kind` is to be refused."""
+        return (len(self._progress) >= self.max_connections
+                or self._open.get(kind, 0) >= self.per_listener)
 
     def opened(self, conn: Conn, kind: str, completed: int, mono: float) -> None:
         self._progress[conn] = _Progress(kind, completed, mono)

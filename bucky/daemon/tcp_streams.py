@@ -5,8 +5,9 @@ every TCP listener of an input (ChildSpec.streams, `(kind, listener)`) is served
 Per accepted connection the handler's `open_stream(kind, addr)` gives the Stream that decodes it
 (the contract: bucky.inputs.base); this module only moves bytes:
 
-- accept: at most `handler.max_tcp_connections` connections, an equal share per listener
-  (bucky.daemon.tcp_limits); more are refused (closed at once, `tcp.refused`); a stream that
+- accept: at most `handler.max_tcp_connections` connections over all listeners and
+  `handler.max_tcp_connections_per_listener` per listener (bucky.daemon.tcp_limits); more are
+  refused (closed at once, `tcp.refused`); a stream that
   cannot be opened closes the connection (`errors.handler`). Accepted connections are counted in
   `tcp.connections`.
 - read: up to RECV_BYTES per readable event, fed to the stream with `now` and `mono`.
@@ -43,14 +44,14 @@ class StreamConnections:
         self.ratelog = ratelog
         self.streams: dict[socket.socket, Stream] = {}
         self.limits: ConnectionLimits[socket.socket] = ConnectionLimits(
-            handler.max_tcp_connections, handler.idle_timeout)
+            handler.max_tcp_connections, handler.max_tcp_connections_per_listener,
+            handler.idle_timeout)
         self.monotonic = time.monotonic  # the connections' clock (tests inject theirs)
 
     def __len__(self) -> int:
         return len(self.streams)
 
     def listen(self, kind: str, listener: socket.socket) -> None:
-        self.limits.listener(kind)
         self.sel.register(listener, selectors.EVENT_READ, lambda sock: self.accept(sock, kind))
 
     def accept(self, listener: socket.socket, kind: str) -> None:

@@ -90,8 +90,10 @@ class InputHandler(Protocol):
 
     name: str
     counters: Counter[str]
-    #: TCP connections the loop keeps open at once, an equal share per listener; more are refused.
+    #: TCP connections the loop keeps open at once, over all listeners; more are refused.
     max_tcp_connections: int = 1024
+    #: ... and per listener, so that one port cannot starve another; None: no bound of its own.
+    max_tcp_connections_per_listener: int | None = None
     #: Seconds a TCP connection may go without completing a line or frame before the loop closes
     #: it (bucky.daemon.tcp_limits); None: never.
     idle_timeout: float | None = None

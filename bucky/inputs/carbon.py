@@ -25,10 +25,10 @@ Bounds and bad input (the contract: bucky.inputs.base; nothing here raises, what
   A connection holds at most one partial frame, and all connections together at most
   MAX_PENDING_BYTES (64 MiB): past that, a client holding a large partial frame is disconnected
   (disconnected.buffers-full).
-- connections: at most MAX_CONNECTIONS at once, half per port so neither port can starve the
-  other (the loop refuses more: tcp.refused); a connection that completes no line or frame for
-  `carbon_idle_timeout` seconds (default 120; it sends nothing, or one byte a second) is closed
-  by the loop (tcp.idle_closed; bucky.daemon.tcp_limits).
+- connections: at most MAX_CONNECTIONS at once, MAX_CONNECTIONS_PER_PORT (half) per port so
+  neither port can starve the other (the loop refuses more: tcp.refused); a connection that
+  completes no line or frame for `carbon_idle_timeout` seconds (default 120; it sends nothing,
+  or one byte a second) is closed by the loop (tcp.idle_closed; bucky.daemon.tcp_limits).
 Counters: lines, points, pickle_frames, bad_lines.<reason>, bad_frames.<reason>, bad_points,
 dropped.nan, disconnected.<reason>, errors.internal.
 """
@@ -59,6 +59,7 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_LENGTH = 16384  # twisted's LineOnlyReceiver.MAX_LENGTH, which carbon's receiver keeps
 MAX_CONNECTIONS = 1024
+MAX_CONNECTIONS_PER_PORT = MAX_CONNECTIONS // 2  # a flood on one port leaves the other half free
 DEFAULT_IDLE_TIMEOUT = 120.0  # carbon_idle_timeout's default, for a handler built without a config
 # Partial pickle frames held over all connections: past this, a client holding more than a small
 # partial frame is disconnected (1024 clients x 1 MiB frames would otherwise be 1 GiB).
@@ -73,6 +74,7 @@ class CarbonInput(InputHandler):
 
     name = "carbon"
     max_tcp_connections = MAX_CONNECTIONS
+    max_tcp_connections_per_listener = MAX_CONNECTIONS_PER_PORT
 
     def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()

@@ -201,7 +201,7 @@ def test_a_connection_without_a_complete_line_or_frame_for_the_idle_timeout_expi
 
     carbon, _ = make()
     assert carbon.idle_timeout == 120.0  # carbon_idle_timeout's default
-    limits: ConnectionLimits[str] = ConnectionLimits(1024, carbon.idle_timeout)
+    limits: ConnectionLimits[str] = ConnectionLimits(1024, 512, carbon.idle_timeout)
     streams = {name: carbon.open_stream(kind, ADDR) for name, kind in (
         ("honest", "line"), ("trickle", "line"), ("silent", "line"), ("pickler", "pickle"),
         ("half-frame", "pickle"))}
@@ -227,7 +227,7 @@ def test_a_connection_without_a_complete_line_or_frame_for_the_idle_timeout_expi
             break
     assert sorted(expired) == ["half-frame", "silent", "trickle"]
     assert limits.expired(second + SWEEP_PERIOD / 2) == []  # it looks at most once a second
-    never: ConnectionLimits[str] = ConnectionLimits(1024, None)
+    never: ConnectionLimits[str] = ConnectionLimits(1024, None, None)
     never.opened("silent", "line", 0, 0.0)
     assert never.expired(10**9) == []
 
@@ -235,9 +235,9 @@ def test_a_connection_without_a_complete_line_or_frame_for_the_idle_timeout_expi
 def test_each_port_keeps_its_share_of_the_connections() -> None:
     from bucky.daemon.tcp_limits import ConnectionLimits
 
-    limits: ConnectionLimits[int] = ConnectionLimits(4, 120.0)
-    limits.listener("line")
-    limits.listener("pickle")
+    carbon, _ = make()
+    assert (carbon.max_tcp_connections, carbon.max_tcp_connections_per_listener) == (1024, 512)
+    limits: ConnectionLimits[int] = ConnectionLimits(4, 2, 120.0)
     for i in range(2):
         assert not limits.full("line")
         limits.opened(i, "line", 0, 0.0)
@@ -245,6 +245,14 @@ def test_each_port_keeps_its_share_of_the_connections() -> None:
     limits.opened(10, "pickle", 0, 0.0)  # ... leaves the pickle port its share
     limits.closed(0)
     assert not limits.full("line")
+    limits.opened(11, "pickle", 0, 0.0)
+    limits.opened(2, "line", 0, 0.0)
+    assert limits.full("tls")  # the bound over all listeners still holds
+    shared: ConnectionLimits[int] = ConnectionLimits(3)  # no bound per listener: one may take all
+    for i in range(3):
+        assert not shared.full("line")
+        shared.opened(i, "line", 0, 0.0)
+    assert shared.full("line") and shared.full("pickle")
 
 
 def test_the_input_loop_closes_idle_and_trickling_carbon_clients() -> None:
@@ -260,7 +268,7 @@ def test_the_input_loop_closes_idle_and_trickling_carbon_clients() -> None:
     from bucky.ratelog import RateLimitedLog
 
     carbon, sink = make()
-    carbon.max_tcp_connections = 6
+    carbon.max_tcp_connections, carbon.max_tcp_connections_per_listener = 6, 3
     counters: Counter[str] = Counter()
     sel = selectors.DefaultSelector()
     conns = StreamConnections(carbon, sel, "carbon", counters,
