@@ -2,9 +2,12 @@
 
 A config file is Python (as in Bucky 2): its module-level names override the defaults below. Every
 option is validated here, at start, and a problem becomes one ConfigError line naming the file, the
-option, the expected form and the value given. Unknown names draw a warning with the closest option.
-Nothing here is module-level mutable state: `load()` returns a new `Config` each time (SIGHUP
-re-reads the file through the same path).
+option, the expected form and the value given. A name one typo away from an option is an error
+(`near_miss`); other unknown names are the file's own and draw a warning with the closest option.
+Class `Config` declares every option's field with its checker's type. Nothing here is
+module-level mutable state: `load()` returns a new `Config` each time (SIGHUP re-reads the file
+through the same path). Checks that need more than the values (files, folders, the user to run
+as) belong to the components and run in the preflight (bucky.daemon.preflight).
 """
 
 import dataclasses
