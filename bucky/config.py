@@ -2,9 +2,12 @@
 
 A config file is Python (as in Bucky 2): its module-level names override the defaults below. Every
 option is validated here, at start, and a problem becomes one ConfigError line naming the file, the
-option, the expected form and the value given. Unknown names draw a warning with the closest option.
-Nothing here is module-level mutable state: `load()` returns a new `Config` each time (SIGHUP
-re-reads the file through the same path).
+option, the expected form and the value given. A name one typo away from an option is an error
+(`near_miss`); other unknown names are the file's own and draw a warning with the closest option.
+Class `Config` declares every option's field with its checker's type. Nothing here is
+module-level mutable state: `load()` returns a new `Config` each time (SIGHUP re-reads the file
+through the same path). Checks that need more than the values (files, folders, the user to run
+as) belong to the components and run in the preflight (bucky.daemon.preflight).
 """
 
 import dataclasses
@@ -569,6 +572,9 @@ OPTIONS: tuple[Option, ...] = (
     Option("carbon_ip", "127.0.0.1", address, "carbon input listen address"),
     Option("carbon_line_port", 2013, port, "carbon input plaintext port, TCP and UDP"),
     Option("carbon_pickle_port", 2014, port, "carbon input pickle port, TCP"),
+    Option("carbon_idle_timeout", 120.0, optional(float_min(0, False)),
+           "close a carbon TCP client that completes no line or frame for this long (s); "
+           "None: never"),
     # graphite
     Option("graphite_enabled", True, boolean, "send to Graphite"),
     Option("graphite_ip", "127.0.0.1", address, "carbon host (name, IPv4 or IPv6)"),
@@ -736,6 +742,7 @@ class Config:
     carbon_ip: str
     carbon_line_port: int
     carbon_pickle_port: int
+    carbon_idle_timeout: float | None
     # graphite
     graphite_enabled: bool
     graphite_ip: str

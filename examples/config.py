@@ -88,6 +88,8 @@ carbon_ip = '127.0.0.1'
 carbon_line_port = 2013
 # carbon input pickle port, TCP
 carbon_pickle_port = 2014
+# close a carbon TCP client that completes no line or frame for this long (s); None: never
+carbon_idle_timeout = 120.0
 
 # --- MetricsD input ----------------------------------------------------------------------------
 

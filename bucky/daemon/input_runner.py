@@ -131,6 +131,7 @@ class InputRunner(Runner):
             self.ratelog.error("tick", "%s: error in periodic work", self.spec.title, exc_info=True)
         self.sink.flush_if_due(mono)
         self.sink.pump()
+        self.tcp.close_idle(now, mono)
         if self.selfmetrics.due(mono):
             self._send_self_metrics(mono)
 

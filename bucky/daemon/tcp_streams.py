@@ -5,9 +5,11 @@ every TCP listener of an input (ChildSpec.streams, `(kind, listener)`) is served
 Per accepted connection the handler's `open_stream(kind, addr)` gives the Stream that decodes it
 (the contract: bucky.inputs.base); this module only moves bytes:
 
-- accept: at most `handler.max_tcp_connections` connections over all listeners; more are refused
-  (closed at once, `tcp.refused`); a stream that cannot be opened closes the connection
-  (`errors.handler`). Accepted connections are counted in `tcp.connections`.
+- accept: at most `handler.max_tcp_connections` connections over all listeners and
+  `handler.max_tcp_connections_per_listener` per listener (bucky.daemon.tcp_limits); more are
+  refused (closed at once, `tcp.refused`); a stream that
+  cannot be opened closes the connection (`errors.handler`). Accepted connections are counted in
+  `tcp.connections`.
 - read: up to RECV_BYTES per readable event, fed to the stream with `now` and `mono`.
 - disconnect: when the client closed, a read failed, or the stream said so (its feed returned
   False); `stream.close(now)` always runs once. `tcp.disconnected` counts the closes of clients
@@ -16,6 +18,8 @@ Per accepted connection the handler's `open_stream(kind, addr)` gives the Stream
   is asked `outgoing()` after each read and every loop turn (`write_answers`), so answers that
   come later go out too; what it gives is written without blocking (the stream keeps what the
   socket did not take, and bounds it), and the connection closes when the stream says so.
+- idle: with the handler's `idle_timeout`, `close_idle(now, mono)` (the loop's tick) closes the
+  connections whose stream completed no line or frame for that long (`tcp.idle_closed`).
 Nothing here raises: errors are counted (`errors.accept`, `errors.handler`) and logged
 rate-limited.
 """
@@ -27,6 +31,7 @@ import socket
 import time
 from collections import Counter
 
+from bucky.daemon.tcp_limits import ConnectionLimits
 from bucky.inputs.base import AnsweringStream, InputHandler, Stream
 from bucky.ratelog import RateLimitedLog
 
@@ -43,6 +48,10 @@ class StreamConnections:
         self.ratelog = ratelog
         self.streams: dict[socket.socket, Stream] = {}
         self.answering: dict[socket.socket, AnsweringStream] = {}
+        self.limits: ConnectionLimits[socket.socket] = ConnectionLimits(
+            handler.max_tcp_connections, handler.max_tcp_connections_per_listener,
+            handler.idle_timeout)
+        self.monotonic = time.monotonic  # the connections' clock (tests inject theirs)
 
     def __len__(self) -> int:
         return len(self.streams)
@@ -59,7 +68,7 @@ class StreamConnections:
             self.counters["errors.accept"] += 1
             self.ratelog.error("accept", "%s: accept failed: %s", self.title, exc)
             return
-        if len(self.streams) >= self.handler.max_tcp_connections:
+        if self.limits.full(kind):
             self.counters["tcp.refused"] += 1
             self.ratelog.warning("tcp-limit", "%s: too many TCP clients, refusing one", self.title)
             conn.close()
@@ -74,6 +83,7 @@ class StreamConnections:
         conn.setblocking(False)
         self.counters["tcp.connections"] += 1
         self.streams[conn] = stream
+        self.limits.opened(conn, kind, stream.completed, self.monotonic())
         self.sel.register(conn, selectors.EVENT_READ, self.read)
         if isinstance(stream, AnsweringStream):
             self.answering[conn] = stream
@@ -95,6 +105,7 @@ class StreamConnections:
                 self.counters["errors.handler"] += 1
                 self.ratelog.error("handle", "%s: TCP data could not be handled", self.title,
                                    exc_info=True)
+            self.limits.fed(conn, stream.completed, self.monotonic())
         if not keep:
             if data:
                 self.counters["tcp.disconnected"] += 1
@@ -133,9 +144,18 @@ class StreamConnections:
         if done:
             self.disconnect(conn, time.time())
 
+    def close_idle(self, now: float, mono: float) -> None:
+        """Close the connections that made no progress for the handler's idle_timeout."""
+        for conn in self.limits.expired(mono):
+            self.counters["tcp.idle_closed"] += 1
+            self.ratelog.warning("tcp-idle", "%s: closing a TCP client idle for %gs", self.title,
+                                 self.limits.idle_timeout)
+            self.disconnect(conn, now)
+
     def disconnect(self, conn: socket.socket, now: float) -> None:
         stream = self.streams.pop(conn)
         self.answering.pop(conn, None)
+        self.limits.closed(conn)
         try:
             stream.close(now)
         except Exception:

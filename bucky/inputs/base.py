@@ -73,6 +73,10 @@ class Stream(Protocol):
     """One TCP connection's decoder, made by `InputHandler.open_stream`. Holds at most a bounded
     amount of unframed bytes."""
 
+    #: Complete lines or frames read so far (good or bad). Read by the loop only when the input
+    #: has an `idle_timeout`: a connection where it does not move for that long is closed.
+    completed: int
+
     def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         """Bytes read from the connection; False: disconnect this client (counted by reason)."""
         ...
@@ -106,6 +110,11 @@ class InputHandler(Protocol):
     counters: Counter[str]
     #: TCP connections the loop keeps open at once, over all listeners; more are refused.
     max_tcp_connections: int = 1024
+    #: ... and per listener, so that one port cannot starve another; None: no bound of its own.
+    max_tcp_connections_per_listener: int | None = None
+    #: Seconds a TCP connection may go without completing a line or frame before the loop closes
+    #: it (bucky.daemon.tcp_limits); None: never.
+    idle_timeout: float | None = None
 
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         """One datagram. Never raises."""

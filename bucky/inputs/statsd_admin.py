@@ -51,6 +51,7 @@ class AdminStream:
         self._out_bytes = 0
         self._offset = 0  # of the first chunk, already written
         self.waiting = 0  # answers still to come through reply()
+        self.completed = 0  # commands read (the stream contract)
         self._quit = False
         self._broken = False
         if len(streams) >= MAX_CLIENTS:
@@ -74,6 +75,7 @@ class AdminStream:
         if len(commands) > MAX_COMMANDS_PER_READ:
             return self._break("too_many_commands")
         for raw in commands:
+            self.completed += 1
             line = raw.decode("ascii", "replace")
             if line.strip().split(" ")[0] == "quit":
                 self._quit = True
