@@ -55,43 +55,43 @@ def owned_part(old: dict, owned: Callable[[str], bool], take_own: bool) -> dict:
     return new
 
 
-def adopt_states(inner: StatsdInput, states: list[dict], index: int, workers: int,
+def adopt_states(local_input: StatsdInput, states: list[dict], index: int, workers: int,
                  owned: Callable[[str], bool]) -> None:
     """Worker `index` of `workers` takes its share of every old worker's state."""
     for k, state in enumerate(states):
         try:
             take_own = k == index or (index == 0 and k >= workers)
-            inner.adopt_aggregates(owned_part(state["aggregator"], owned, take_own))
+            local_input.adopt_aggregates(owned_part(state["aggregator"], owned, take_own))
             if k == index:
-                inner.counters.update(state.get("counters") or {})
+                local_input.counters.update(state.get("counters") or {})
                 restored = state.get("restored")
                 if restored:
-                    inner.restored_gauges = {key: v for key, v in restored.items()
+                    local_input.restored_gauges = {key: v for key, v in restored.items()
                                              if owned(key)}
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             log.error("StatsD: cannot adopt a previous state (%s); going on without it", exc)
-            inner.counters["errors.state"] += 1
+            local_input.counters["errors.state"] += 1
 
 
-def restore_all_gauges(inner: StatsdInput, cfg: Any, index: int, workers: int,
+def restore_all_gauges(local_input: StatsdInput, cfg: Any, index: int, workers: int,
                        owned: Callable[[str], bool]) -> None:
     """Every gauge file (N = 1's and every worker's), newest update winning, owned keys."""
     base = cfg.statsd_gauges_savefile
     names = [base] + [f"{base}.w{k}" for k in range(1, MAX_GAUGE_FILES + 1)]
-    merged: dict[str, tuple[float, float | None]] = dict(inner.restored_gauges or {})
+    merged: dict[str, tuple[float, float | None]] = dict(local_input.restored_gauges or {})
     for name in names:
         path = os.path.join(cfg.directory, name)
         if name == gauge_file(cfg, index, workers) or not os.path.exists(path):
-            continue  # the inner input read (or moved aside) its own file
+            continue  # the local input read (or moved aside) its own file
         try:
             with open(path, "rb") as f:
                 gauges, _ = decode_gauges(f.read())
         except (OSError, DecodeError) as exc:
             log.warning("StatsD: cannot read saved gauges %s: %s", path, exc)
-            inner.counters["errors.gauges_load"] += 1
+            local_input.counters["errors.gauges_load"] += 1
             continue
         for key, (value, updated) in gauges.items():
             old = merged.get(key)
             if old is None or (updated or 0.0) > (old[1] or 0.0):
                 merged[key] = (value, updated)
-    inner.restored_gauges = {k: v for k, v in merged.items() if owned(k)} or None
+    local_input.restored_gauges = {k: v for k, v in merged.items() if owned(k)} or None

@@ -79,7 +79,7 @@ class StatsdMesh:
 
 
 class _SplitSink:
-    """Between the inner StatsdInput and the real sink: takes the own statistics out of every
+    """Between the local StatsdInput and the real sink: takes the own statistics out of every
     flush (N > 1), so worker 0 can emit them once, merged."""
 
     def __init__(self, sink: Any, names: frozenset[str],
@@ -120,24 +120,24 @@ class StatsdWorker(InputHandler):
         self.router = WorkerRouter(n)
         self._sink = sink
         max_keys = int(cfg.statsd_max_keys or 0)
-        inner_cfg = dataclasses.replace(
+        local_cfg = dataclasses.replace(
             cfg,
             statsd_max_keys=math.ceil(max_keys / n) if max_keys else 0,
             statsd_gauges_savefile=gauge_file(cfg, i, n),
         )
         states = predecessor_states(state)
-        own_names = own_stat_names(StatsdSettings.from_config(inner_cfg))
+        own_names = own_stat_names(StatsdSettings.from_config(local_cfg))
         target = _SplitSink(sink, own_names.all, self._report) if n > 1 else sink
-        self.inner = StatsdInput(inner_cfg, target, None)
-        self.counters: Counter[str] = self.inner.counters
+        self.local_input = StatsdInput(local_cfg, target, None)
+        self.counters: Counter[str] = self.local_input.counters
         if states:  # the predecessors' gauges are newer than any file
-            self.inner.restored_gauges = None
-            adopt_states(self.inner, states, i, n, self._owned)
+            self.local_input.restored_gauges = None
+            adopt_states(self.local_input, states, i, n, self._owned)
         elif cfg.statsd_persistent_gauges:
-            restore_all_gauges(self.inner, cfg, i, n, self._owned)
+            restore_all_gauges(self.local_input, cfg, i, n, self._owned)
         # Lines routed per worker (this worker's own too, until the burst ends), control messages.
         self._out: list[list[bytes]] = [[] for _ in range(n)]
-        self._out_ctl: list[list[tuple]] = [[] for _ in range(n)]
+        self._out_control: list[list[tuple]] = [[] for _ in range(n)]
         self._pending_now = 0.0
         self._pending_mono = 0.0
         self._pending_packets = 0
@@ -158,9 +158,9 @@ class StatsdWorker(InputHandler):
                                        sink.extend, self.counters)
         self._started = clock()
         self._last_msg = self._started
-        self.admin = WorkerAdmin(cfg, n, lambda: self.inner.aggregator, lambda: self._last_msg,
-                                 self._started, self._ask_others, self.counters,
-                                 self.router.first_seen)
+        self.admin = WorkerAdmin(cfg, n, lambda: self.local_input.aggregator,
+                                 lambda: self._last_msg, self._started, self._ask_others,
+                                 self.counters, self.router.first_seen)
         self._admin_streams: set[AdminStream] = set()
         if n == 1:
             self.handle = self._handle_one  # type: ignore[method-assign]
@@ -184,7 +184,7 @@ class StatsdWorker(InputHandler):
             self._ingest_pending()
 
     def _flush_near(self) -> bool:
-        return self._pending_mono >= self.inner.next_flush - _MESH_NEAR_FLUSH
+        return self._pending_mono >= self.local_input.next_flush - _MESH_NEAR_FLUSH
 
     def _ingest_pending(self) -> None:
         packets = self._pending_packets
@@ -194,7 +194,7 @@ class StatsdWorker(InputHandler):
         self._out[self.index] = []
         self._pending_packets = 0
         # a datagram is counted once, where it was read
-        self.inner.ingest(b"\n".join(own), self._pending_now, self._pending_mono, packets)
+        self.local_input.ingest(b"\n".join(own), self._pending_now, self._pending_mono, packets)
         for j in range(self.workers):
             if j != self.index and len(self._out[j]) >= _MAX_PENDING_LINES:
                 self._send(j)
@@ -204,17 +204,17 @@ class StatsdWorker(InputHandler):
     def _handle_one(self, data: bytes, addr: object, now: float, mono: float | None = None
                     ) -> None:
         self._last_msg = now
-        self.inner.handle(data, addr, now, mono)
+        self.local_input.handle(data, addr, now, mono)
 
     def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         self._last_msg = now
         if self.workers == 1:
-            self.inner.handle_lines(lines, now, mono)
+            self.local_input.handle_lines(lines, now, mono)
             return
         self._ingest_pending()
         parts = self.router.split_lines(lines)
         me = self.index
-        self.inner.handle_lines(parts[me], now, mono)
+        self.local_input.handle_lines(parts[me], now, mono)
         for j, part in enumerate(parts):
             if part and j != me:
                 self._out[j].extend(part)
@@ -223,12 +223,12 @@ class StatsdWorker(InputHandler):
         if mono is None:
             mono = now
         self._ingest_pending()
-        self.inner.tick(now, mono)
+        self.local_input.tick(now, mono)
         if self.workers > 1:
             # Routed lines travel in batches (one pipe write and one wake-up of the peer per
             # batch, not per datagram), at once when a flush is near so they land in it.
             if (mono - self._last_send >= _MESH_MAX_AGE
-                    or mono >= self.inner.next_flush - _MESH_NEAR_FLUSH):
+                    or mono >= self.local_input.next_flush - _MESH_NEAR_FLUSH):
                 self._last_send = mono
                 self._send_all()
             else:
@@ -255,11 +255,11 @@ class StatsdWorker(InputHandler):
             return
         self._ingest_pending()
         self._exchange_eof(now)
-        self.inner.close(now, self._mono() if mono is None else mono)
+        self.local_input.close(now, self._mono() if mono is None else mono)
         if self.workers > 1:
             self._send_all()
             if self.index != 0:
-                self._ctl(0, ("final", self.index))
+                self._queue_control(0, ("final", self.index))
                 self._send_all()
             else:
                 self._wait(lambda: len(self._final) >= self.workers - 1)
@@ -274,7 +274,7 @@ class StatsdWorker(InputHandler):
         self._ingest_pending()
         self._exchange_eof(self._clock())
         self._handed_over = True
-        return self.inner.carry_state()
+        return self.local_input.carry_state()
 
     # --- mesh ----------------------------------------------------------------------------------
 
@@ -299,7 +299,7 @@ class StatsdWorker(InputHandler):
                     controls.append(item)
         if chunks:  # one aggregator call for everything that arrived
             # counted as no datagram: a datagram is counted where it was read, not here
-            self.inner.ingest(b"\n".join(chunks), now, mono, 0)
+            self.local_input.ingest(b"\n".join(chunks), now, mono, 0)
             self.counters["mesh.chunks_in"] += len(chunks)
         for item in controls:
             self._control(item, now)
@@ -314,25 +314,25 @@ class StatsdWorker(InputHandler):
             self._merger.add(item[1], item[2], item[3], now)
         elif kind == "q":
             _, qid, cmd, params = item
-            self._ctl(0, ("a", qid, self.index, self.admin.local_answer(cmd, params)))
+            self._queue_control(0, ("a", qid, self.index, self.admin.local_answer(cmd, params)))
             self._send_all()
         elif kind == "a":
             self.admin.part(item[1], item[3], now)
 
-    def _ctl(self, j: int, item: tuple) -> None:
-        self._out_ctl[j].append(item)
+    def _queue_control(self, j: int, item: tuple) -> None:
+        self._out_control[j].append(item)
         self._send(j)
 
     def _send(self, j: int) -> None:
         writer = self._writers[j]
         if writer is None or j == self.index:
             return
-        lines, controls = self._out[j], self._out_ctl[j]
+        lines, controls = self._out[j], self._out_control[j]
         if not lines and not controls:
             return
         items: list[Any] = [b"\n".join(lines)] if lines else []
         items.extend(controls)
-        self._out[j], self._out_ctl[j] = [], []
+        self._out[j], self._out_control[j] = [], []
         if not writer.put(items):
             self.counters["mesh.dropped_batches"] += 1
             self.counters["mesh.dropped_lines"] += len(lines)
@@ -341,7 +341,7 @@ class StatsdWorker(InputHandler):
 
     def _send_all(self) -> None:
         for j in range(self.workers):
-            if j != self.index and (self._out[j] or self._out_ctl[j]):
+            if j != self.index and (self._out[j] or self._out_control[j]):
                 self._send(j)
             w = self._writers[j]
             if w is not None:
@@ -349,12 +349,12 @@ class StatsdWorker(InputHandler):
 
     def _ask_others(self, qid: int, cmd: str, params: list[str]) -> None:
         for j in range(1, self.workers):
-            self._ctl(j, ("q", qid, cmd, params))
+            self._queue_control(j, ("q", qid, cmd, params))
 
     def _flush_if_due(self) -> None:
         """Before each management command: a due flush goes first, whatever the client asks."""
         mono = self._mono()
-        if mono >= self.inner.next_flush:
+        if mono >= self.local_input.next_flush:
             self.tick(self._clock(), mono)
 
     def _owned(self, key: str) -> bool:
@@ -383,7 +383,7 @@ class StatsdWorker(InputHandler):
             return
         for j in range(self.workers):
             if j != self.index:
-                self._ctl(j, ("eof", self.index))
+                self._queue_control(j, ("eof", self.index))
         self._send_all()
         self._wait(lambda: len(self._eof) >= self.workers - 1)
 
@@ -391,4 +391,4 @@ class StatsdWorker(InputHandler):
         if self._merger is not None:
             self._merger.add(self.index, ts, values, self._clock())
         else:
-            self._ctl(0, ("stats", self.index, ts, values))
+            self._queue_control(0, ("stats", self.index, ts, values))

@@ -136,7 +136,7 @@ def test_key_cap_stays_a_total(tmp_path: Path) -> None:
     for i in range(100):
         ws.handle(f"k{i}:1|c".encode(), T0 + 0.5)
     ws.pump(T0 + 0.5)
-    live = sum(w.inner.aggregator.live_keys() for w in ws.workers)
+    live = sum(w.local_input.aggregator.live_keys() for w in ws.workers)
     assert 0 < live <= 10
     ws.close()
 
@@ -171,7 +171,7 @@ def test_reload_hands_state_to_another_worker_count(tmp_path: Path) -> None:
     states = []
     for w in ws.workers:  # carry_state exchanges end markers: pump what is in flight first
         ws.pump(T0 + 0.5)
-        states.append(w.inner.carry_state())
+        states.append(w.local_input.carry_state())
     ws.close()
     new = Workers(config(tmp_path), 3, states=states)
     new.tick(T0 + 0.7)
