@@ -279,7 +279,7 @@ def spool_problem(cfg: Any) -> str | None:
         return (f"{where}: graphite_spool_dir: expected an existing writable directory "
                 f"(or graphite_spool_max_bytes = 0), got {root!r}: missing")
     try:
-        check_directory(root)
+        check_directory(root, private=False)  # the destinations' folders inside are private
     except SpoolUnavailable as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk is not a wrong setting
             log.error("the spool in %s cannot be written now (%s): memory only until it can",
