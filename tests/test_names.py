@@ -1,5 +1,7 @@
 from bucky.config import make_config
+from bucky.daemon.outputs.paths import PathCache
 from bucky.names import NameRules
+from bucky.protocol.graphite import WHITESPACE
 
 
 def rules(**kw):
@@ -44,3 +46,11 @@ def test_tags_are_kept_out_of_the_rules():
 def test_results_are_stable():
     r = rules()
     assert r.statname("a.b", "c") == r.statname("a.b", "c") == "b.a.c"
+
+
+def test_every_unicode_space_in_any_part_becomes_an_underscore_in_the_graphite_path():
+    """Host, name and configured prefix alike: whatever the input, the Graphite path carries no
+    character str.split() (and so carbon) would split the line on."""
+    for char in sorted(WHITESPACE):
+        paths = PathCache(rules(name_prefix=f"p{char}q", name_postfix=f"x{char}"))
+        assert paths.path(f"h{char}1", f"a{char}b") == "p_q.h_1.a_b.x_", hex(ord(char))
