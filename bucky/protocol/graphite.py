@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import re
 import reprlib
 import struct
 from collections.abc import Iterable, Sequence
@@ -49,13 +50,16 @@ WHITESPACE = frozenset(
     "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
     "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
 )
-_PATH_UNSAFE = str.maketrans(dict.fromkeys(WHITESPACE | {"\x00"}, "_"))
+# For str patterns \s is str.isspace(): this matches WHITESPACE and NUL exactly (tested).
+_PATH_UNSAFE = re.compile(r"[\s\x00]")
 
 
 def clean_path(path: str) -> str:
     """A path safe for the line protocol: whitespace (which would split or inject lines) and NUL
     -> "_". Every Graphite path of every input passes here once (outputs/paths.py caches it)."""
-    return path.translate(_PATH_UNSAFE)
+    if " " not in path and path.isprintable():  # the usual path; both checks run in C
+        return path  # every WHITESPACE character but " ", and NUL, is unprintable
+    return _PATH_UNSAFE.sub("_", path)
 
 
 def format_value(value: object) -> str | None:

@@ -75,6 +75,8 @@ def test_clean_path_removes_whitespace_that_would_split_or_inject_lines() -> Non
 
 def test_whitespace_is_everything_str_split_splits_on() -> None:
     assert WHITESPACE == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    changed = {chr(c) for c in range(0x110000) if clean_path(chr(c)) != chr(c)}
+    assert changed == WHITESPACE | {"\0"}
     assert {"\xa0", "\u2000", "\u200a", "\u3000", "\u1680", "\u202f", "\u205f"} <= WHITESPACE
 
 
