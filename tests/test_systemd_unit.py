@@ -1,11 +1,10 @@
 """contrib/systemd/bucky.service: what the README promises about it, and systemd's own check."""
 
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
+from peers import executable
 
 from bucky.config import OPTION_BY_NAME
 
@@ -39,9 +38,7 @@ def test_the_unit_says_what_the_readme_promises():
 
 
 def test_systemd_analyze_verify(tmp_path):
-    analyze = shutil.which("systemd-analyze")
-    if analyze is None:
-        pytest.skip("systemd-analyze is not installed")
+    analyze = executable("systemd-analyze", "systemd")
     unit = tmp_path / "bucky.service"
     unit.write_text(UNIT.read_text().replace("/usr/bin/bucky", sys.executable)
                     .replace("User=bucky", "User=root").replace("Group=bucky", "Group=root"))
