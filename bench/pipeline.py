@@ -6,12 +6,14 @@ Graphite output process carry them to a TCP sink that counts lines. No parsing i
 see udp_load.py for the inputs. Reports samples/s, CPU seconds and peak RSS of the process tree.
 
     python bench/pipeline.py [--samples 5000000] [--no-processor] [--http] [--destinations N]
-                             [--method consistent-hashing]
+                             [--method consistent-hashing] [--paths]
 
 --http attaches the status server as the daemon does by default: the output sends it status
 snapshots and a sampled tap of its batches, and a real http process reads them.
 `--destinations N` sends through graphite_destinations: N instances (a, b, ...) of the one sink,
 placed by `--method`, which measures the cost of routing against the default single destination.
+`--paths` sends finished Graphite paths (as the carbon input makes them: no name rule applies)
+instead of (host, name) samples.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from bucky.daemon.channels import Channel  # noqa: E402
 from bucky.daemon.children import BATCH_SIZE, ChildSpec, child_main, queue_bytes  # noqa: E402
 from bucky.daemon.sink import BatchSink  # noqa: E402
 from bucky.daemon.sockets import bind_tcp  # noqa: E402
+from bucky.sample import GRAPHITE_PATH  # noqa: E402
 
 ctx = multiprocessing.get_context("fork")
 
@@ -38,12 +41,17 @@ def passthrough(host, name, value, timestamp):  # noqa: ANN001, ANN201 - the Buc
     return host, name, value, timestamp
 
 
-def generate(channel: Channel, total: int, cfg: object, distinct: int = 10000) -> None:
+def generate(channel: Channel, total: int, cfg: object, paths: bool = False,
+             distinct: int = 10000) -> None:
     writer = channel.writer(queue_bytes(cfg))
     sink = BatchSink([writer], batch_size=BATCH_SIZE)
     now = int(time.time())
     names = [f"bench.host{i % 100}.metric{i}" for i in range(distinct)]
-    batch = [(f"web{i % 50:02d}.example.com", names[i], float(i), now) for i in range(1000)]
+    if paths:
+        batch = [(GRAPHITE_PATH, f"servers.web{i % 50:02d}.{names[i]}", float(i), now)
+                 for i in range(1000)]
+    else:
+        batch = [(f"web{i % 50:02d}.example.com", names[i], float(i), now) for i in range(1000)]
     sent = 0
     while sent < total:
         # Back-pressure instead of drops: this measures capacity, not an overloaded input.
@@ -72,6 +80,8 @@ def main() -> None:
     ap.add_argument("--http", action="store_true", help="the output feeds a status server")
     ap.add_argument("--destinations", type=int, default=0)
     ap.add_argument("--method", default="consistent-hashing")
+    ap.add_argument("--paths", action="store_true",
+                    help="finished Graphite paths, as the carbon input sends them")
     args = ap.parse_args()
     sink = LineSink()
     cluster = [f"127.0.0.1:{sink.port}:{chr(ord('a') + i)}" for i in range(args.destinations)]
@@ -86,7 +96,7 @@ def main() -> None:
     names = ["generator", "output"]
     if to_http is not None:
         procs.append(start(ChildSpec("http", "http", "http", cfg, in_channels=[to_http],
-                                     tcp=bind_tcp("127.0.0.1", 0, "http"))))
+                                     streams=[("http", bind_tcp("127.0.0.1", 0, "http"))])))
         names.append("http")
     if args.no_processor:
         first = to_output
@@ -96,7 +106,7 @@ def main() -> None:
                                      in_channels=[first], out_channels=[to_output])))
         names.append("processor")
     t0 = time.monotonic()
-    gen = ctx.Process(target=generate, args=(first, args.samples, cfg))
+    gen = ctx.Process(target=generate, args=(first, args.samples, cfg, args.paths))
     gen.start()
     pids = [gen.pid] + [p.pid for p in procs]
     peak = 0.0
@@ -118,6 +128,7 @@ def main() -> None:
     where = (f"{args.destinations} destinations, {args.method}" if args.destinations
              else "graphite_port")
     print(f"pipeline ({'no processor' if args.no_processor else 'with processor'}"
+          f"{', graphite paths' if args.paths else ''}"
           f"{', status server' if args.http else ''}; {where}): "
           f"{sink.lines:,} of {args.samples:,} samples in {elapsed:.2f} s = "
           f"{sink.lines / elapsed:,.0f} samples/s; CPU {cpu:.1f} s ({per_process}; "

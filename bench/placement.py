@@ -1,9 +1,10 @@
 """Benchmark: the cost of placement per point (bucky.protocol.placement), cached and uncached.
 
-Cached: the same 100,000 names routed again and again (what the output's hot path does once it has
-seen a name), one by one (``route(path)``, ``place(path)``) and a list at a time
-(``route_batch``, ``place_batch``). New names: 50,000 names the router has not seen, per method
-and hash type (this cost is paid once per name while the name stays in the cache).
+Cached: the same 100,000 names placed again and again through bucky.cache.TwoGenerationCache
+(what the output's hot path does once it has seen a name), one by one (``cache[path]``) and a
+list at a time (``map(cache.__getitem__, paths)``). New names: 50,000 names never placed, per
+method and hash type (``router.place``: normalization, hash, ring; this cost is paid once per
+name while the name stays in the cache).
 
     python bench/placement.py [--names 100000] [--rounds 5]
 """
@@ -17,6 +18,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+from bucky.cache import TwoGenerationCache  # noqa: E402
 from bucky.protocol.placement import make_router, parse_destinations  # noqa: E402
 
 THREE = parse_destinations(["127.0.0.1:2004:a", "127.0.0.1:2104:b", "127.0.0.1:2204:c"])
@@ -44,48 +46,38 @@ def main() -> None:
     args = ap.parse_args()
     seen = names(args.names, "seen")
     router = make_router(THREE)
+    cache = TwoGenerationCache(router.place)
     for n in seen:
-        router.route(n)
+        cache[n]
 
     def loop_only(items: list[str]) -> None:
         for _ in items:
             pass
 
-    def by_route(items: list[str]) -> None:
-        route = router.route
+    def by_lookup(items: list[str]) -> None:
         for n in items:
-            route(n)
+            cache[n]
 
-    def by_place(items: list[str]) -> None:
-        place = router.place
-        for n in items:
-            place(n)
-
-    def by_route_batch(items: list[str]) -> None:
-        router.route_batch(items)
-
-    def by_place_batch(items: list[str]) -> None:
-        router.place_batch(items)
+    def by_batch(items: list[str]) -> None:
+        list(map(cache.__getitem__, items))
 
     base = ns_per(loop_only, seen, args.rounds)
     print(f"cached, {args.names:,} names (loop overhead {base:.0f} ns subtracted):")
-    for label, fn in [("route(path)", by_route), ("place(path)", by_place),
-                      ("route_batch(paths)", by_route_batch),
-                      ("place_batch(paths)", by_place_batch)]:
+    for label, fn in [("cache[path]", by_lookup), ("map(cache.__getitem__, paths)", by_batch)]:
         print(f"  {label:28s} {ns_per(fn, seen, args.rounds) - base:6.0f} ns")
-    print("new names (hash, ring search, normalization, cache insert):")
+    print("new names (normalization, hash, ring search):")
     for method, hash_type in METHODS:
         fresh = names(50_000, f"new{method[:4]}{hash_type}")
         r = make_router(THREE, method, hash_type)
         start = time.perf_counter_ns()
         for n in fresh:
-            r.route(n)
+            r.place(n)
         cost = (time.perf_counter_ns() - start) / len(fresh)
         tagged = [f"{n};dc=ams;host=web{i % 9}" for i, n in enumerate(names(50_000, "tagged"))]
         r = make_router(THREE, method, hash_type)
         start = time.perf_counter_ns()
         for n in tagged:
-            r.route(n)
+            r.place(n)
         tag_cost = (time.perf_counter_ns() - start) / len(tagged)
         print(f"  {method} {hash_type or '(jump_fnv1a_ch)':16s} {cost:6.0f} ns plain, "
               f"{tag_cost:6.0f} ns tagged (~{len(fresh[0])} and ~{len(tagged[0])} characters)")

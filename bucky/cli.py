@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import os
-import pwd
 import re
 import sys
 from collections.abc import Mapping
@@ -17,6 +17,8 @@ from typing import Any
 
 import bucky
 from bucky import config as config_mod
+from bucky.addresses import format_address
+from bucky.config import Config
 from bucky.errors import BuckyError, ConfigError
 
 log = logging.getLogger("bucky")
@@ -111,42 +113,7 @@ def setup_logging(level: str, timestamps: bool | None = None) -> None:
     root.setLevel(level)
 
 
-def drop_privileges(cfg: Any) -> None:
-    """Switch group (with the user's supplementary groups) and user, in that order."""
-    uid, gid = cfg.uid, cfg.gid
-    if uid is None and gid is None:
-        return
-    try:
-        if gid is not None or uid is not None:
-            target_gid = gid if gid is not None else pwd.getpwuid(uid).pw_gid
-            if uid is not None:
-                try:
-                    name = pwd.getpwuid(uid).pw_name
-                    os.initgroups(name, target_gid)
-                except KeyError:
-                    os.setgroups([target_gid])
-            else:
-                os.setgroups([target_gid])
-            os.setgid(target_gid)
-        if uid is not None:
-            os.setuid(uid)
-    except (OSError, KeyError) as exc:
-        raise BuckyError(f"cannot switch to uid={uid} gid={gid}: {exc}") from None
-
-
-def prepare_directory(cfg: Any) -> None:
-    try:
-        os.makedirs(cfg.directory, exist_ok=True)
-        if cfg.uid is not None or cfg.gid is not None:
-            os.chown(cfg.directory, cfg.uid if cfg.uid is not None else -1,
-                     cfg.gid if cfg.gid is not None else -1)
-    except OSError as exc:
-        if cfg.statsd_enabled and cfg.statsd_persistent_gauges:
-            raise BuckyError(f"cannot create directory {cfg.directory}: {exc.strerror}") from None
-        log.warning("cannot create directory %s: %s", cfg.directory, exc.strerror)
-
-
-def preload_modules(cfg: Any) -> None:
+def preload_modules(cfg: Config) -> None:
     """Import what the children need while the interpreter's files are surely readable.
 
     After the switch to `uid`, a Python installed under a private home directory could no longer
@@ -159,9 +126,10 @@ def preload_modules(cfg: Any) -> None:
               "multiprocessing.reduction", "json", "tempfile", "hmac", "hashlib", "random",
               "importlib.metadata", "selectors", "pickle", "encodings.idna", "ipaddress",
               "concurrent.futures", "queue", "threading", "traceback", "setproctitle",
-              # what a reload's checks import (bucky.daemon.plan), whatever it enables
+              # what a reload's preflight imports (bucky.daemon.preflight), whatever it enables
               "bucky.inputs.collectd", "bucky.aggregate.collectd_names",
-              "bucky.plugin_host.host", "codecs"]
+              "bucky.plugin_host.host", "codecs", "bucky.daemon.preflight",
+              "bucky.daemon.outputs.spooled_buffer", "bucky.inputs.python_plugins"]
     for kind, enabled in (("collectd", cfg.collectd_enabled), ("statsd", cfg.statsd_enabled),
                           ("metricsd", cfg.metricsd_enabled), ("carbon", cfg.carbon_enabled),
                           ("python_plugins", cfg.collectd_python_config)):
@@ -182,6 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items()
                                  if k not in ("config_file", "check", "verbose")}
     setup_logging("INFO")
+    if args.verbose and not args.check:
+        print("bucky: --verbose goes with --check", file=sys.stderr)
+        return EXIT_CONFIG
     full_trace = bool(overrides.pop("full_trace", False))
     try:
         if "collectd_types" in overrides and args.config_file:
@@ -191,9 +162,9 @@ def main(argv: list[str] | None = None) -> int:
                 file_types = [file_types]
             overrides["collectd_types"] = list(file_types) + overrides["collectd_types"]
         cfg, warnings = config_mod.load(args.config_file, overrides, full_trace=full_trace)
-        from bucky.daemon.plan import build_plan
+        from bucky.daemon.preflight import preflight
 
-        plan = build_plan(cfg)  # every check a child would make, before anything is bound
+        plan = preflight(cfg)  # the same checks as --check and a reload, before anything is bound
     except ConfigError as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -211,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         return _explain(cfg, explain)
     from bucky.daemon.notify import Notifier
     from bucky.daemon.sockets import BindError
+    from bucky.daemon.statedir import prepare_directory, switch_user
     from bucky.daemon.supervisor import Supervisor
 
     try:
@@ -222,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         supervisor.bind()
         prepare_directory(cfg)
         preload_modules(cfg)
-        drop_privileges(cfg)
+        switch_user(cfg)
     except (BindError, BuckyError) as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
@@ -231,8 +203,8 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUNTIME
     from bucky.daemon.outputs.spooled_buffer import spool_problem
 
-    problem = spool_problem(cfg)  # as the user the daemon runs as
-    if problem:
+    problem = spool_problem(cfg)  # makes the spool root, as the user the daemon runs as
+    if problem:  # the preflight found none, so the disk changed since: still the config's
         print(f"bucky: {problem}", file=sys.stderr)
         return EXIT_CONFIG
     try:
@@ -248,7 +220,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_RUNTIME
 
 
-def _explain(cfg: Any, flags: dict[str, Any]) -> int:
+def _explain(cfg: Config, flags: dict[str, Any]) -> int:
     import time
 
     from bucky import explain
@@ -267,12 +239,25 @@ def _explain(cfg: Any, flags: dict[str, Any]) -> int:
     except (BuckyError, OSError) as exc:
         print(f"bucky: {exc}", file=sys.stderr)
         return EXIT_RUNTIME
-def _show(value: Any) -> str:
-    """An option value as it could be written in the config file (functions and classes by
-    their import path)."""
+def _show(value: Any, option: str = "") -> str:
+    """An option value in the README's notation, as it could be written in the config file:
+    lists as lists, destinations and forward nodes as "host:port[:...]" strings, histogram bins
+    as dicts, functions and classes by their import path."""
+    from bucky.protocol.placement import Destination
+
+    if isinstance(value, Destination):
+        return repr(str(value))
+    if option == "statsd_forward":
+        return _show([format_address(host, port) + (f":{admin}" if admin else "")
+                      for host, port, admin in value])
+    if option == "statsd_histogram":
+        return _show([{"metric": metric, "bins": [b if math.isfinite(b) else "inf" for b in bins]}
+                      for metric, bins in value])
+    if option == "metricsd_handlers":  # README: (regex, interval[, priority]) entries
+        return "[" + ", ".join("(" + ", ".join(_show(part) for part in entry) + ")"
+                               for entry in value) + "]"
     if isinstance(value, (tuple, list)):
-        inner = ", ".join(_show(v) for v in value)
-        return f"({inner},)" if isinstance(value, tuple) and len(value) == 1 else f"[{inner}]"
+        return "[" + ", ".join(_show(v) for v in value) + "]"
     if isinstance(value, dict):
         return "{" + ", ".join(f"{k!r}: {_show(v)}" for k, v in value.items()) + "}"
     if callable(value) and hasattr(value, "__qualname__"):
@@ -282,20 +267,20 @@ def _show(value: Any) -> str:
     return repr(value)
 
 
-def effective_config(cfg: Any) -> list[str]:
+def effective_config(cfg: Config) -> list[str]:
     """`name = value` per option; options that differ from the defaults are marked."""
     defaults = config_mod.validate({})
     lines = []
     for opt in config_mod.OPTIONS:
         value, default = getattr(cfg, opt.name), getattr(defaults, opt.name)
-        shown = _show(value)
-        if shown != _show(default):
-            shown += f"  # changed, default {_show(default)}"
+        shown, default_shown = _show(value, opt.name), _show(default, opt.name)
+        if shown != default_shown:
+            shown += f"  # changed, default {default_shown}"
         lines.append(f"{opt.name} = {shown}")
     return lines
 
 
-def _init_sentry(cfg: Any) -> None:
+def _init_sentry(cfg: Config) -> None:
     if not cfg.sentry_enabled:
         return
     import sentry_sdk

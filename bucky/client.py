@@ -14,11 +14,14 @@ the subclass keeps its own reference, as Bucky 2 subclasses did).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 
 class Client:
-    def __init__(self, cfg: Any = None, pipe: Any = None) -> None:
+    def __init__(self, cfg: Config | None = None, pipe: Any = None) -> None:
         self.cfg = cfg
         self.pipe = pipe
 

@@ -7,12 +7,11 @@ Nothing here is module-level mutable state: `load()` returns a new `Config` each
 re-reads the file through the same path).
 """
 
-from __future__ import annotations
-
 import dataclasses
 import difflib
 import grp
 import importlib
+import ipaddress
 import math
 import os
 import pwd
@@ -22,11 +21,13 @@ import traceback
 import types
 import typing
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 from bucky.errors import ConfigError
 from bucky.protocol import placement
 from bucky.protocol.collectd_security import parse_security_level
+
+_T = TypeVar("_T")
 
 
 class Invalid(Exception):
@@ -134,10 +135,24 @@ def nonempty_text(v: Any) -> str:
     return v.strip()
 
 
+_HOST_NAME = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?"
+                        r"(\.[A-Za-z0-9_]([A-Za-z0-9_-]*[A-Za-z0-9_])?)*\.?")
+
+
 def address(v: Any) -> str:
+    """An IPv4 or IPv6 address ([::1] too) or a host name; a port is its own option."""
     if not isinstance(v, str) or not v.strip() or any(c.isspace() for c in v.strip()):
         raise Invalid("expected an IP address or host name")
-    return v.strip().strip("[]")
+    host = v.strip()
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        if not _HOST_NAME.fullmatch(host) or len(host) > 253:
+            port = ", without ':port' (the port has its own option)" if ":" in host else ""
+            raise Invalid(f"expected an IP address or host name{port}") from None
+    return host
 
 
 def text_list(v: Any) -> tuple[str, ...]:
@@ -567,14 +582,159 @@ OPTIONS: tuple[Option, ...] = (
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
-Config = dataclasses.make_dataclass(
-    "Config",
-    [(o.name, field_type(o.check), dataclasses.field(default=o.default)) for o in OPTIONS]
-    + [("source", str, dataclasses.field(default="<defaults>"))],
-    frozen=True,
-)
-Config.__module__ = __name__  # so pickle finds it here
-Config.__doc__ = "The validated configuration: one attribute per option, immutable."
+
+@typing.dataclass_transform()
+def _option_fields(cls: type[_T]) -> type[_T]:
+    """A frozen dataclass whose defaults come from OPTIONS; each field's declared type must be
+    its checker's return type, so the class and the table cannot drift apart. Fields that are
+    not options (where the value came from) follow them and carry their own defaults."""
+    hints = typing.get_type_hints(cls)
+    declared = [name for name in hints if not hasattr(cls, name)]  # fields beyond: a default
+    if declared != [o.name for o in OPTIONS]:
+        missing = [f"{o.name}: {field_type(o.check)}" for o in OPTIONS if o.name not in hints]
+        extra = [name for name in declared if name not in OPTION_BY_NAME]
+        raise TypeError(f"class Config must declare every option, without a default, in the "
+                        f"table's order; missing {missing}, not options {extra}")
+    for opt in OPTIONS:
+        if hints[opt.name] != field_type(opt.check):
+            raise TypeError(f"Config.{opt.name} is declared {hints[opt.name]}, its checker "
+                            f"returns {field_type(opt.check)}")
+        setattr(cls, opt.name, opt.default)
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
+@_option_fields
+class Config:
+    """The validated configuration: one attribute per option (the table above gives each one's
+    default and checker), immutable, picklable. Add a field here with each new option."""
+
+    # general
+    debug: bool
+    log_level: str
+    log_timestamps: str | bool
+    nice: int | None
+    uid: int | None
+    gid: int | None
+    directory: str
+    process_join_timeout: float
+    max_sample_queue: int
+    full_trace: bool
+    custom_clients: tuple[type, ...]
+    processor: Callable | None
+    processor_drop_on_error: bool
+    self_metrics_interval: float
+    self_metrics_prefix: str
+    # http status server
+    http_enabled: bool
+    http_ip: str
+    http_port: int
+    http_history_seconds: float
+    # sentry
+    sentry_enabled: bool
+    sentry_dsn: str | None
+    sentry_log_level: str
+    sentry_auto_log_stacks: bool
+    # names
+    name_prefix: str | None
+    name_prefix_parts: tuple[str, ...] | None
+    name_postfix: str | None
+    name_postfix_parts: tuple[str, ...] | None
+    name_replace_char: str | None
+    name_strip_duplicates: bool
+    name_host_trim: tuple[str, ...]
+    # metricsd
+    metricsd_ip: str
+    metricsd_port: int
+    metricsd_enabled: bool
+    metricsd_default_interval: float
+    metricsd_handlers: tuple[tuple[re.Pattern, float, int], ...]
+    metricsd_max_metrics: int
+    metricsd_expire_intervals: float
+    # collectd
+    collectd_ip: str
+    collectd_port: int
+    collectd_enabled: bool
+    collectd_types: tuple[str, ...]
+    collectd_converters: FrozenDict | tuple[Callable, ...]
+    collectd_use_entry_points: bool
+    collectd_counter_eq_derive: bool
+    collectd_workers: int
+    collectd_security_level: int
+    collectd_auth_file: str | None
+    collectd_series_ttl_intervals: int
+    collectd_python_config: str | None
+    # statsd
+    statsd_ip: str
+    statsd_port: int
+    statsd_enabled: bool
+    statsd_flush_time: float
+    statsd_metadata: FrozenDict
+    statsd_legacy_namespace: bool
+    statsd_global_prefix: str | None
+    statsd_prefix_counter: str | None
+    statsd_prefix_timer: str | None
+    statsd_prefix_set: str | None
+    statsd_prefix_gauge: str | None
+    statsd_prefix_stats: str | None
+    statsd_persistent_gauges: bool
+    statsd_gauges_savefile: str
+    statsd_gauges_save_interval: float
+    statsd_delete_idlestats: bool
+    statsd_delete_counters: bool
+    statsd_delete_timers: bool
+    statsd_delete_sets: bool
+    statsd_onlychanged_gauges: bool
+    statsd_gauges_max_ttl: float
+    statsd_max_keys: int
+    statsd_percentile_thresholds: tuple[float, ...]
+    statsd_timer_mean: bool
+    statsd_timer_upper: bool
+    statsd_timer_lower: bool
+    statsd_timer_count: bool
+    statsd_timer_count_ps: bool
+    statsd_timer_sum: bool
+    statsd_timer_sum_squares: bool
+    statsd_timer_median: bool
+    statsd_timer_std: bool
+    statsd_histogram: tuple[tuple[str, tuple[float, ...]], ...]
+    statsd_tags: str
+    statsd_tcp_port: int | None
+    statsd_tcp_max_connections: int
+    statsd_max_line_length: int
+    statsd_workers: int
+    statsd_forward: tuple[tuple[str, int, int | None], ...]
+    statsd_forward_packet_size: int
+    statsd_forward_check_interval: float
+    statsd_admin_port: int | None
+    statsd_admin_ip: str
+    # carbon input
+    carbon_enabled: bool
+    carbon_ip: str
+    carbon_line_port: int
+    carbon_pickle_port: int
+    # graphite
+    graphite_enabled: bool
+    graphite_ip: str
+    graphite_port: int
+    graphite_max_reconnects: int
+    graphite_reconnect_delay: float
+    graphite_backoff_factor: float
+    graphite_backoff_max: float
+    graphite_pickle_enabled: bool
+    graphite_pickle_buffer_size: int
+    graphite_buffer_size: int
+    graphite_destinations: tuple[placement.Destination, ...]
+    graphite_relay_method: str
+    graphite_hash_type: str | None
+    graphite_replication_factor: int
+    graphite_diverse_replicas: bool
+    graphite_spool_dir: str | None
+    graphite_spool_max_bytes: int
+    graphite_spool_sync_interval: float
+    # influxdb
+    influxdb_enabled: bool
+    influxdb_hosts: tuple[str, ...]
+    source: str = "<defaults>"  # the config file (or "<defaults>", "<overrides>")
 
 
 def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -592,8 +752,8 @@ def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
                          "expected a number >= graphite_reconnect_delay"))
     if values["graphite_enabled"]:
         # graphite_destinations' own checker already refused bad strings and duplicates
-        effective = values["graphite_destinations"] or (
-            placement.Destination(values["graphite_ip"], values["graphite_port"]),)
+        effective = placement.effective_destinations(
+            values["graphite_destinations"], values["graphite_ip"], values["graphite_port"])
         problems += placement.check_plan(
             effective, values["graphite_relay_method"], values["graphite_hash_type"],
             values["graphite_replication_factor"], values["graphite_diverse_replicas"])
@@ -607,13 +767,23 @@ def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
     return problems
 
 
+def option_error(cfg: Config, option: str, exc: BaseException | str) -> ConfigError:
+    """A component check's finding as the one line every config error is:
+    "<config file>: <option>: <what is wrong>"."""
+    message = str(exc)
+    for lead in (f"{option}: ", f"{option} "):  # messages that already name the option
+        if message.startswith(lead):
+            message = message[len(lead):]
+    return ConfigError(f"{cfg.source}: {option}: {message}")
+
+
 def _short_repr(v: Any) -> str:
     r = repr(v)
     return r if len(r) <= 80 else r[:77] + "..."
 
 
 def validate(raw: Mapping[str, Any], source: str = "<defaults>", *,
-             origins: Mapping[str, str] | None = None) -> Any:
+             origins: Mapping[str, str] | None = None) -> Config:
     """Check every option; returns a Config or raises ConfigError for the first problem.
 
     `origins` maps an option name to where its value came from (a file or "command line")."""
@@ -631,7 +801,7 @@ def validate(raw: Mapping[str, Any], source: str = "<defaults>", *,
     return Config(source=source, **values)
 
 
-def make_config(**overrides: Any) -> Any:
+def make_config(**overrides: Any) -> Config:
     """A validated Config from the defaults and keyword overrides (tests, embedding)."""
     unknown = set(overrides) - set(OPTION_BY_NAME)
     if unknown:
@@ -673,14 +843,50 @@ def read_file(path: str, full_trace: bool = False) -> tuple[dict[str, Any], list
         if name in OPTION_BY_NAME:
             values[name] = value
         elif not isinstance(value, (types.ModuleType, types.FunctionType, type)):
+            meant = near_miss(name)
+            if meant:
+                raise ConfigError(f"{path}: {name}: unknown option (did you mean {meant!r}? "
+                                  f"a name of your own must start with '_')")
             close = difflib.get_close_matches(name, OPTION_BY_NAME, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             warnings.append(f"{path}: unknown option {name!r} ignored{hint}")
     return values, warnings
 
 
+def near_miss(name: str) -> str | None:
+    """The option `name` is a typo of, or None. A typo is at most one edit (a letter missing,
+    added, changed, or two swapped) from an option of 4-7 letters, two from a longer one: close
+    enough that the operator surely meant that option, which would otherwise silently keep its
+    default. Other unknown names are the config file's own variables (it is Python)."""
+    best: tuple[int, str] | None = None
+    for option in OPTION_BY_NAME:
+        allowed = 2 if len(option) >= 8 else 1 if len(option) >= 4 else 0
+        if allowed and abs(len(option) - len(name)) <= allowed:
+            distance = _edit_distance(name, option, allowed)
+            if distance <= allowed and (best is None or distance < best[0]):
+                best = (distance, option)
+    return best[1] if best else None
+
+
+def _edit_distance(a: str, b: str, limit: int) -> int:
+    """Optimal string alignment distance (Levenshtein plus swaps of neighbours), or limit + 1
+    once it is surely above `limit`."""
+    previous2: list[int] = []
+    previous = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i] + [0] * len(b)
+        for j, cb in enumerate(b, 1):
+            row[j] = min(previous[j] + 1, row[j - 1] + 1, previous[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                row[j] = min(row[j], previous2[j - 2] + 1)
+        if min(row) > limit:
+            return limit + 1
+        previous2, previous = previous, row
+    return previous[-1]
+
+
 def load(path: str | None, cli_overrides: Mapping[str, Any] | None = None,
-         full_trace: bool = False) -> tuple[Any, list[str]]:
+         full_trace: bool = False) -> tuple[Config, list[str]]:
     """defaults < config file < command line; returns (Config, warnings)."""
     raw: dict[str, Any] = {}
     origins: dict[str, str] = {}

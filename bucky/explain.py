@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable
 from typing import IO, Any
 
 from bucky.aggregate.collectd_names import DEFAULT_KEY
+from bucky.cache import TwoGenerationCache
 from bucky.errors import ConfigError
 from bucky.names import NameRules
 from bucky.protocol.graphite import clean_path, format_line, parse_plaintext_line
@@ -57,22 +58,25 @@ def _placement(cfg: Any) -> tuple[str, Callable[[str], tuple[str, tuple[str, ...
         return "off (graphite_enabled = False)", lambda path: (path, ())
     if cfg.debug:
         return "debug: printed on stdout", lambda path: (path, ("stdout",))
-    from bucky.protocol.placement import destinations_from_config
+    from bucky.daemon.outputs.graphite import graphite_router
 
     try:
-        plan = destinations_from_config(cfg)
+        router = graphite_router(cfg)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    destinations, router = plan.destinations, plan.router
-    names = tuple(str(d) for d in destinations)
+    names = tuple(str(d) for d in router.destinations)
     protocol = "pickle" if cfg.graphite_pickle_enabled else "plaintext"
     description = f"{router.describe()}, {protocol}: {', '.join(names)}"
 
-    def place(path: str) -> tuple[str, tuple[str, ...]]:
+    if router.constant is not None:  # one destination, or broadcast: names go out as they are
+        everyone = tuple(names[i] for i in router.constant)
+        return description, lambda path: (path, everyone)
+
+    def named(path: str) -> tuple[str, tuple[str, ...]]:
         sent, indexes = router.place(path)
         return sent, tuple(names[i] for i in indexes)
 
-    return description, place
+    return description, TwoGenerationCache(named).__getitem__  # once per name, as in the output
 
 
 class Explainer:

@@ -1,6 +1,7 @@
 import dataclasses
 import pickle
 import re
+import typing
 from typing import Any
 
 import pytest
@@ -102,10 +103,64 @@ def test_missing_file(tmp_path):
 
 
 def test_unknown_names_warn_with_suggestion(tmp_path):
-    path = write(tmp_path, "statsd_prot = 1\nimport os\ndef helper(): pass\n_private = 2\n")
+    """A name of the file's own (it is Python) is ignored with a warning, as in Bucky 2."""
+    path = write(tmp_path, "statsd_portnumber = 1\nimport os\ndef helper(): pass\n"
+                 "_private = 2\nservers = ['a']\n")
     _, warnings = config.load(path)
     hint = "(did you mean 'statsd_port'?)"
-    assert warnings == [f"{path}: unknown option 'statsd_prot' ignored {hint}"]
+    assert warnings == [f"{path}: unknown option 'statsd_portnumber' ignored {hint}",
+                        f"{path}: unknown option 'servers' ignored"]
+
+
+@pytest.mark.parametrize("typo,meant", [
+    ("graphite_destinatons", "graphite_destinations"),  # a letter missing
+    ("statsd_prot", "statsd_port"),  # two swapped
+    ("statsd_host", "statsd_port"),  # two changed (there is no such option: statsd_ip is)
+    ("graphite_enable", "graphite_enabled"),
+    ("nicee", "nice"),  # one edit from a short name
+])
+def test_a_near_miss_of_an_option_is_an_error(tmp_path, typo, meant):
+    """Traffic would silently go to the option's default (e.g. the default carbon)."""
+    path = write(tmp_path, f"{typo} = 1\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(err.value) == (f"{path}: {typo}: unknown option (did you mean {meant!r}? "
+                              "a name of your own must start with '_')")
+    _, warnings = config.load(write(tmp_path, f"_{typo} = 1\n"))  # the way out: a private name
+    assert warnings == []
+
+
+@pytest.mark.parametrize("name", ["uuid", "pid", "hostname", "STATSD_PORT", "graphite_hosts_all",
+                                  "debug_level_x"])
+def test_names_further_from_every_option_are_not_near_misses(name):
+    assert config.near_miss(name) is None
+
+
+@pytest.mark.parametrize("value", ["0.0.0.0:8125", "127.0.0.1:8125", "localhost:8125",
+                                   "[::1]:8125"])
+def test_a_listen_address_with_a_port_names_the_option(tmp_path, value):
+    path = write(tmp_path, f"statsd_ip = {value!r}\n")
+    with pytest.raises(ConfigError) as err:
+        config.load(path)
+    assert str(err.value) == (f"{path}: statsd_ip: expected an IP address or host name, without "
+                              f"':port' (the port has its own option), got {value!r}")
+
+
+@pytest.mark.parametrize("value,normalised", [
+    ("0.0.0.0", "0.0.0.0"), ("::", "::"), ("[::1]", "::1"), ("fe80::1%eth0", "fe80::1%eth0"),
+    ("carbon-1.example.com", "carbon-1.example.com"), ("localhost", "localhost"),
+    (" 10.0.0.1 ", "10.0.0.1"), ("graphite_relay.internal.", "graphite_relay.internal."),
+])
+def test_addresses_and_host_names_pass(value, normalised):
+    assert config.address(value) == normalised
+
+
+def test_config_class_declares_every_option_with_its_checkers_type():
+    """Config is a class a reader and a type checker can see: `cfg.statsd_port` is an int."""
+    hints = typing.get_type_hints(config.Config)
+    assert list(hints) == [o.name for o in config.OPTIONS] + ["source"]
+    assert hints["graphite_destinations"] == tuple[config.placement.Destination, ...]
+    assert config.Config().statsd_port == 8125 and config.Config().source == "<defaults>"
 
 
 def test_command_line_overrides_file(tmp_path):
@@ -152,3 +207,15 @@ def test_config_fields_have_real_types():
     assert types_by_name["statsd_flush_time"] is float
     assert types_by_name["statsd_tcp_port"] == int | None
     assert all(t is not Any for t in types_by_name.values()), types_by_name
+
+
+def test_an_option_without_a_config_field_is_caught_at_import():
+    """A new row in OPTIONS needs its field in class Config, with the checker's type."""
+    fields = {o.name: config.field_type(o.check) for o in config.OPTIONS[:-1]}
+    short = type("Short", (), {"__annotations__": fields})
+    last = config.OPTIONS[-1]
+    with pytest.raises(TypeError, match=f"missing \\['{last.name}: "):
+        config._option_fields(short)
+    wrong = dict(fields, **{last.name: bytes})
+    with pytest.raises(TypeError, match=f"Config.{last.name} is declared <class 'bytes'>"):
+        config._option_fields(type("Wrong", (), {"__annotations__": wrong}))

@@ -58,6 +58,26 @@ def test_graphite_golden_on_a_cluster() -> None:
     assert "bad line (fields)" in text and "dropped: NaN" in text
 
 
+@pytest.mark.parametrize("options,normalized", [
+    ({}, False),  # one destination: nothing to route, names go out as given
+    ({"graphite_destinations": ["127.0.0.1:2004:a", "127.0.0.2:2004:b"],
+      "graphite_relay_method": "broadcast"}, False),
+    ({"graphite_destinations": ["127.0.0.1:2004:a", "127.0.0.2:2004:b"]}, True),  # hashed
+])
+def test_a_tagged_name_is_shown_as_the_output_sends_it(options: dict, normalized: bool) -> None:
+    from bucky.daemon.outputs import build_outputs
+    from bucky.sample import GRAPHITE_PATH
+
+    cfg = config_mod.make_config(carbon_enabled=True, **options)
+    text = explain_text(cfg, "graphite", b"cpu;b=2;a=1 1 1700000003\n", NOW)
+    (client,) = build_outputs(cfg)
+    sent = client._paths.path(GRAPHITE_PATH, "cpu;b=2;a=1").rstrip()  # type: ignore[attr-defined]
+    client.close()
+    assert sent == ("cpu;a=1;b=2" if normalized else "cpu;b=2;a=1")
+    assert f"graphite: {sent} 1 1700000003" in text
+    assert ("normalized from" in text) is normalized
+
+
 @pytest.mark.parametrize("capture", ["plain", "signed", "encrypted", "alltypes",
                                      "alltypes-signed", "alltypes-encrypted", "notifications",
                                      "ipv6"])

@@ -272,7 +272,8 @@ class StatsdAggregator:
         self._lines += self.parser.feed(datagram.decode("utf-8", "surrogateescape"), self)
 
     def ingest_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
-        """Complete lines without their newline (from a LineFramer); counts as one packet."""
+        """Complete lines without their newline (from a bucky.protocol.framing.LineFramer);
+        counts as one packet."""
         self._now = now if mono is None else mono
         self._packets += 1
         # Joining then splitting once is ~3x cheaper than decoding line by line.

@@ -60,7 +60,8 @@ class ChildSpec:
     cfg: Any
     index: int = 0  # which output, for role "output"
     udp: list[socket.socket] = dataclasses.field(default_factory=list)
-    tcp: socket.socket | None = None  # the input's line listener (handle_lines)
+    # TCP listeners, (stream kind, listener): an input's open_stream(kind), the http server's
+    # "http" listener.
     streams: list[tuple[str, socket.socket]] = dataclasses.field(default_factory=list)
     in_channels: list[Channel] = dataclasses.field(default_factory=list)
     out_channels: list[Channel] = dataclasses.field(default_factory=list)  # outputs: to http
@@ -168,8 +169,6 @@ class InputRunner:
         sel = selectors.DefaultSelector()
         for sock in self.spec.udp:
             sel.register(sock, selectors.EVENT_READ, self._read_udp)
-        if self.spec.tcp is not None:
-            sel.register(self.spec.tcp, selectors.EVENT_READ, self._accept)
         for kind, listener in self.spec.streams:
             sel.register(listener, selectors.EVENT_READ, self._acceptor(kind))
         for reader in self.readers:
@@ -249,7 +248,7 @@ class InputRunner:
     def _acceptor(self, kind: str):  # type: ignore[no-untyped-def]
         return lambda listener: self._accept(listener, kind)
 
-    def _accept(self, listener: socket.socket, kind: str | None = None) -> None:
+    def _accept(self, listener: socket.socket, kind: str) -> None:
         try:
             conn, addr = listener.accept()
         except (BlockingIOError, InterruptedError):
@@ -265,10 +264,7 @@ class InputRunner:
             conn.close()
             return
         try:
-            if kind is None:
-                stream: Stream = _LineStream(self.handler, self.spec.cfg.statsd_max_line_length)
-            else:
-                stream = self.handler.open_stream(kind, addr)
+            stream = self.handler.open_stream(kind, addr)
         except Exception:
             self.counters["errors.handler"] += 1
             self.ratelog.error("open", "%s: cannot open a stream", self.spec.title, exc_info=True)
@@ -291,7 +287,7 @@ class InputRunner:
         keep = False
         if data:
             try:
-                keep = stream.feed(data, now)
+                keep = stream.feed(data, now, time.monotonic())
             except Exception:
                 self.counters["errors.handler"] += 1
                 self.ratelog.error("handle", "%s: TCP data could not be handled",
@@ -355,25 +351,6 @@ class InputRunner:
             self.sink.send_self_metrics(self._self_samples(mono), self.selfmetrics.gauge_names)
         self.sink.drain(mono + max(self.spec.cfg.process_join_timeout * 0.4, 0.2))
         return state
-
-
-class _LineStream:
-    """A connection on the line listener (ChildSpec.tcp): LineFramer -> handler.handle_lines."""
-
-    def __init__(self, handler: InputHandler, max_line_length: int) -> None:
-        from bucky.protocol.statsd import LineFramer
-
-        self.handler = handler
-        self.framer = LineFramer(max_line_length)
-
-    def feed(self, data: bytes, now: float) -> bool:
-        lines = self.framer.feed(data)
-        if lines:
-            self.handler.handle_lines(lines, now, time.monotonic())
-        return True
-
-    def close(self, now: float) -> None:
-        self.framer.close()
 
 
 class ProcessorRunner:

@@ -1,36 +1,32 @@
-"""The daemon's plan: what the supervisor binds, starts and connects, built and checked first.
+"""The daemon's plan: what the supervisor binds, starts and connects, as a plain value.
 
-What this module is for: `build_plan(cfg)` turns a validated Config into a `Plan`, a plain value
-(no socket bound, no process started) naming
+What this module is for: `plan_daemon(cfg)` turns a checked Config into a `DaemonPlan`, a plain
+value (no socket bound, no process started) naming
 - the sockets to bind (`SocketPlan`, by name: "statsd", "statsd_tcp", "collectd", ...),
 - the children (`ChildPlan`, in start order: consumers before producers) with the stage that
   orders the shutdown,
 - the channels between them (`ChannelPlan`: producer title -> consumer title),
 - the output factories (name -> how the output process builds its client).
 
-Every check that could otherwise fail only inside a child runs here (`check_children`): the
-collectd auth file's contents, the types.db files, the converters and entry points, the plugin
-host's config file (parsed; plugin modules found on the ModulePath, not imported: importing runs
-plugin code, which belongs in the plugin process), the output factories (InfluxDB hosts,
-destinations), the disk spool's directory. The processor and custom clients were already
-imported by `bucky.config`. A failure is a ConfigError of one line:
-"<config file>: <option>: <what is wrong>".
-
-`bucky --check` builds the plan and prints it; start-up builds it before binding anything (so such
-an error exits 2); SIGHUP builds the new plan and binds what is new before touching the running
-children. Helpers that add children or sockets extend `socket_plan`, `input_children` or
-`extra_children`; nothing else needs to change for the supervisor to run them.
+Rules: this module only plans; it checks nothing and touches nothing. The checks run before it,
+in the preflight (bucky.daemon.preflight), which `bucky --check`, start-up and SIGHUP all call and
+which returns this plan. Helpers that add children or sockets extend `socket_plan`,
+`input_children` or `extra_children`; nothing else needs to change for the supervisor to run
+them. (Not to be confused with placement's router plan: this is the process and socket layout.)
 """
 
 from __future__ import annotations
 
 import dataclasses
-import importlib.machinery
-from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky.addresses import format_address
-from bucky.errors import BuckyError, ConfigError
+from bucky.config import Config
+from bucky.errors import BuckyError
+from bucky.inputs.statsd import TCP_STREAM
+
+if TYPE_CHECKING:
+    from bucky.daemon.outputs import OutputFactory
 
 # Shutdown order: inputs stop first (their last batches flow on), then the processor, then the
 # outputs, then anything that only watches (e.g. a status server).
@@ -59,8 +55,8 @@ class ChildPlan:
     title: str  # process title suffix and self-metric process name, e.g. "collectd.1"
     stage: int
     udp: tuple[tuple[str, int], ...] = ()  # (socket name, index in that socket group)
-    tcp: str | None = None  # socket name of a TCP listener
-    streams: tuple[tuple[str, str], ...] = ()  # (stream kind, TCP socket name): open_stream()
+    # (stream kind, TCP socket name): an input's open_stream(kind); the http server's listener
+    streams: tuple[tuple[str, str], ...] = ()
     index: int = 0  # which output factory, for role "output"
 
 
@@ -74,12 +70,12 @@ class ChannelPlan:
 
 
 @dataclasses.dataclass(frozen=True)
-class Plan:
-    cfg: Any
+class DaemonPlan:
+    cfg: Config
     sockets: tuple[SocketPlan, ...]
     children: tuple[ChildPlan, ...]
     channels: tuple[ChannelPlan, ...]
-    outputs: tuple[Any, ...]  # bucky.daemon.outputs.OutputFactory
+    outputs: tuple[OutputFactory, ...]
 
     def socket(self, name: str) -> SocketPlan | None:
         for sock in self.sockets:
@@ -103,6 +99,11 @@ class Plan:
             workers = f" x{s.count}" if s.count > 1 else ""
             where = format_address(s.host, s.port)
             lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}")
+        cfg = self.cfg
+        if cfg.statsd_enabled and cfg.statsd_admin_port and not self.socket("statsd_admin"):
+            # bound by the first StatsD worker itself, not (yet) by the supervisor
+            where = format_address(cfg.statsd_admin_ip, cfg.statsd_admin_port)
+            lines.append(f"socket statsd_admin: TCP {where}")
         for c in self.children:
             lines.append(f"process {c.title}: {c.role}")
         for ch in self.channels:
@@ -111,145 +112,10 @@ class Plan:
         return lines
 
 
-# --- checks that used to fail only inside a child ------------------------------------------------
-
-
-def _fail(cfg: Any, option: str, exc: BaseException | str) -> ConfigError:
-    message = str(exc)
-    for lead in (f"{option}: ", f"{option} "):  # messages that already name the option
-        if message.startswith(lead):
-            message = message[len(lead):]
-    return ConfigError(f"{cfg.source}: {option}: {message}")
-
-
-def check_collectd(cfg: Any) -> None:
-    """types.db files, converters (and entry points), the auth file: what the collectd input and
-    the plugin host load when they start."""
-    from bucky.aggregate.collectd_names import build_converter_table
-    from bucky.inputs.collectd import load_auth_file, load_datasets
-
-    if not (cfg.collectd_enabled or cfg.collectd_python_config):
-        return
-    try:
-        load_datasets(cfg.collectd_types)
-    except ConfigError as exc:
-        raise _fail(cfg, "collectd_types", exc) from None
-    try:
-        build_converter_table(cfg.collectd_converters, cfg.collectd_use_entry_points)
-    except Exception as exc:  # a broken entry point raises anything its module raises
-        option = "collectd_converters"
-        if cfg.collectd_use_entry_points and "entry point" in str(exc):
-            option = "collectd_use_entry_points"
-        raise _fail(cfg, option, exc) from None
-    if cfg.collectd_enabled and cfg.collectd_auth_file:
-        try:
-            load_auth_file(cfg.collectd_auth_file, cfg.collectd_security_level)
-        except ConfigError as exc:
-            raise _fail(cfg, "collectd_auth_file", exc) from None
-
-
-def check_plugins(cfg: Any) -> None:
-    """The plugin host's config file: parsed, its TypesDB files loaded, its <Plugin python>
-    statements checked, and every Import found on sys.path plus its ModulePaths. Plugin modules
-    are not imported here: importing runs plugin code (threads, sockets, a slow start) and that
-    belongs in the plugin process; an import that raises is still found there, at its boot."""
-    from bucky.inputs.collectd import load_datasets
-    from bucky.plugin_host.host import PythonSetup
-
-    path = cfg.collectd_python_config
-    if not path:
-        return
-    option = "collectd_python_config"
-    try:
-        setup = PythonSetup.from_file(path)
-        load_datasets(cfg.collectd_types, setup.types_db, path)
-        paths: list[str] = []
-        for node in setup.statements:
-            key = node.key.lower()
-            if key in ("modulepath", "import", "encoding") and (
-                    len(node.values) != 1 or not isinstance(node.values[0], str)):
-                raise ConfigError(f"{node.where}: {node.key} needs exactly one string argument")
-            if key == "modulepath":
-                paths.insert(0, node.values[0])
-            elif key == "import":
-                _find_module(node.values[0], paths, node.where)
-            elif key == "encoding":
-                import codecs
-
-                try:
-                    codecs.lookup(node.values[0])
-                except LookupError:
-                    raise ConfigError(f"{node.where}: unknown Encoding {node.values[0]!r}") \
-                        from None
-            elif key not in ("module", "logtraces", "interactive"):
-                raise ConfigError(f"{node.where}: unknown option {node.key!r} in <Plugin python>")
-    except ConfigError as exc:
-        raise _fail(cfg, option, exc) from None
-
-
-def _find_module(name: str, paths: list[str], where: str) -> None:
-    import sys
-
-    top = name.partition(".")[0]
-    if top in sys.modules or importlib.machinery.BuiltinImporter.find_spec(top) is not None:
-        return
-    if importlib.machinery.PathFinder.find_spec(top, paths + sys.path) is None:
-        raise ConfigError(f"{where}: cannot import plugin module {name!r}: no module named "
-                          f"{top!r} on the ModulePath or sys.path")
-
-
-def output_factories(cfg: Any) -> list[Any]:
-    """The configured outputs (name and factory each), checked; no client is built."""
-    from bucky.daemon.outputs import output_factories as factories
-
-    try:
-        return list(factories(cfg))
-    except ConfigError as exc:
-        message = str(exc)
-        option = message.partition(":")[0]
-        if option in _option_names():
-            raise _fail(cfg, option, exc) from None
-        raise ConfigError(f"{cfg.source}: {message}") from None
-
-
-def output_names(cfg: Any) -> list[str]:
-    return [factory.name for factory in output_factories(cfg)]
-
-
-def _option_names() -> Iterable[str]:
-    from bucky.config import OPTION_BY_NAME
-
-    return OPTION_BY_NAME
-
-
-def check_http(cfg: Any) -> None:
-    """The status server's code and page, loaded here, before privileges are dropped."""
-    if cfg.http_enabled:
-        import bucky.http.server  # noqa: F401
-
-
-def check_children(cfg: Any) -> None:
-    """Every check a child would otherwise make at its start (see the module docstring)."""
-    check_collectd(cfg)
-    check_plugins(cfg)
-    output_factories(cfg)
-    check_spool(cfg)
-    check_http(cfg)
-
-
-def check_spool(cfg: Any) -> None:
-    """graphite_spool_dir, when set, exists and is writable (the disk spool, issue 11)."""
-    from bucky.daemon.outputs.spooled_buffer import spool_dir_problem
-
-    problem = spool_dir_problem(cfg)
-    if problem:
-        raise ConfigError(problem)
-
-
 # --- the plan -------------------------------------------------------------------------------------
 
 
-def socket_plan(cfg: Any) -> list[SocketPlan]:
+def socket_plan(cfg: Config) -> list[SocketPlan]:
     plan = []
     if cfg.collectd_enabled:
         plan.append(SocketPlan("collectd", "udp", cfg.collectd_ip, cfg.collectd_port,
@@ -277,7 +143,7 @@ def socket_plan(cfg: Any) -> list[SocketPlan]:
 STREAM_LISTENERS = {"carbon": (("line", "carbon_line"), ("pickle", "carbon_pickle"))}
 
 
-def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
+def input_children(cfg: Config, sockets: list[SocketPlan]) -> list[ChildPlan]:
     """One input process per UDP socket (collectd workers: one each); the StatsD input also
     takes the TCP listener, the carbon input its line and pickle listeners. The plugin host
     comes last (it reads collectd records)."""
@@ -291,27 +157,27 @@ def input_children(cfg: Any, sockets: list[SocketPlan]) -> list[ChildPlan]:
             continue
         for i in range(sock.count):
             title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
-            tcp = "statsd_tcp" if sock.name == "statsd" and "statsd_tcp" in by_name else None
             children.append(ChildPlan("input", sock.name, title, STAGE_INPUT,
-                                      udp=((sock.name, i),), tcp=tcp,
+                                      udp=((sock.name, i),),
                                       streams=STREAM_LISTENERS.get(sock.name, ())))
     if cfg.collectd_python_config:
         children.append(ChildPlan("input", "python_plugins", "python_plugins", STAGE_INPUT))
     return children
 
 
-def statsd_workers(cfg: Any) -> int:
+def statsd_workers(cfg: Config) -> int:
     return 1 if cfg.statsd_forward else int(cfg.statsd_workers)
 
 
-def statsd_children(cfg: Any, tcp: str | None) -> list[ChildPlan]:
+def statsd_children(cfg: Config, tcp: str | None) -> list[ChildPlan]:
     """`statsd_workers` processes; with one, the title stays "statsd". The first reads the UDP
     socket and routes every line to its owner (one reader keeps each sender's order, which a
     gauge's deltas need); all accept TCP clients (a connection's lines stay in order)."""
     n = statsd_workers(cfg)
     titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
+    streams = ((TCP_STREAM, tcp),) if tcp else ()
     return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),) if i == 0 else (),
-                      tcp=tcp) for i, t in enumerate(titles)]
+                      streams=streams) for i, t in enumerate(titles)]
 
 
 def statsd_mesh(children: list[ChildPlan]) -> list[ChannelPlan]:
@@ -332,16 +198,17 @@ def handover_state(kind: str, title: str, states: dict[str, Any]) -> Any:
     return {"statsd-workers": [states[k] for k in old]} if old else None
 
 
-def extra_children(cfg: Any) -> list[ChildPlan]:
+def extra_children(cfg: Config) -> list[ChildPlan]:
     """Children outside the data path: the status server (bucky/http), when enabled."""
     if cfg.http_enabled:
-        return [ChildPlan("http", "http", "http", STAGE_WATCHER, tcp="http")]
+        return [ChildPlan("http", "http", "http", STAGE_WATCHER, streams=(("http", "http"),))]
     return []
 
 
-def build_plan(cfg: Any) -> Plan:
-    """Check everything a child would check, then lay out sockets, children and channels."""
-    check_children(cfg)
+def plan_daemon(cfg: Config) -> DaemonPlan:
+    """Lay out sockets, children and channels (the preflight has checked `cfg`)."""
+    from bucky.daemon.outputs import output_factories
+
     sockets = socket_plan(cfg)
     outputs = output_factories(cfg)
     out_children = [ChildPlan("output", f.name, f.name, STAGE_OUTPUT, index=i)
@@ -379,4 +246,4 @@ def build_plan(cfg: Any) -> Plan:
     titles = [c.title for c in children]
     if len(set(titles)) != len(titles):  # a bug in a planning function, never the user's
         raise BuckyError(f"two processes would share a name: {titles}")
-    return Plan(cfg, tuple(sockets), tuple(children), tuple(channels), tuple(outputs))
+    return DaemonPlan(cfg, tuple(sockets), tuple(children), tuple(channels), tuple(outputs))

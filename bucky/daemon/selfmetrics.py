@@ -19,9 +19,12 @@ from __future__ import annotations
 import re
 import socket
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING
 
 from bucky.aggregate.schedule import FlushGrid, stamp
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 
@@ -38,7 +41,7 @@ def expand_prefix(template: str, hostname: str | None = None) -> str:
     return template.replace("{host}", short_host(hostname)).strip(".")
 
 
-def prefix_from_config(cfg: Any) -> str:
+def prefix_from_config(cfg: Config) -> str:
     return expand_prefix(cfg.self_metrics_prefix)
 
 

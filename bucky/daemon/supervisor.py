@@ -6,7 +6,7 @@ through `Process.sentinel` and their control pipes, never SIGCHLD, and the loop 
 waiting for one: a child's boot ("ready", "error", death, or BOOT_TIMEOUT) is an event like a
 signal, so a SIGTERM during a slow boot is acted on at once.
 
-What runs comes from a `Plan` (bucky.daemon.plan): built and checked before anything is bound, so
+What runs comes from a `DaemonPlan` (bucky.daemon.preflight): checked before anything is bound, so
 a config that a child would refuse is refused here. A child that dies unexpectedly is restarted
 after a `Backoff` delay, reusing its sockets and channels; one that cannot boot at start-up, or
 dies too often, halts the daemon with a non-zero exit so the init system takes over. Shutdown is
@@ -37,7 +37,7 @@ import socket
 import time
 from collections import deque
 from multiprocessing.connection import Connection, wait
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky import config as config_mod
 from bucky.daemon.backoff import Backoff
@@ -48,12 +48,15 @@ from bucky.daemon.plan import (
     STAGE_INPUT,
     STAGE_OUTPUT,
     STAGE_PROCESSOR,
-    Plan,
-    build_plan,
+    DaemonPlan,
     handover_state,
 )
+from bucky.daemon.preflight import preflight
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
 from bucky.errors import BuckyError, ConfigError
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky")
 
@@ -112,7 +115,8 @@ class Sockets:
                 s.close()
 
 
-def bind_all(plan: Plan, reuse: Sockets | None = None, old: Plan | None = None) -> Sockets:
+def bind_all(plan: DaemonPlan, reuse: Sockets | None = None,
+             old: DaemonPlan | None = None) -> Sockets:
     """Bind every socket of the plan; those whose address did not change since `old` are reused."""
     socks = Sockets({}, {})
     try:
@@ -150,8 +154,8 @@ def _child_entry(spec: ChildSpec, foreign: list[socket.socket]) -> None:
 class Reload:
     """A reload in progress: the new generation, and what it replaces."""
 
-    cfg: Any
-    plan: Plan
+    cfg: Config
+    plan: DaemonPlan
     sockets: Sockets
     slots: list[Slot]  # the new generation, kept outputs included
     channels: list[Channel]
@@ -162,13 +166,13 @@ class Reload:
 
 
 class Supervisor:
-    def __init__(self, cfg: Any, config_path: str | None = None,
-                 cli_overrides: dict[str, Any] | None = None, *, plan: Plan | None = None,
+    def __init__(self, cfg: Config, config_path: str | None = None,
+                 cli_overrides: dict[str, Any] | None = None, *, plan: DaemonPlan | None = None,
                  notifier: Notifier | None = None) -> None:
         self.cfg = cfg
         self.config_path = config_path
         self.cli_overrides = cli_overrides or {}
-        self.plan = plan if plan is not None else build_plan(cfg)
+        self.plan = plan if plan is not None else preflight(cfg)
         self.slots: list[Slot] = []
         self.channels: list[Channel] = []
         self.signals: deque[int] = deque()
@@ -188,7 +192,7 @@ class Supervisor:
     def bind(self) -> None:
         self.sockets = bind_all(self.plan)
 
-    def _materialize(self, plan: Plan, sockets: Sockets, keep: list[Slot] | None = None,
+    def _materialize(self, plan: DaemonPlan, sockets: Sockets, keep: list[Slot] | None = None,
                      old_channels: list[Channel] | None = None
                      ) -> tuple[list[Slot], list[Channel], list[Channel]]:
         """Slots and channels for a plan: (slots in start order, channels, old channels left
@@ -205,7 +209,6 @@ class Supervisor:
                 spec = ChildSpec(
                     child.role, child.kind, child.title, plan.cfg, index=child.index,
                     udp=[sockets.udp[name][i] for name, i in child.udp],
-                    tcp=sockets.tcp.get(child.tcp) if child.tcp else None,
                     streams=[(kind, sockets.tcp[name]) for kind, name in child.streams],
                 )
                 slot = Slot(spec, child.stage)
@@ -233,8 +236,7 @@ class Supervisor:
         return list(self.slots) + new
 
     def _foreign_sockets(self, spec: ChildSpec) -> list[socket.socket]:
-        mine = {id(s) for s in spec.udp} | ({id(spec.tcp)} if spec.tcp is not None else set())
-        mine |= {id(listener) for _, listener in spec.streams}
+        mine = {id(s) for s in spec.udp} | {id(listener) for _, listener in spec.streams}
         held: dict[int, socket.socket] = {}
         for socks in (self.sockets, self.reload.sockets if self.reload else None):
             if socks is not None:
@@ -508,7 +510,7 @@ class Supervisor:
         self.notifier.reloading("reloading")
         try:
             new_cfg, warnings = config_mod.load(self.config_path, self.cli_overrides)
-            new_plan = build_plan(new_cfg)
+            new_plan = preflight(new_cfg)
             assert self.sockets is not None
             new_socks = bind_all(new_plan, reuse=self.sockets, old=self.plan)
         except (ConfigError, BindError) as exc:
@@ -603,8 +605,8 @@ class Supervisor:
         log.error("reload failed, keeping the running configuration: %s", why)
         self.notifier.ready("running; the last reload failed: " + why)
 
-    def _outputs_unchanged(self, new_cfg: Any, new_plan: Plan) -> bool:
-        def output_options(cfg: Any) -> dict[str, Any]:
+    def _outputs_unchanged(self, new_cfg: Config, new_plan: DaemonPlan) -> bool:
+        def output_options(cfg: Config) -> dict[str, Any]:
             return {name: getattr(cfg, name) for name in config_mod.OPTION_BY_NAME
                     if name.startswith(_OUTPUT_OPTION_PREFIXES) or name in _OUTPUT_OPTIONS}
 

@@ -226,9 +226,10 @@ class HttpRunner:
         self.state = StatusState(prefix_from_config(cfg), cfg.http_history_seconds,
                                  rules.statname)
         self.app = StatusApp(self.state)
-        if spec.tcp is None:
+        listener = dict(spec.streams).get("http")
+        if listener is None:
             raise RuntimeError("the http process needs its listening socket")
-        self.server = StatusServer(spec.tcp, self.app)
+        self.server = StatusServer(listener, self.app)
 
     def run(self) -> Any:
         import os

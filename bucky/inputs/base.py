@@ -1,7 +1,7 @@
 """The input contract: what an input process's loop calls on its handler, and the sink it writes to.
 
 Every input (bucky/inputs/*.py) is an `InputHandler`; the loop that drives it is
-bucky.daemon.children.InputRunner, which owns the sockets, the clock and the sink.
+bucky.daemon.input_runner.InputRunner, which owns the sockets, the clock and the sink.
 
 Life of a handler, all in one process and one thread:
 
@@ -10,12 +10,12 @@ Life of a handler, all in one process and one thread:
    ConfigError (the daemon halts with its message); no socket is opened here.
 2. Then, in any order, as often as the loop wants:
    - ``handle(data, addr, now)``: one UDP datagram from `addr`;
-   - ``handle_lines(lines, now)``: complete lines from a TCP connection on the input's line
-     listener (ChildSpec.tcp: the loop frames them with its LineFramer and the StatsD bounds);
-   - for every other TCP listener (ChildSpec.streams, `(kind, listener)` pairs), the loop asks
-     ``open_stream(kind, addr)`` for a `Stream` per accepted connection and feeds it the bytes
-     as they come; the stream decides its framing and bounds, and tells the loop to disconnect
-     a client that breaks the protocol (bucky.inputs.carbon: Graphite lines and pickle frames);
+   - for every TCP listener of the input (ChildSpec.streams, `(kind, listener)` pairs), the loop
+     asks ``open_stream(kind, addr)`` for a `Stream` per accepted connection and feeds it the
+     bytes as they come; the stream decides its framing and bounds, and tells the loop to
+     disconnect a client that breaks the protocol. The loop only accepts, reads, feeds and
+     disconnects (bucky.inputs.streams.LineStream: StatsD lines; bucky.inputs.carbon: Graphite
+     lines and pickle frames);
    - ``deliver(items, now)``: records other inputs sent to this one (the plugin host gets the
      collectd value lists and notifications this way);
    - ``tick(now)``: periodic work (flushes, expiry, file reloads), several times a second.
@@ -71,7 +71,7 @@ class Stream(Protocol):
     """One TCP connection's decoder, made by `InputHandler.open_stream`. Holds at most a bounded
     amount of unframed bytes."""
 
-    def feed(self, data: bytes, now: float) -> bool:
+    def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         """Bytes read from the connection; False: disconnect this client (counted by reason)."""
         ...
 
@@ -82,7 +82,7 @@ class Stream(Protocol):
 
 class InputHandler(Protocol):
     """The contract above. Inputs subclass it explicitly: the methods an input has no use for
-    keep these defaults (do nothing; TCP lines are handled as one datagram)."""
+    keep these defaults (do nothing; no TCP listener)."""
 
     name: str
     counters: Counter[str]
@@ -91,10 +91,6 @@ class InputHandler(Protocol):
 
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         """One datagram. Never raises."""
-
-    def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
-        """Complete lines read from a TCP connection, without their newlines. Never raises."""
-        self.handle(b"\n".join(lines), None, now, mono)
 
     def extra_fds(self) -> list[tuple[int, Any]]:
         """(file descriptor, callback(fd)) pairs the loop also watches for reading (e.g. the

@@ -34,6 +34,7 @@ from typing import Any
 from bucky.addresses import format_peer
 from bucky.errors import DecodeError
 from bucky.inputs.base import InputHandler, Sink, Stream
+from bucky.protocol.framing import LineFramer
 from bucky.protocol.graphite import (
     BAD_PICKLE,
     MAX_PICKLE_FRAME,
@@ -42,7 +43,6 @@ from bucky.protocol.graphite import (
     parse_plaintext_line,
     split_frames,
 )
-from bucky.protocol.statsd import LineFramer
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import GRAPHITE_PATH
 
@@ -205,7 +205,7 @@ class _LineStream:
         self._addr = addr
         self._framer = LineFramer(MAX_LINE_LENGTH)
 
-    def feed(self, data: bytes, now: float) -> bool:
+    def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         framer = self._framer
         lines = framer.feed(data)
         if lines:
@@ -229,7 +229,7 @@ class _PickleStream:
         self._addr = addr
         self._buffer = bytearray()
 
-    def feed(self, data: bytes, now: float) -> bool:
+    def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         owner = self._owner
         buffer = self._buffer
         held = len(buffer)

@@ -35,6 +35,7 @@ from typing import Any
 from bucky.aggregate.collectd import CollectdAggregator
 from bucky.aggregate.collectd_names import ConverterTable, build_converter_table
 from bucky.authfile import AuthFile
+from bucky.config import Config, option_error
 from bucky.errors import ConfigError
 from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.collectd import decode
@@ -84,7 +85,7 @@ class CollectdPipeline:
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: Config,
         counters: Counter[str] | None = None,
         *,
         datasets: Mapping[str, Any] | None = None,
@@ -141,7 +142,7 @@ class CollectdInput(InputHandler):
 
     name = "collectd"
 
-    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
+    def __init__(self, cfg: Config, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         self._wants_records = bool(getattr(sink, "wants_records", False))
@@ -254,6 +255,29 @@ class CollectdInput(InputHandler):
         if self._security_level and not auth.credentials:
             log.warning("collectd_auth_file %r has no users: all collectd data is refused",
                         auth.path)
+
+
+def check(cfg: Config) -> None:
+    """This input's own check (the preflight): the types.db files, the converters (entry points
+    loaded) and the auth file, as the collectd input and the plugin host load them at start."""
+    if not (cfg.collectd_enabled or cfg.collectd_python_config):
+        return
+    try:
+        load_datasets(cfg.collectd_types)
+    except ConfigError as exc:
+        raise option_error(cfg, "collectd_types", exc) from None
+    try:
+        build_converter_table(cfg.collectd_converters, cfg.collectd_use_entry_points)
+    except Exception as exc:  # a broken entry point raises anything its module raises
+        option = "collectd_converters"
+        if cfg.collectd_use_entry_points and "entry point" in str(exc):
+            option = "collectd_use_entry_points"
+        raise option_error(cfg, option, exc) from None
+    if cfg.collectd_enabled and cfg.collectd_auth_file:
+        try:
+            load_auth_file(cfg.collectd_auth_file, cfg.collectd_security_level)
+        except ConfigError as exc:
+            raise option_error(cfg, "collectd_auth_file", exc) from None
 
 
 def load_auth_file(path: str, security_level: int) -> AuthFile:

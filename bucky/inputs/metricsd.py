@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import random
 from collections import Counter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from bucky.addresses import format_peer
 from bucky.aggregate.metricsd import (
@@ -28,6 +28,9 @@ from bucky.errors import ProtocolError
 from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.metricsd import decode
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +52,7 @@ class MetricsdInput(InputHandler):
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: Config,
         sink: Sink,
         state: MetricsdState | None = None,
         *,

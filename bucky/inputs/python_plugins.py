@@ -20,10 +20,13 @@ dropped.<why>, errors.tick, plus the pipeline's (rejected.<reason>, dropped.<why
 
 from __future__ import annotations
 
+import codecs
+import importlib.machinery
 import logging
+import sys
 from collections import Counter
-from typing import Any
 
+from bucky.config import Config, option_error
 from bucky.errors import ConfigError
 from bucky.inputs.base import InputHandler, Sink
 from bucky.inputs.collectd import CollectdPipeline, load_datasets
@@ -37,7 +40,7 @@ class PluginHostInput(InputHandler):
 
     name = "python_plugins"
 
-    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
+    def __init__(self, cfg: Config, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self._sink = sink
         path = cfg.collectd_python_config
@@ -103,3 +106,45 @@ class PluginHostInput(InputHandler):
         for notification in notifications:
             self.counters["notifications.dispatched"] += 1
             self._sink.notify(notification)
+
+
+def check(cfg: Config) -> None:
+    """This input's own check (the preflight): the plugin config parsed, its TypesDB files
+    loaded, its <Plugin python> statements checked, every Import found on sys.path plus its
+    ModulePaths. Plugin modules are not imported: importing runs plugin code (threads, sockets,
+    a slow start), which belongs in the plugin process; an import that raises is found there."""
+    path = cfg.collectd_python_config
+    if not path:
+        return
+    try:
+        setup = PythonSetup.from_file(path)
+        load_datasets(cfg.collectd_types, setup.types_db, path)
+        paths: list[str] = []
+        for node in setup.statements:
+            key = node.key.lower()
+            if key in ("modulepath", "import", "encoding") and (
+                    len(node.values) != 1 or not isinstance(node.values[0], str)):
+                raise ConfigError(f"{node.where}: {node.key} needs exactly one string argument")
+            if key == "modulepath":
+                paths.insert(0, node.values[0])
+            elif key == "import":
+                _find_module(node.values[0], paths, node.where)
+            elif key == "encoding":
+                try:
+                    codecs.lookup(node.values[0])
+                except LookupError:
+                    raise ConfigError(f"{node.where}: unknown Encoding {node.values[0]!r}") \
+                        from None
+            elif key not in ("module", "logtraces", "interactive"):
+                raise ConfigError(f"{node.where}: unknown option {node.key!r} in <Plugin python>")
+    except ConfigError as exc:
+        raise option_error(cfg, "collectd_python_config", exc) from None
+
+
+def _find_module(name: str, paths: list[str], where: str) -> None:
+    top = name.partition(".")[0]
+    if top in sys.modules or importlib.machinery.BuiltinImporter.find_spec(top) is not None:
+        return
+    if importlib.machinery.PathFinder.find_spec(top, paths + sys.path) is None:
+        raise ConfigError(f"{where}: cannot import plugin module {name!r}: no module named "
+                          f"{top!r} on the ModulePath or sys.path")

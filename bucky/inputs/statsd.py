@@ -1,4 +1,8 @@
-"""The StatsD input: what the socket loop calls with datagrams (UDP) or framed lines (TCP).
+"""The StatsD input: what the socket loop calls with datagrams (UDP) or TCP connections.
+
+TCP clients are streams of kind TCP_STREAM (bucky.daemon.plan puts the `statsd_tcp_port` listener
+there): `open_stream` gives each a bucky.inputs.streams.LineStream bounded by
+`statsd_max_line_length`, whose complete lines go to handle_lines().
 
 Glue around bucky.aggregate.statsd: flushes on the interval grid, emits one list per flush to the
 sink, logs bad input (rate-limited: one line per reason per minute), keeps cumulative counts in
@@ -31,7 +35,8 @@ from typing import Any
 
 from bucky.aggregate.statsd import StatsdAggregator, StatsdSettings
 from bucky.errors import DecodeError
-from bucky.inputs.base import InputHandler, Sink
+from bucky.inputs.base import InputHandler, Sink, Stream
+from bucky.inputs.streams import LinesCallback, LineStream
 from bucky.protocol.statsd import make_key, split_key
 from bucky.ratelog import RateLimitedLog
 from bucky.sample import Sample
@@ -139,6 +144,15 @@ def _move_aside(path: str) -> str:
 
 # --- the input -----------------------------------------------------------------------------------
 
+TCP_STREAM = "lines"  # the stream kind of the StatsD TCP listener
+
+
+def tcp_stream(kind: str, on_lines: LinesCallback, cfg: Any, counters: Counter[str]) -> Stream:
+    """The stream for a StatsD TCP client (every StatsD handler's open_stream)."""
+    if kind != TCP_STREAM:
+        raise ValueError(f"statsd input: unknown stream kind {kind!r}")
+    return LineStream(on_lines, int(cfg.statsd_max_line_length), counters)
+
 
 class StatsdInput(InputHandler):
     """The StatsD input handler (the contract: bucky.inputs.base)."""
@@ -148,6 +162,7 @@ class StatsdInput(InputHandler):
     def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self.max_tcp_connections = int(cfg.statsd_tcp_max_connections)
+        self._cfg = cfg
         self._sink = sink
         self._log = RateLimitedLog(log, _LOG_PERIOD).log_at
         self._agg = StatsdAggregator(StatsdSettings.from_config(cfg), self._log_bad_line)
@@ -176,8 +191,11 @@ class StatsdInput(InputHandler):
         except Exception:  # a bug must not take the input down with it; the parser cannot raise
             self._internal_error(mono)
 
+    def open_stream(self, kind: str, addr: Any) -> Stream:
+        return tcp_stream(kind, self.handle_lines, self._cfg, self.counters)
+
     def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
-        """Complete lines from a LineFramer (TCP), without re-joining them into a datagram."""
+        """Complete lines from a TCP stream, without re-joining them into a datagram."""
         if mono is None:
             mono = now
         try:

@@ -47,8 +47,8 @@ from bucky.aggregate.statsd import StatsdAggregator, StatsdSettings
 from bucky.daemon.channels import Channel, ChannelReader, ChannelWriter
 from bucky.daemon.statsd_net import AdminServer, HealthChecker
 from bucky.errors import BuckyError, DecodeError
-from bucky.inputs.base import InputHandler
-from bucky.inputs.statsd import StatsdInput, decode_gauges
+from bucky.inputs.base import InputHandler, Stream
+from bucky.inputs.statsd import StatsdInput, decode_gauges, tcp_stream
 from bucky.protocol import statsd_admin as admin
 from bucky.protocol.statsd_ring import HashRing
 from bucky.protocol.statsd_route import ForwardRouter, WorkerRouter, pack_lines
@@ -318,6 +318,9 @@ class StatsdWorker(InputHandler):
                     ) -> None:
         self._last_msg = now
         self.inner.handle(data, addr, now, mono)
+
+    def open_stream(self, kind: str, addr: Any) -> Stream:
+        return tcp_stream(kind, self.handle_lines, self.cfg, self.counters)
 
     def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         self._last_msg = now
@@ -729,6 +732,9 @@ class StatsdProxyInput(InputHandler):
             sizes[node] += sum(map(len, lines)) + len(lines)
             if sizes[node] >= 16 * self.packet_size:
                 self._flush(node)
+
+    def open_stream(self, kind: str, addr: Any) -> Stream:
+        return tcp_stream(kind, self.handle_lines, self.cfg, self.counters)
 
     def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
         self.handle(b"\n".join(lines), None, now)

@@ -646,4 +646,24 @@ def test_path_cache_forgets_names_gone_quiet_and_keeps_names_in_use() -> None:
     now[0] = 122.0  # another: "b" was not used for a whole generation and is forgotten
     assert cache.for_batch([(None, "a", 1, 1), (None, "b", 1, 1)]) == ["a ", "b "]
     assert computed == ["a", "b", "b"]
-    assert "b" not in cache._previous.get(None, {})
+    assert "b" not in cache._hosts[None].previous
+
+
+def test_path_cache_stays_bounded_over_all_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    from bucky.daemon.outputs import paths
+
+    monkeypatch.setattr(paths, "CACHE_LIMIT", 20)  # new paths a generation, all hosts together
+    computed = []
+
+    class Rules:
+        def statname(self, host: str | None, name: str) -> str:
+            computed.append((host, name))
+            return f"{host}.{name}"
+
+    cache = paths.PathCache(Rules(), clock=lambda: 0.0)  # type: ignore
+    for i in range(500):
+        assert cache.for_batch([(f"h{i % 7}", f"n{i}", 1, 1), ("web", "busy", 1, 1)]) == [
+            f"h{i % 7}.n{i}", "web.busy"]
+        held = sum(names.entries() for names in {**cache._hosts.previous, **cache._hosts}.values())
+        assert held <= 2 * (20 + 1)  # two generations of new paths plus the one in use
+    assert computed.count(("web", "busy")) == 1 and len(computed) == 501

@@ -255,7 +255,7 @@ def test_successor_waits_for_the_spool_without_dropping(tmp_path):
 
 def test_check_and_reload_refuse_a_missing_spool_dir(tmp_path):
     """The plan (bucky --check, start-up, SIGHUP) names the option without touching the disk."""
-    from bucky.daemon.plan import check_spool
+    from bucky.daemon.outputs.spooled_buffer import check as check_spool
     from bucky.errors import ConfigError
 
     check_spool(make_config(graphite_spool_dir=str(tmp_path)))

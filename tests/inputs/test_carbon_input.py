@@ -258,7 +258,7 @@ def test_the_socket_plan_gives_the_carbon_process_udp_and_two_tcp_listeners() ->
 
     cfg = make_config(carbon_enabled=True, statsd_enabled=False, collectd_enabled=False,
                       metricsd_enabled=False, http_enabled=False)
-    plan = plan_mod.build_plan(cfg)
+    plan = plan_mod.plan_daemon(cfg)
     assert [(s.name, s.proto, s.host, s.port) for s in plan.sockets] == [
         ("carbon", "udp", "127.0.0.1", 2013), ("carbon_line", "tcp", "127.0.0.1", 2013),
         ("carbon_pickle", "tcp", "127.0.0.1", 2014)]

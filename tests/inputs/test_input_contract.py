@@ -23,7 +23,7 @@ def test_every_input_declares_the_contract(kind: str) -> None:
     # A factory (statsd: workers or proxy) names every class it may build.
     for cls in getattr(loaded, "handler_classes", (loaded,)):
         assert InputHandler in cls.__mro__  # declared, so the defaults apply
-        for method in ("handle", "handle_lines", "deliver", "tick", "carry_state", "close",
+        for method in ("handle", "open_stream", "deliver", "tick", "carry_state", "close",
                        "extra_fds"):
             assert callable(getattr(cls, method))
         assert cls.name == kind

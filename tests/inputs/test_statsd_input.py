@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import bucky.inputs.statsd as statsd_input
 from bucky.config import make_config
 from bucky.inputs.statsd import StatsdInput, decode_gauges, encode_gauges
-from bucky.protocol.statsd import LineFramer
+from bucky.protocol.framing import LineFramer
 
 T0 = 1_000_000.0  # on the 10 s grid
 
@@ -147,6 +147,23 @@ def test_handle_lines_from_a_framer(tmp_path: Path, sink: ListSink) -> None:
     assert got["stats.gauges.b"] == 2.0
     assert got["stats.timers.c.upper"] == 3.0
     assert got["stats_counts.statsd.packets_received"] == 2
+
+
+def test_a_tcp_client_is_a_line_stream_with_the_statsd_bound(tmp_path: Path,
+                                                              sink: ListSink) -> None:
+    inp = started(make_cfg(tmp_path, statsd_max_line_length=64), sink)
+    stream = inp.open_stream(statsd_input.TCP_STREAM, ("127.0.0.1", 5000))
+    assert stream.feed(b"a:1|c\n" + b"x" * 70 + b"\nb:2", T0 + 1, T0 + 1)  # the client stays
+    assert stream.feed(b"|g\nc:3", T0 + 2, T0 + 2)
+    stream.close(T0 + 3)
+    assert inp.counters["tcp.overlong_lines"] == 1
+    assert inp.counters["tcp.truncated_lines"] == 1
+    inp.tick(T0 + 10)
+    got = sink.last()
+    assert got["stats_counts.a"] == 1.0 and got["stats.gauges.b"] == 2.0
+    assert "stats_counts.c" not in got
+    with pytest.raises(ValueError):
+        inp.open_stream("pickle", None)
 
 
 def test_close_flushes_the_partial_interval(tmp_path: Path, sink: ListSink) -> None:

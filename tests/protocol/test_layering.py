@@ -1,9 +1,11 @@
 """bucky.protocol is sans-I/O: its modules import no sockets, clocks, logging, processes or config.
 
-Checked statically (ast) over every bucky/protocol/*.py present, whoever wrote it: a module may
-import the standard library minus the I/O, clock and process modules below, bucky.errors,
-bucky.sample and bucky.protocol.*, and pycryptodome (`Crypto`) for the collectd crypto. Only
-typesdb.py may open files (types.db is read once at start).
+Checked statically (ast) over every module under bucky/protocol/, sub-packages included
+(placement/), whoever wrote it: a module may import the standard library minus the I/O, clock
+and process modules below, bucky.errors, bucky.sample and bucky.protocol.*, and pycryptodome
+(`Crypto`) for the collectd crypto. Only typesdb.py may open files (types.db is read once at
+start). No module reads the config object: callers pass plain values (no `cfg` / `config`
+parameter or attribute read).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ import pytest
 import bucky.protocol
 
 PROTOCOL_DIR = Path(bucky.protocol.__file__).resolve().parent
-MODULES = sorted(PROTOCOL_DIR.glob("*.py"))
+MODULES = sorted(PROTOCOL_DIR.rglob("*.py"))
+IDS = [p.relative_to(PROTOCOL_DIR).as_posix() for p in MODULES]
+CONFIG_NAMES = {"cfg", "config", "conf"}  # what a config object is called across Bucky
 
 FORBIDDEN = {
     "socket", "socketserver", "ssl", "select", "selectors", "asyncio",  # network I/O
@@ -29,7 +33,7 @@ FORBIDDEN = {
 # bucky.addresses: the one address formatter (text only, imports nothing of Bucky's)
 ALLOWED_BUCKY = ("bucky.errors", "bucky.sample", "bucky.protocol", "bucky.addresses")
 ALLOWED_THIRD_PARTY = {"Crypto", "mmh3"}  # mmh3: imported lazily by placement (fast-hashing)
-MAY_OPEN_FILES = {"typesdb.py"}
+MAY_OPEN_FILES = {"typesdb.py"}  # relative to bucky/protocol/
 
 
 def imported_modules(tree: ast.Module) -> list[str]:
@@ -50,11 +54,24 @@ def is_under(name: str, package: str) -> bool:
     return name == package or name.startswith(package + ".")
 
 
+def config_reads(tree: ast.Module) -> list[str]:
+    """Where a module takes or reads a config object: parameters named like one, `cfg.x`."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.arg) and node.arg in CONFIG_NAMES:
+            found.append(f"line {node.lineno}: parameter {node.arg}")
+        elif (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+              and node.value.id in CONFIG_NAMES):
+            found.append(f"line {node.lineno}: {node.value.id}.{node.attr}")
+    return found
+
+
 def test_every_protocol_module_is_checked() -> None:
-    assert {p.name for p in MODULES} >= {"collectd.py", "collectd_records.py", "typesdb.py"}
+    assert set(IDS) >= {"collectd.py", "collectd_records.py", "typesdb.py",
+                        "placement/__init__.py", "placement/router.py", "placement/rings.py"}
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
 def test_protocol_module_imports_nothing_with_side_effects(path: Path) -> None:
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     problems = []
@@ -71,9 +88,9 @@ def test_protocol_module_imports_nothing_with_side_effects(path: Path) -> None:
     assert problems == [], f"{path.name}: {problems}"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=[p.name for p in MODULES])
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
 def test_only_typesdb_opens_files(path: Path) -> None:
-    if path.name in MAY_OPEN_FILES:
+    if path.relative_to(PROTOCOL_DIR).as_posix() in MAY_OPEN_FILES:
         return
     tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
     calls = [
@@ -87,6 +104,12 @@ def test_only_typesdb_opens_files(path: Path) -> None:
     assert calls == [], f"{path.name} opens files at lines {calls}"
 
 
+@pytest.mark.parametrize("path", MODULES, ids=IDS)
+def test_protocol_module_reads_no_config_object(path: Path) -> None:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    assert config_reads(tree) == [], f"{path.name} reads a config object"
+
+
 def test_the_checker_catches_forbidden_imports() -> None:
     bad = ast.parse("import socket\nfrom time import monotonic\nfrom bucky.config import x\n")
     names = imported_modules(bad)
@@ -97,3 +120,9 @@ def test_the_checker_catches_forbidden_imports() -> None:
         "bucky.config",
         "bucky.config.x",
     ]
+
+
+def test_the_checker_catches_config_reads() -> None:
+    bad = ast.parse("def plan(cfg):\n    return cfg.graphite_port\n"
+                    "def ok(values, port):\n    return values['graphite_port'], port\n")
+    assert config_reads(bad) == ["line 1: parameter cfg", "line 2: cfg.graphite_port"]

@@ -21,12 +21,14 @@ from peers import missing
 from placement_names import varied_names
 
 from bucky import config
+from bucky.cache import TwoGenerationCache
+from bucky.daemon.outputs.graphite import graphite_router
 from bucky.errors import ConfigError
 from bucky.protocol import placement
 from bucky.protocol.placement import (
     Destination,
     check_plan,
-    destinations_from_config,
+    effective_destinations,
     fnv1a_32,
     fnv1a_64,
     jump_bucket,
@@ -214,43 +216,40 @@ def test_diverse_replicas_prefer_other_hosts():
             for i in range(200)} == {2}
 
 
-def test_place_normalizes_and_route_caches():
+def test_place_normalizes():
     router = make_router(THREE)
     path, chosen = router.place("cpu;b=2;a=1")
     assert path == "cpu;a=1;b=2"
     assert router.route("cpu;a=1;b=2") == chosen == router.route("cpu;b=2;a=1")
-    assert router.route("cpu;b=2;a=1") is router.route("cpu;b=2;a=1")
+    assert router.route("cpu;b=2;a=1") is router.route("cpu;b=2;a=1")  # answers built up front
+    assert router.select("cpu;a=1;b=2") == chosen  # a key already normalized
 
 
-def test_cache_is_bounded_and_keeps_names_in_use():
-    assert make_router(THREE).cache_size == placement.CACHE_SIZE == 200_000  # README
-    assert make_router(THREE)._cache._limit == 100_000  # per generation
-    router = make_router(THREE, cache_size=100)
-    computed = []
-    select = router._cache._compute
-    router._cache._compute = lambda path: computed.append(path) or select(path)
+def test_the_router_holds_no_cache():
+    # Pure: what a caller wants remembered it keeps in bucky.cache (tests/test_cache.py).
+    router = make_router(THREE)
+    assert not any(isinstance(v, dict) for v in vars(router).values())
     for i in range(1000):
-        router.route(f"name{i}")
-        router.route("busy")  # in use all along: computed once, carried across generations
-        assert router.cached() <= 100
-    assert computed.count("busy") == 1 and len(computed) == 1001
+        router.place(f"name{i};b=1;a=2")
+    assert not any(isinstance(v, dict) for v in vars(router).values())
 
 
-def test_batches_equal_one_by_one():
+def test_a_cached_router_answers_as_the_router():
     router = make_router(THREE, replication_factor=2)
     paths = [f"m{i % 70};b=1;a={i % 3}" for i in range(500)]
-    assert router.place_batch(paths) == [router.place(p) for p in paths]
-    assert router.route_batch(paths) == [router.route(p) for p in paths]
+    cache = TwoGenerationCache(router.place, 50)
+    assert list(map(cache.__getitem__, paths)) == [router.place(p) for p in paths]
+    assert list(map(cache.__getitem__, paths)) == [router.place(p) for p in paths]  # warm
     fresh = make_router(THREE, replication_factor=2)
-    assert fresh.route_batch(paths) == [router.route(p) for p in paths]
+    assert [fresh.route(p) for p in paths] == [cache[p][1] for p in paths]
 
 
 def test_jump_member_order_follows_carbon_c_relay():
     dests = parse_destinations(["h:1:10", "g:2", "h:3:2", "h:4:1", "f:5"])
     # instances first (numbers compared as numbers), then the ones without, as listed
-    assert placement._jump_member_order(dests) == [3, 2, 0, 1, 4]
+    assert placement.jump_member_order(dests) == [3, 2, 0, 1, 4]
     dests = parse_destinations(["h:1:b", "h:2:a", "h:3:10"])
-    assert placement._jump_member_order(dests) == [2, 1, 0]  # strcmp: "10" < "a" < "b"
+    assert placement.jump_member_order(dests) == [2, 1, 0]  # strcmp: "10" < "a" < "b"
 
 
 @pytest.mark.parametrize("args,option,text", [
@@ -274,7 +273,7 @@ def test_check_plan(args, option, text):
 
 
 def test_mmh3_missing_is_named(monkeypatch):
-    monkeypatch.setattr(placement, "mmh3_available", lambda: False)
+    monkeypatch.setattr(placement.hashes, "mmh3_available", lambda: False)
     assert check_plan(THREE, "fast-hashing", None, 1, False) == [(
         "graphite_relay_method", "'fast-hashing' hashes with mmh3_ch, which needs the mmh3 "
         "package (pip install mmh3); expected it installed or another hash type")]
@@ -286,11 +285,18 @@ def test_mmh3_missing_is_named(monkeypatch):
 # --- config ---------------------------------------------------------------------------------------
 
 
+def test_effective_destinations():
+    three = effective_destinations(THREE, "ignored", 1)
+    assert three == THREE and isinstance(three, tuple)
+    assert effective_destinations((), "[::1]", "2104") == (Destination("::1", 2104, None),)
+    assert effective_destinations([], "carbon", 2003) == (Destination("carbon", 2003, None),)
+
+
 def test_config_default_is_the_one_graphite_destination():
-    plan = destinations_from_config(config.make_config(graphite_ip="[::1]", graphite_port=2104))
-    assert plan.destinations == (Destination("::1", 2104, None),)
-    assert plan.router.route("a.b") == (0,)
-    assert plan.router.describe() == "consistent-hashing (carbon_ch, replication 1) over " \
+    router = graphite_router(config.make_config(graphite_ip="[::1]", graphite_port=2104))
+    assert router.destinations == (Destination("::1", 2104, None),)
+    assert router.route("a.b") == (0,)
+    assert router.describe() == "consistent-hashing (carbon_ch, replication 1) over " \
         "1 destination"
 
 
@@ -299,13 +305,13 @@ def test_config_cluster():
         graphite_destinations=["127.0.0.1:2004:a", "127.0.0.1:2104:b", "127.0.0.1:2204:c"],
         graphite_relay_method="Consistent-Hashing", graphite_hash_type="fnv1a_ch",
         graphite_replication_factor=2, graphite_diverse_replicas=False)
-    plan = destinations_from_config(cfg)
-    assert plan.destinations == THREE
+    router = graphite_router(cfg)
+    assert router.destinations == THREE
     assert pickle.loads(pickle.dumps(cfg)) == cfg  # the config travels to every process
-    assert plan.router.describe() == "consistent-hashing (fnv1a_ch, replication 2) over " \
+    assert router.describe() == "consistent-hashing (fnv1a_ch, replication 2) over " \
         "3 destinations"
-    assert plan.router.route("x") == make_router(THREE, "consistent-hashing", "fnv1a_ch",
-                                                 2).route("x")
+    assert router.route("x") == make_router(THREE, "consistent-hashing", "fnv1a_ch",
+                                            2).route("x")
 
 
 def test_readme_example_ring_matches_graphite_webs_carbonlink_hosts():
@@ -314,7 +320,7 @@ def test_readme_example_ring_matches_graphite_webs_carbonlink_hosts():
     cfg = config.make_config(
         graphite_destinations=["127.0.0.1:2004:a", "127.0.0.1:2104:b", "127.0.0.1:2204:c"],
         graphite_pickle_enabled=True, graphite_relay_method="consistent-hashing")
-    bucky = destinations_from_config(cfg).router
+    bucky = graphite_router(cfg)
     carbonlink = make_router(parse_destinations(
         ["127.0.0.1:7002:a", "127.0.0.1:7102:b", "127.0.0.1:7202:c"]), "consistent-hashing",
         "carbon_ch")
@@ -357,7 +363,7 @@ def test_config_errors_name_option_form_and_value(tmp_path, options, expected):
 
 
 def test_config_fast_hashing_without_mmh3(monkeypatch):
-    monkeypatch.setattr(placement, "mmh3_available", lambda: False)
+    monkeypatch.setattr(placement.hashes, "mmh3_available", lambda: False)
     with pytest.raises(ConfigError, match="graphite_relay_method: 'fast-hashing' hashes with "
                                           "mmh3_ch, which needs the mmh3 package"):
         config.make_config(graphite_destinations=["a:1", "b:1"],

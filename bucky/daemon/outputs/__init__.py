@@ -4,7 +4,10 @@
 plans one output process per entry from the names alone, and each process calls its own factory.
 Files: base (the client contract), paths (the Graphite path cache), resolver (non-blocking name
 resolution), buffer (a destination's memory buffer), connection (one carbon destination),
-graphite (the Graphite client: paths, placement, encoding, fan-out), debug, influxdb, custom.
+graphite (the Graphite client: paths, placement, encoding, fan-out; `graphite_router(cfg)` turns
+the config into the pure router of bucky/protocol/placement/), debug, influxdb, custom. Every
+cache of computed answers here (paths, destination masks, InfluxDB prefixes) is
+bucky.cache.TwoGenerationCache.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any, NamedTuple, TextIO
 
+from bucky.config import OPTION_BY_NAME, Config, option_error
 from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL, OutputClient
 from bucky.daemon.outputs.buffer import _ChunkBuffer
 from bucky.daemon.outputs.connection import GraphiteConnection
@@ -20,6 +24,7 @@ from bucky.daemon.outputs.custom import CustomClientAdapter
 from bucky.daemon.outputs.debug import DebugClient
 from bucky.daemon.outputs.graphite import GraphiteClient, GraphitePickleClient
 from bucky.daemon.outputs.influxdb import InfluxDBClient, parse_host_port
+from bucky.errors import ConfigError
 from bucky.protocol.influxdb import influx_prefix, influx_timestamp_ns, pack_lines
 
 __all__ = [
@@ -38,7 +43,7 @@ class OutputFactory(NamedTuple):
     build: Callable[..., OutputClient]
 
 
-def output_factories(cfg: Any) -> list[OutputFactory]:
+def output_factories(cfg: Config) -> list[OutputFactory]:
     """The configured outputs, in a stable order, without building any client.
 
     `debug` replaces the Graphite output with DebugClient (stdout), as Bucky 2's --debug did,
@@ -68,7 +73,19 @@ def output_factories(cfg: Any) -> list[OutputFactory]:
     return factories
 
 
-def build_outputs(cfg: Any, *, clock: Callable[[], float] = time.monotonic,
+def check(cfg: Config) -> None:
+    """The outputs' own check (the preflight): every configured output can be named and its
+    settings parse; no client is built. The spool has its own (`spooled_buffer.check`)."""
+    try:
+        output_factories(cfg)
+    except ConfigError as exc:
+        option = str(exc).partition(":")[0]
+        if option in OPTION_BY_NAME:
+            raise option_error(cfg, option, exc) from None
+        raise ConfigError(f"{cfg.source}: {exc}") from None
+
+
+def build_outputs(cfg: Config, *, clock: Callable[[], float] = time.monotonic,
                   stdout: TextIO | None = None) -> list[OutputClient]:
     """Every configured client, built (tests and tools; the daemon builds one per process)."""
     clients = []

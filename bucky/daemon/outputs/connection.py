@@ -37,7 +37,7 @@ import socket
 import time
 from collections import Counter
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky.addresses import format_address
 from bucky.daemon.backoff import Backoff
@@ -45,6 +45,9 @@ from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL
 from bucky.daemon.outputs.buffer import _ChunkBuffer
 from bucky.daemon.outputs.resolver import Resolver
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -73,7 +76,7 @@ class GraphiteConnection:
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: Config,
         host: str,
         port: int,
         *,

@@ -5,11 +5,14 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky.daemon.backoff import Backoff
 from bucky.daemon.outputs.base import BUSY_POLL, OutputClient
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -28,7 +31,7 @@ class CustomClientAdapter(OutputClient):
 
     TICK_EVERY = 1.0
 
-    def __init__(self, cls: type, cfg: Any, *, name: str | None = None,
+    def __init__(self, cls: type, cfg: Config, *, name: str | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self.name = name or f"custom_{cls.__name__}"

@@ -6,13 +6,16 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from bucky.daemon.outputs.base import OutputClient
 from bucky.daemon.outputs.paths import PathCache
 from bucky.names import NameRules
 from bucky.protocol.graphite import format_plaintext_batch
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -22,7 +25,7 @@ class DebugClient(OutputClient):
 
     name = "debug"
 
-    def __init__(self, cfg: Any, *, stdout: TextIO | None = None,
+    def __init__(self, cfg: Config, *, stdout: TextIO | None = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._stdout = stdout

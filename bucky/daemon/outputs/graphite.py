@@ -5,9 +5,10 @@ One output process feeds every carbon destination. For each batch the client
 1. computes each sample's Graphite path once per distinct (host, name) (PathCache; when a hash
    places paths, a Graphite 1.1 tagged name is normalized as carbon-relay's TAG_RELAY_NORMALIZED
    does, and sent in that form);
-2. routes it (with several destinations: the placement router of bucky/protocol/placement.py,
-   cached per path as a bit mask of destinations; with one destination, or `broadcast`, there is
-   nothing to route and nothing is rewritten: the names go out exactly as before clusters);
+2. routes it (with several destinations: the placement router of bucky/protocol/placement/,
+   cached per path as a bit mask of destinations in a bucky.cache.TwoGenerationCache; with one
+   destination, or `broadcast`, there is nothing to route and nothing is rewritten: the names go
+   out exactly as before clusters);
 3. splits the batch by the set of destinations each sample goes to, encodes each part once
    (plaintext lines, or pickle frames of at most graphite_pickle_buffer_size points) and hands
    the same bytes to each of those destinations' GraphiteConnection (connection.py), which
@@ -31,12 +32,13 @@ import time
 from collections import Counter, defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from bucky.cache import CACHE_GENERATION, CACHE_LIMIT, TwoGenerationCache
 from bucky.daemon.outputs import spooled_buffer
 from bucky.daemon.outputs.base import IDLE_POLL, OutputClient
 from bucky.daemon.outputs.connection import CONNECT_TIMEOUT, GraphiteConnection
-from bucky.daemon.outputs.paths import PATH_CACHE_GENERATION, PATH_CACHE_LIMIT, PathCache
+from bucky.daemon.outputs.paths import PathCache
 from bucky.daemon.outputs.spool_files import Spool, SpoolUnavailable
 from bucky.daemon.outputs.spooled_buffer import (
     PICKLE,
@@ -48,8 +50,17 @@ from bucky.daemon.outputs.spooled_buffer import (
 from bucky.errors import DecodeError
 from bucky.names import NameRules
 from bucky.protocol.graphite import encode_pickle_trusted, format_plaintext_batch, pickle_point
-from bucky.protocol.placement import Router, destinations_from_config, normalize_path
+from bucky.protocol.placement import (
+    Indexes,
+    Router,
+    effective_destinations,
+    make_router,
+    normalize_path,
+)
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -70,6 +81,15 @@ def _remove_spool_dir(path: str) -> None:
         pass
 
 
+def graphite_router(cfg: Config) -> Router:
+    """The placement of a validated Config's Graphite output (its ``destinations`` are the
+    effective ones: ``graphite_destinations``, or ``graphite_ip:graphite_port``); ValueError
+    when the combination is not one carbon / carbon-c-relay offers."""
+    destinations = effective_destinations(cfg.graphite_destinations, cfg.graphite_ip,
+                                          cfg.graphite_port)
+    return make_router(destinations, cfg.graphite_relay_method, cfg.graphite_hash_type,
+                       cfg.graphite_replication_factor, cfg.graphite_diverse_replicas)
+
 
 class GraphiteClient(OutputClient):
     """Plaintext TCP to every carbon destination; GraphitePickleClient changes only the encoding.
@@ -83,7 +103,7 @@ class GraphiteClient(OutputClient):
 
     def __init__(
         self,
-        cfg: Any,
+        cfg: Config,
         *,
         clock: Callable[[], float] = time.monotonic,
         connect_timeout: float = CONNECT_TIMEOUT,
@@ -91,7 +111,7 @@ class GraphiteClient(OutputClient):
         super().__init__()
         self._clock = clock
         self._ratelog = RateLimitedLog(log, 60.0, clock)
-        destinations, router = destinations_from_config(cfg)
+        router = graphite_router(cfg)
         self._labelled = bool(cfg.graphite_destinations)
         self._spool_on = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0) > 0
         self.connections = [
@@ -99,7 +119,7 @@ class GraphiteClient(OutputClient):
                                connect_timeout=connect_timeout,
                                name=f"{self.name} {dest}" if self._labelled else self.name,
                                buffer=self._buffer_for(cfg, dest.label, clock))
-            for dest in destinations
+            for dest in router.destinations
         ]
         self._orphans: list[Spool] | None = None if self._spool_on else []
         self._orphans_held: list[str] = []  # removed destinations' spools another process holds
@@ -115,12 +135,12 @@ class GraphiteClient(OutputClient):
             self._router = router
             normalize = normalize_path  # the routing key is the name carbon-relay would send
         # else one destination, or broadcast: everyone gets everything, names as they are
-        # PathCache has normalized the name already: placement needs no cache of its own here
-        self._masks = _Masks(router.select, len(self.path_suffix), clock())
+        # PathCache has normalized the name already: the masks place it with `select` as it is
+        self._masks = _masks(router.select, len(self.path_suffix), clock())
         self._paths = PathCache(NameRules.from_config(cfg), self.path_suffix, normalize,
                                 clock=clock)
 
-    def _buffer_for(self, cfg: Any, label: str, clock: Callable[[], float]) -> Any:
+    def _buffer_for(self, cfg: Config, label: str, clock: Callable[[], float]) -> Any:
         """The destination's buffer: memory only, or memory backed by its disk spool."""
         if not self._spool_on:
             return None
@@ -146,8 +166,7 @@ class GraphiteClient(OutputClient):
         if self._router is None:
             self._deliver(self._everyone, samples, paths, now, front)
             return
-        if now >= self._masks.rotate_at:
-            self._masks.rotate(now)
+        self._masks.expire(now)
         parts: defaultdict[int, list[int]] = defaultdict(list)
         for index, mask in enumerate(map(self._masks.__getitem__, paths)):
             parts[mask].append(index)
@@ -403,7 +422,7 @@ class GraphitePickleClient(GraphiteClient):
     name = "graphite_pickle"
     path_suffix = ""
 
-    def __init__(self, cfg: Any, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic,
                  connect_timeout: float = CONNECT_TIMEOUT,
                  max_age: float = PICKLE_MAX_AGE) -> None:
         super().__init__(cfg, clock=clock, connect_timeout=connect_timeout)
@@ -492,33 +511,19 @@ class _Groups(dict):
         return conns
 
 
-class _Masks(dict):
+def _masks(select: Callable[[str], Indexes], suffix_len: int, now: float
+           ) -> TwoGenerationCache[str, int]:
     """Path (with the encoder's suffix) -> bit mask of the destinations `select` places it on.
 
-    Kept like PathCache: two generations, rotated every PATH_CACHE_GENERATION seconds or after
-    PATH_CACHE_LIMIT new paths, so names gone quiet are forgotten and memory comes back.
+    Kept like PathCache: two generations, rotated every CACHE_GENERATION seconds or after
+    CACHE_LIMIT paths, so names gone quiet are forgotten and memory comes back.
     """
+    cut = -suffix_len if suffix_len else None
 
-    def __init__(self, select: Callable[[str], tuple[int, ...]], suffix_len: int,
-                 now: float) -> None:
-        super().__init__()
-        self._select = select
-        self._cut = -suffix_len if suffix_len else None
-        self._previous: dict[str, int] = {}
-        self.rotate_at = now + PATH_CACHE_GENERATION
-
-    def rotate(self, now: float) -> None:
-        self._previous = self.copy()
-        self.clear()
-        self.rotate_at = now + PATH_CACHE_GENERATION
-
-    def __missing__(self, path: str) -> int:
-        mask = self._previous.get(path)
-        if mask is None:
-            mask = 0
-            for index in self._select(path[: self._cut]):
-                mask |= 1 << index
-        if len(self) >= PATH_CACHE_LIMIT:
-            self.rotate(self.rotate_at - PATH_CACHE_GENERATION)
-        self[path] = mask
+    def mask_of(path: str) -> int:
+        mask = 0
+        for index in select(path[:cut]):
+            mask |= 1 << index
         return mask
+
+    return TwoGenerationCache(mask_of, CACHE_LIMIT, period=CACHE_GENERATION, now=now)

@@ -7,14 +7,17 @@ import socket
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING
 
+from bucky.cache import TwoGenerationCache
 from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL, OutputClient
-from bucky.daemon.outputs.paths import PATH_CACHE_LIMIT
 from bucky.daemon.outputs.resolver import Resolver
 from bucky.errors import ConfigError
 from bucky.protocol.influxdb import influx_prefix, influx_timestamp_ns, pack_lines
 from bucky.ratelog import RateLimitedLog
+
+if TYPE_CHECKING:
+    from bucky.config import Config
 
 log = logging.getLogger("bucky.daemon.outputs")
 
@@ -46,6 +49,11 @@ def parse_host_port(text: str, default_port: int) -> tuple[str, int]:
 
 
 
+def _prefix_of(key: tuple) -> str:
+    """The line-protocol prefix of a (host, name) pair (cached per pair by the client)."""
+    return influx_prefix(*key)
+
+
 class _UdpDestination:
     def __init__(self, host: str, port: int) -> None:
         self.host = host
@@ -68,7 +76,7 @@ class InfluxDBClient(OutputClient):
 
     name = "influxdb"
 
-    def __init__(self, cfg: Any, *, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, cfg: Config, *, clock: Callable[[], float] = time.monotonic,
                  max_datagram: int = INFLUX_MAX_DATAGRAM) -> None:
         super().__init__()
         self._clock = clock
@@ -76,7 +84,7 @@ class InfluxDBClient(OutputClient):
         self._destinations = [
             _UdpDestination(*parse_host_port(h, INFLUX_DEFAULT_PORT)) for h in cfg.influxdb_hosts
         ]
-        self._prefixes: dict[tuple, str] = {}
+        self._prefixes: TwoGenerationCache[tuple, str] = TwoGenerationCache(_prefix_of)
         self._sockets: dict[int, socket.socket] = {}
         self._ratelog = RateLimitedLog(log, 60.0, clock)
 
@@ -91,12 +99,7 @@ class InfluxDBClient(OutputClient):
                 if number != number or number in (float("inf"), float("-inf")):
                     invalid += 1
                     continue
-                key = (host, name)
-                prefix = prefixes.get(key)
-                if prefix is None:
-                    if len(prefixes) >= PATH_CACHE_LIMIT:
-                        prefixes.clear()
-                    prefix = prefixes[key] = influx_prefix(host, name)
+                prefix = prefixes[(host, name)]
                 lines.append(f"{prefix}{number!r} {influx_timestamp_ns(timestamp)}")
             except Exception:
                 invalid += 1

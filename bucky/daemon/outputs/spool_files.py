@@ -68,8 +68,8 @@ class SpoolUnavailable(OSError):
 class SpoolRefused(SpoolUnavailable):
     """A symbolic link or other non-regular file where a spool file or folder belongs."""
 
-    def __init__(self, path: str, why: str) -> None:
-        super().__init__(errno.EPERM, f"{path}: {why}, refused")
+    def __init__(self, path: str, why: str, code: int = errno.EPERM) -> None:
+        super().__init__(code, f"{path}: {why}, refused")
         self.path = path
 
 
@@ -85,7 +85,7 @@ def check_directory(path: str, *, private: bool = True) -> None:
         if private:
             _make_private(path)
         elif not os.path.isdir(path):
-            raise SpoolRefused(path, "not a directory")
+            raise SpoolRefused(path, "not a directory", errno.ENOTDIR)
         probe = os.path.join(path, f".probe.{os.getpid()}")
         _unlink_quietly(probe)  # a leftover of a process with this pid (or something planted)
         fd = os.open(probe, os.O_WRONLY | _NEW_FILE, FILE_MODE)
@@ -120,9 +120,9 @@ def _make_private(path: str) -> None:
         fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            raise SpoolRefused(path, "a symbolic link, not a folder") from None
+            raise SpoolRefused(path, "a symbolic link, not a folder", errno.ELOOP) from None
         if exc.errno == errno.ENOTDIR:
-            raise SpoolRefused(path, "not a folder") from None
+            raise SpoolRefused(path, "not a folder", errno.ENOTDIR) from None
         raise
     try:
         mode = stat.S_IMODE(os.fstat(fd).st_mode)
@@ -309,12 +309,12 @@ class Spool:
             fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
         except OSError as exc:
             if exc.errno == errno.ELOOP:
-                raise SpoolRefused(path, "a symbolic link") from None
+                raise SpoolRefused(path, "a symbolic link", errno.ELOOP) from None
             raise
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
-                raise SpoolRefused(path, "not a regular file")
+                raise SpoolRefused(path, "not a regular file", errno.EINVAL)
             if stat.S_IMODE(st.st_mode) & ~FILE_MODE:
                 os.fchmod(fd, FILE_MODE)  # written by an older version (0644)
         except BaseException:
@@ -486,7 +486,8 @@ class Spool:
             try:
                 return os.open(path, os.O_WRONLY | os.O_APPEND | _NEW_FILE, FILE_MODE), seq, path
             except FileExistsError:
-                self._refuse(SpoolRefused(path, "exists (not written by this spool)"))
+                self._refuse(SpoolRefused(path, "exists (not written by this spool)",
+                                          errno.EEXIST))
         raise OSError(errno.EEXIST, "the next segment names are taken")
 
     def _write_all(self, seg: _Segment, blob: bytes) -> None:

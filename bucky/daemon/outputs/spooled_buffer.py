@@ -20,6 +20,7 @@ Order and placement of the data of one destination:
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import logging
 import os
@@ -28,9 +29,11 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from bucky.config import Config
+from bucky.daemon import statedir
 from bucky.daemon.outputs.buffer import COALESCE_BYTES, _ChunkBuffer
 from bucky.daemon.outputs.spool_files import Spool, SpoolUnavailable, check_directory
-from bucky.errors import DecodeError
+from bucky.errors import ConfigError, DecodeError
 from bucky.protocol.graphite import (
     BAD_PICKLE,
     decode_pickle_frames,
@@ -239,53 +242,55 @@ class SpooledBuffer(_ChunkBuffer):
         return False
 
 
-def spool_directory(cfg: Any, label: str) -> str:
+def spool_directory(cfg: Config, label: str) -> str:
     return os.path.join(spool_root(cfg), label)
 
 
-def spool_root(cfg: Any) -> str:
+def spool_root(cfg: Config) -> str:
     return cfg.graphite_spool_dir or os.path.join(cfg.directory, "spool")
 
 
-def spool_dir_problem(cfg: Any) -> str | None:
-    """The check without side effects (plan, --check, reload): a `graphite_spool_dir` that is
-    set must be an existing directory this process may write to. The full check, which also
-    creates the default <directory>/spool and writes a probe file, runs at start as the user
-    the daemon runs as (`spool_problem`)."""
-    if cfg.debug or not cfg.graphite_enabled or not cfg.graphite_spool_max_bytes:
-        return None
-    root = cfg.graphite_spool_dir
-    if not root:
-        return None
-    where = getattr(cfg, "source", "<defaults>")
-    expected = "expected an existing writable directory (or graphite_spool_max_bytes = 0)"
-    if not os.path.isdir(root):
-        return f"{where}: graphite_spool_dir: {expected}, got {root!r}: missing"
-    if not os.access(root, os.W_OK | os.X_OK):
-        return f"{where}: graphite_spool_dir: {expected}, got {root!r}: not writable"
-    return None
+def check(cfg: Config) -> None:
+    """The spool's own check (the preflight: --check, start-up, reload): `spool_problem` as the
+    user the daemon runs as, leaving nothing behind; ConfigError when it finds one. Run inside
+    the preflight's trial of `directory` (bucky.daemon.statedir), as start-up makes it first."""
+    handed_over = statedir.handed_over(cfg)
+    problem = statedir.as_daemon_user(
+        cfg, lambda: spool_problem(cfg, trial=True, handed_over=handed_over))
+    if problem:
+        raise ConfigError(problem)
 
 
-def spool_problem(cfg: Any) -> str | None:
-    """Why the configured spool root cannot be used (a config error at start), or None.
+def spool_problem(cfg: Config, *, trial: bool = False, handed_over: bool = False) -> str | None:
+    """Why the configured spool root cannot be used by this process (a config error), or None.
 
-    `graphite_spool_dir`, when set, must exist and be writable; the default, <directory>/spool,
-    is created. Nothing is checked when the spool is off or Graphite is not an output."""
+    `graphite_spool_dir`, when set, must be an existing folder; the default, <directory>/spool,
+    is created. Nothing is checked when the spool is off or Graphite is not an output. With
+    `trial` what it creates is removed again; `handed_over`: start-up will give `directory` to
+    the daemon user, so being refused a folder right inside it now is no problem."""
     if cfg.debug or not cfg.graphite_enabled or not cfg.graphite_spool_max_bytes:
         return None
     root = spool_root(cfg)
-    where = getattr(cfg, "source", "<defaults>")
     if cfg.graphite_spool_dir and not os.path.isdir(root):
-        return (f"{where}: graphite_spool_dir: expected an existing writable directory "
-                f"(or graphite_spool_max_bytes = 0), got {root!r}: missing")
+        what = "a regular file, not a folder" if os.path.isfile(root) else (
+            "not a folder" if os.path.lexists(root) else "missing")
+        return (f"{cfg.source}: graphite_spool_dir: expected an existing writable directory "
+                f"(or graphite_spool_max_bytes = 0), got {root!r}: {what}")
     try:
-        check_directory(root, private=False)  # the destinations' folders inside are private
-    except SpoolUnavailable as exc:
+        with statedir.trial_directories(root) if trial else contextlib.nullcontext():
+            check_directory(root, private=False)  # the destinations' folders inside are private
+    except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk is not a wrong setting
             log.error("the spool in %s cannot be written now (%s): memory only until it can",
                       root, exc.strerror)
             return None
-        given = root if cfg.graphite_spool_dir else f"{root!r} (<directory>/spool)"
-        return (f"{where}: graphite_spool_dir: expected a writable directory "
-                f"(or graphite_spool_max_bytes = 0), got {given}: {exc.strerror}")
+        if handed_over and exc.errno in (errno.EACCES, errno.EPERM) and not cfg.graphite_spool_dir:
+            return None
+        given = repr(root) if cfg.graphite_spool_dir else f"{root!r} (<directory>/spool)"
+        user = f" (as {statedir.user_name(os.geteuid())})" if statedir.daemon_identity(cfg) else ""
+        reason = exc.strerror or str(exc)
+        if isinstance(exc, SpoolUnavailable) and reason.startswith(f"{root}: "):
+            reason = reason[len(root) + 2:]
+        return (f"{cfg.source}: graphite_spool_dir: expected a writable directory "
+                f"(or graphite_spool_max_bytes = 0), got {given}: {reason}{user}")
     return None
