@@ -186,6 +186,35 @@ def missing_points(carbon: CarbonCache, load: Load, rounds: list[int]) -> tuple[
     return missing, wrong
 
 
+def missing_by_round(carbon: CarbonCache, load: Load, rounds: list[int]) -> dict[int, int]:
+    """{round: points missing} for the rounds with any missing (for a failure's message)."""
+    if not rounds:
+        return {}
+    lo, hi = load.t0 + min(rounds), load.t0 + max(rounds)
+    missing: dict[int, int] = {}
+    for i in range(load.names):
+        stored = dict(carbon.fetch(f"spoolhost.sp.gauge.v{i}", lo - 1, hi + 1))
+        for k in rounds:
+            if load.t0 + k not in stored:
+                missing[k] = missing.get(k, 0) + 1
+    return missing
+
+
+def where_missing(carbon: CarbonCache, load: Load, rounds: list[int], zero: float) -> str:
+    """Runs of rounds with missing points: 'rounds a-b (sent at s1..s2 s): n points', times
+    relative to `zero` (the kill)."""
+    per_round = missing_by_round(carbon, load, rounds)
+    runs: list[list[int]] = []
+    for k in sorted(per_round):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return "; ".join(
+        f"rounds {a}-{b} (sent {load.started_at[a] - zero:+.2f}..{load.sent_at[b] - zero:+.2f} s):"
+        f" {sum(per_round[k] for k in range(a, b + 1))} points" for a, b in runs[:12])
+
+
 def wait_complete(carbon: CarbonCache, load: Load, rounds: list[int], allowed: int,
                   timeout: float) -> tuple[int, int]:
     """Poll whisper until at most `allowed` points of `rounds` are missing, or the deadline."""
@@ -286,7 +315,9 @@ def run_outage(tmp_path: Path, *, kill: bool = False, reload_pickle: bool = Fals
                   f"no daemon had the port ({restarted_at - killed_at:.2f} s); {len(older)} "
                   f"older and {len(after)} later rounds complete but {missing} points")
             assert wrong_newest == 0
-            assert lost <= bound, (lost, bound)
+            assert lost <= bound, (lost, bound, where_missing(carbon, load, newest, killed_at))
+            assert missing <= allowed, (missing, allowed,
+                                        where_missing(carbon, load, older + after, killed_at))
         else:
             missing, wrong = wait_complete(carbon, load, everything, allowed, 300)
         assert wrong == 0
