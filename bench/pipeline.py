@@ -29,7 +29,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.common import LineSink, cpu_seconds, rss_mb  # noqa: E402
 from bucky.config import make_config  # noqa: E402
 from bucky.daemon.channels import Channel  # noqa: E402
-from bucky.daemon.children import BATCH_SIZE, ChildSpec, child_main, queue_bytes  # noqa: E402
+from bucky.daemon.children import ChildSpec, child_main  # noqa: E402
+from bucky.daemon.runner_loop import BATCH_SIZE, queue_bytes  # noqa: E402
 from bucky.daemon.sink import BatchSink  # noqa: E402
 from bucky.daemon.sockets import bind_tcp  # noqa: E402
 from bucky.sample import GRAPHITE_PATH  # noqa: E402

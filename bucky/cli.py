@@ -42,12 +42,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graphite", action="store_true", default=S,
                    help="with --explain: stdin holds Graphite plaintext lines")
     p.add_argument("--pkts", metavar="FILE", default=S,
-                   help="with --explain: collectd datagrams from FILE (bucky-dump --pkts format)")
+                   help="with --explain: datagrams from FILE: collectd in .pkts (bucky-dump "
+                        "--write), or a pcap (tcpdump -w): collectd, StatsD, MetricsD by port")
     p.add_argument("--check", dest="check", action="store_true",
                    help="check the configuration (everything start-up checks, binding nothing), "
                         "print 'CONFIG: OK' and exit 0, or the error and exit 2")
     p.add_argument("--verbose", "-v", dest="verbose", action="store_true",
                    help="with --check: print the effective configuration and the plan")
+    p.add_argument("--print-systemd-unit", dest="print_systemd_unit", action="store_true",
+                   help="print a systemd unit that runs this bucky with CONFIG_FILE (and may "
+                        "write the folders it names) and exit")
+    p.add_argument("--print-man-page", dest="print_man_page", action="store_true",
+                   help="print the bucky(1) man page (roff) and exit")
     p.add_argument("--debug", dest="debug", action="store_true", default=S,
                    help="print 'name value timestamp' lines to stdout instead of sending to "
                         "Graphite; DEBUG logging")
@@ -79,6 +85,13 @@ def build_parser() -> argparse.ArgumentParser:
                    default=S, help="do not send to Graphite")
     p.add_argument("--enable-influxdb", dest="influxdb_enabled", action="store_true", default=S,
                    help="also send InfluxDB line protocol over UDP (influxdb_hosts)")
+    p.add_argument("--http-ip", dest="http_ip", metavar="IP", default=S,
+                   help="status server listen address [127.0.0.1]")
+    p.add_argument("--http-port", dest="http_port", metavar="INT", default=S,
+                   help="status server TCP port; unlike the default, one that is taken stops "
+                        "the start [8127]")
+    p.add_argument("--disable-http", dest="http_enabled", action="store_false", default=S,
+                   help="do not run the status server (/, /health, /metrics)")
     p.add_argument("--full-trace", dest="full_trace", action="store_true", default=S,
                    help="show the traceback when the config file fails to load")
     p.add_argument("--log-level", dest="log_level", metavar="NAME", default=S,
@@ -120,7 +133,7 @@ def preload_modules(cfg: Config) -> None:
     import modules lazily."""
     import importlib
 
-    from bucky.daemon.children import INPUT_HANDLERS
+    from bucky.daemon.input_runner import INPUT_HANDLERS
 
     wanted = ["bucky.daemon.outputs", "multiprocessing.popen_fork", "multiprocessing.connection",
               "multiprocessing.reduction", "json", "tempfile", "hmac", "hashlib", "random",
@@ -146,9 +159,15 @@ def preload_modules(cfg: Config) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.print_man_page:
+        from bucky.manpage import render
+
+        sys.stdout.write(render())
+        return 0
     explain = {k: vars(args).pop(k) for k in ("explain", "graphite", "pkts") if k in vars(args)}
     overrides: dict[str, Any] = {k: v for k, v in vars(args).items()
-                                 if k not in ("config_file", "check", "verbose")}
+                                 if k not in ("config_file", "check", "verbose",
+                                              "print_systemd_unit", "print_man_page")}
     setup_logging("INFO")
     if args.verbose and not args.check:
         print("bucky: --verbose goes with --check", file=sys.stderr)
@@ -172,6 +191,11 @@ def main(argv: list[str] | None = None) -> int:
                   wants_timestamps(cfg.log_timestamps))
     for warning in warnings:
         log.warning("%s", warning)
+    if args.print_systemd_unit:
+        from bucky.systemd_unit import render, running_bucky
+
+        print(render(cfg, args.config_file, running_bucky()), end="")
+        return 0
     if args.check:
         if args.verbose:
             for line in effective_config(cfg) + [f"# {line}" for line in plan.describe()]:

@@ -2,9 +2,12 @@
 
 A config file is Python (as in Bucky 2): its module-level names override the defaults below. Every
 option is validated here, at start, and a problem becomes one ConfigError line naming the file, the
-option, the expected form and the value given. Unknown names draw a warning with the closest option.
-Nothing here is module-level mutable state: `load()` returns a new `Config` each time (SIGHUP
-re-reads the file through the same path).
+option, the expected form and the value given. A name one typo away from an option is an error
+(`near_miss`); other unknown names are the file's own and draw a warning with the closest option.
+Class `Config` declares every option's field with its checker's type. Nothing here is
+module-level mutable state: `load()` returns a new `Config` each time (SIGHUP re-reads the file
+through the same path). Checks that need more than the values (files, folders, the user to run
+as) belong to the components and run in the preflight (bucky.daemon.preflight).
 """
 
 import dataclasses
@@ -366,6 +369,18 @@ def one_of(*choices: str) -> Callable[[Any], str]:
     return check
 
 
+def int_choice(*choices: int) -> Callable[[Any], int]:
+    desc = " or ".join(str(c) for c in choices)
+
+    def check(v: Any) -> int:
+        n = _number(v, int, desc)
+        if n not in choices:
+            raise Invalid(f"expected {desc}")
+        return n
+
+    return check
+
+
 def self_metrics_prefix(v: Any) -> str:
     """A dotted prefix where `{host}` stands for the short host name."""
     form = "expected a dotted name, '{host}' standing for the short host name (e.g. 'bucky.{host}')"
@@ -427,158 +442,172 @@ class Option:
     doc: str
 
 
-_O = Option
 OPTIONS: tuple[Option, ...] = (
     # general
-    _O("debug", False, boolean, "write 'name value timestamp' lines to stdout instead of Graphite"),
-    _O("log_level", "INFO", log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
-    _O("log_timestamps", "auto", auto_boolean,
+    Option("debug", False, boolean,
+        "write 'name value timestamp' lines to stdout instead of Graphite"),
+    Option("log_level", "INFO", log_level, "DEBUG, INFO, WARNING, ERROR or CRITICAL"),
+    Option("log_timestamps", "auto", auto_boolean,
        "log lines carry their own time; auto = not when JOURNAL_STREAM is set (journald)"),
-    _O("nice", None, optional(int_range(-20, 19)), "adjust the process priority by this"),
-    _O("uid", None, user, "user (name or number) to run as after binding sockets"),
-    _O("gid", None, group, "group (name or number) to run as after binding sockets"),
-    _O("directory", "/var/lib/bucky", nonempty_text, "state directory (saved gauges); created"),
-    _O("process_join_timeout", 2.0, float_min(0, False), "seconds each stage gets to stop"),
-    _O("max_sample_queue", 0, int_range(0, None),
+    Option("nice", None, optional(int_range(-20, 19)), "adjust the process priority by this"),
+    Option("uid", None, user, "user (name or number) to run as after binding sockets"),
+    Option("gid", None, group, "group (name or number) to run as after binding sockets"),
+    Option("directory", "/var/lib/bucky", nonempty_text, "state directory (saved gauges); created"),
+    Option("process_join_timeout", 2.0, float_min(0, False), "seconds each stage gets to stop"),
+    Option("max_sample_queue", 0, int_range(0, None),
        "samples a queue between processes may hold; 0 = the default bound (1,000,000)"),
-    _O("full_trace", False, boolean, "show tracebacks of config file errors"),
-    _O("custom_clients", (), class_list, "classes with send(host, name, value, timestamp)"),
-    _O("processor", None, optional_callable,
+    Option("full_trace", False, boolean, "show tracebacks of config file errors"),
+    Option("custom_clients", (), class_list, "classes with send(host, name, value, timestamp)"),
+    Option("processor", None, optional_callable,
        "function(host, name, value, timestamp) -> tuple or None, run in its own process"),
-    _O("processor_drop_on_error", False, boolean, "drop a sample when the processor raises"),
-    _O("self_metrics_interval", 10.0, float_min(0),
+    Option("processor_drop_on_error", False, boolean, "drop a sample when the processor raises"),
+    Option("self_metrics_interval", 10.0, float_min(0),
        "seconds between Bucky's own metrics (<self_metrics_prefix>.<process>.<counter>); 0 = off"),
-    _O("self_metrics_prefix", "bucky.{host}", self_metrics_prefix,
+    Option("self_metrics_prefix", "bucky.{host}", self_metrics_prefix,
        "prefix of Bucky's own metrics; {host} = the short host name"),
     # http status server
-    _O("http_enabled", True, boolean, "run the HTTP status server (/, /health, /metrics, /api/)"),
-    _O("http_ip", "127.0.0.1", address, "HTTP status server listen address"),
-    _O("http_port", 8127, port, "HTTP status server TCP port"),
-    _O("http_history_seconds", 600.0, float_min(0, False),
+    Option("http_enabled", True, boolean,
+        "run the HTTP status server (/, /health, /metrics, /api/)"),
+    Option("http_ip", "127.0.0.1", address, "HTTP status server listen address"),
+    Option("http_port", 8127, port, "HTTP status server TCP port"),
+    Option("http_history_seconds", 600.0, float_min(0, False),
        "how long the status page keeps the series it saw"),
+    Option("http_degraded_status", 200, int_choice(200, 503),
+           "what /health answers while degraded (a destination unreachable, the spool in use): "
+           "200 or 503"),
     # sentry (Bucky 2; needs the sentry-sdk package when enabled)
-    _O("sentry_enabled", False, boolean, "report errors to Sentry (needs sentry-sdk)"),
-    _O("sentry_dsn", None, optional(text), "Sentry DSN"),
-    _O("sentry_log_level", "WARNING", log_level, "lowest log level sent to Sentry"),
-    _O("sentry_auto_log_stacks", False, boolean, "attach stacks to Sentry log events"),
+    Option("sentry_enabled", False, boolean, "report errors to Sentry (needs sentry-sdk)"),
+    Option("sentry_dsn", None, optional(text), "Sentry DSN"),
+    Option("sentry_log_level", "WARNING", log_level, "lowest log level sent to Sentry"),
+    Option("sentry_auto_log_stacks", False, boolean, "attach stacks to Sentry log events"),
     # names
-    _O("name_prefix", None, optional(text), "first path component of every metric"),
-    _O("name_prefix_parts", None, optional_text_list, "path components after name_prefix"),
-    _O("name_postfix", None, optional(text), "last path component of every metric"),
-    _O("name_postfix_parts", None, optional_text_list, "path components before name_postfix"),
-    _O("name_replace_char", "_", optional(text), "replaces '.' inside a path component"),
-    _O("name_strip_duplicates", True, boolean, "collapse repeated components (cpu.cpu.0 -> cpu.0)"),
-    _O("name_host_trim", (), text_list, "host name suffixes to remove (e.g. 'example.com')"),
+    Option("name_prefix", None, optional(text), "first path component of every metric"),
+    Option("name_prefix_parts", None, optional_text_list, "path components after name_prefix"),
+    Option("name_postfix", None, optional(text), "last path component of every metric"),
+    Option("name_postfix_parts", None, optional_text_list, "path components before name_postfix"),
+    Option("name_replace_char", "_", optional(text), "replaces '.' inside a path component"),
+    Option("name_strip_duplicates", True, boolean,
+        "collapse repeated components (cpu.cpu.0 -> cpu.0)"),
+    Option("name_host_trim", (), text_list, "host name suffixes to remove (e.g. 'example.com')"),
     # metricsd
-    _O("metricsd_ip", "127.0.0.1", address, "MetricsD UDP listen address"),
-    _O("metricsd_port", 23632, port, "MetricsD UDP port"),
-    _O("metricsd_enabled", True, boolean, "run the MetricsD input"),
-    _O("metricsd_default_interval", 10.0, float_min(0, False), "MetricsD flush interval (s)"),
-    _O("metricsd_handlers", (), metricsd_handlers, "(regex, interval[, priority]) per metric name"),
-    _O("metricsd_max_metrics", 10000, int_range(1, None),
+    Option("metricsd_ip", "127.0.0.1", address, "MetricsD UDP listen address"),
+    Option("metricsd_port", 23632, port, "MetricsD UDP port"),
+    Option("metricsd_enabled", True, boolean, "run the MetricsD input"),
+    Option("metricsd_default_interval", 10.0, float_min(0, False), "MetricsD flush interval (s)"),
+    Option("metricsd_handlers", (), metricsd_handlers,
+        "(regex, interval[, priority]) per metric name"),
+    Option("metricsd_max_metrics", 10000, int_range(1, None),
        "cap on live MetricsD metrics; new ones beyond it are dropped and counted"),
-    _O("metricsd_expire_intervals", 360, float_min(0, False),
+    Option("metricsd_expire_intervals", 360, float_min(0, False),
        "forget a MetricsD metric after this many idle flush intervals"),
     # collectd
-    _O("collectd_ip", "127.0.0.1", address, "collectd UDP listen address (multicast joins)"),
-    _O("collectd_port", 25826, port, "collectd UDP port"),
-    _O("collectd_enabled", True, boolean, "run the collectd input"),
-    _O("collectd_types", (), readable_files, "types.db files (default: the system's)"),
-    _O("collectd_converters", FrozenDict(), converters, "plugin name -> converter function"),
-    _O("collectd_use_entry_points", True, boolean, "load converters from entry points"),
-    _O("collectd_counter_eq_derive", False, boolean, "accept COUNTER for DERIVE and back"),
-    _O("collectd_workers", 1, int_range(1, 64), "collectd receiver processes (SO_REUSEPORT)"),
-    _O("collectd_security_level", 0, security_level, "0/None, 1/Sign, 2/Encrypt"),
-    _O("collectd_auth_file", None, optional(readable_file), "'user: password' lines"),
-    _O("collectd_series_ttl_intervals", 4, int_range(1, None),
+    Option("collectd_ip", "127.0.0.1", address, "collectd UDP listen address (multicast joins)"),
+    Option("collectd_port", 25826, port, "collectd UDP port"),
+    Option("collectd_enabled", True, boolean, "run the collectd input"),
+    Option("collectd_types", (), readable_files, "types.db files (default: the system's)"),
+    Option("collectd_converters", FrozenDict(), converters, "plugin name -> converter function"),
+    Option("collectd_use_entry_points", True, boolean, "load converters from entry points"),
+    Option("collectd_counter_eq_derive", False, boolean, "accept COUNTER for DERIVE and back"),
+    Option("collectd_workers", 1, int_range(1, 64), "collectd receiver processes (SO_REUSEPORT)"),
+    Option("collectd_security_level", 0, security_level, "0/None, 1/Sign, 2/Encrypt"),
+    Option("collectd_auth_file", None, optional(readable_file), "'user: password' lines"),
+    Option("collectd_series_ttl_intervals", 4, int_range(1, None),
        "forget a series' rate state after this many missed intervals"),
-    _O("collectd_python_config", None, optional(readable_file),
+    Option("collectd_python_config", None, optional(readable_file),
        "collectd.conf-style file with a <Plugin python> block: run collectd Python plugins"),
     # statsd
-    _O("statsd_ip", "127.0.0.1", address, "StatsD UDP (and TCP) listen address"),
-    _O("statsd_port", 8125, port, "StatsD UDP port"),
-    _O("statsd_enabled", True, boolean, "run the StatsD input"),
-    _O("statsd_flush_time", 10.0, float_min(0, False), "StatsD flush interval (s)"),
-    _O("statsd_metadata", FrozenDict(), str_mapping, "tags added to every StatsD metric"),
-    _O("statsd_legacy_namespace", True, boolean, "stats.<k> / stats_counts.<k> names"),
-    _O("statsd_global_prefix", "stats", optional(text), "prefix of StatsD metrics"),
-    _O("statsd_prefix_counter", "counters", optional(text), "counter prefix (new namespace)"),
-    _O("statsd_prefix_timer", "timers", optional(text), "timer prefix"),
-    _O("statsd_prefix_set", "sets", optional(text), "set prefix"),
-    _O("statsd_prefix_gauge", "gauges", optional(text), "gauge prefix"),
-    _O("statsd_prefix_stats", "statsd", optional(text), "prefix of StatsD's own statistics"),
-    _O("statsd_persistent_gauges", False, boolean, "save gauges across restarts"),
-    _O("statsd_gauges_savefile", "gauges.save", nonempty_text, "file in `directory` for gauges"),
-    _O("statsd_gauges_save_interval", 60.0, float_min(0, False), "seconds between gauge saves"),
-    _O("statsd_delete_idlestats", False, boolean, "do not send stats that saw no update"),
-    _O("statsd_delete_counters", True, boolean, "with delete_idlestats: idle counters"),
-    _O("statsd_delete_timers", True, boolean, "with delete_idlestats: idle timers"),
-    _O("statsd_delete_sets", True, boolean, "with delete_idlestats: idle sets"),
-    _O("statsd_onlychanged_gauges", True, boolean, "with delete_idlestats: only updated gauges"),
-    _O("statsd_gauges_max_ttl", 0.0, float_min(0), "forget gauges idle this long (s); 0 = never"),
-    _O("statsd_max_keys", 500000, int_range(0, None), "cap on live StatsD keys; 0 = no cap"),
-    _O("statsd_percentile_thresholds", (90,), percentiles, "timer percentiles (negative = top)"),
-    _O("statsd_timer_mean", True, boolean, "emit timer mean"),
-    _O("statsd_timer_upper", True, boolean, "emit timer upper"),
-    _O("statsd_timer_lower", True, boolean, "emit timer lower"),
-    _O("statsd_timer_count", True, boolean, "emit timer count"),
-    _O("statsd_timer_count_ps", True, boolean, "emit timer count_ps"),
-    _O("statsd_timer_sum", True, boolean, "emit timer sum"),
-    _O("statsd_timer_sum_squares", True, boolean, "emit timer sum_squares"),
-    _O("statsd_timer_median", True, boolean, "emit timer median"),
-    _O("statsd_timer_std", True, boolean, "emit timer std"),
-    _O("statsd_histogram", (), histogram_bins, "histogram bins, as the reference's `histogram`"),
-    _O("statsd_tags", "drop", one_of("graphite", "drop"),
+    Option("statsd_ip", "127.0.0.1", address, "StatsD UDP (and TCP) listen address"),
+    Option("statsd_port", 8125, port, "StatsD UDP port"),
+    Option("statsd_enabled", True, boolean, "run the StatsD input"),
+    Option("statsd_flush_time", 10.0, float_min(0, False), "StatsD flush interval (s)"),
+    Option("statsd_metadata", FrozenDict(), str_mapping, "tags added to every StatsD metric"),
+    Option("statsd_legacy_namespace", True, boolean, "stats.<k> / stats_counts.<k> names"),
+    Option("statsd_global_prefix", "stats", optional(text), "prefix of StatsD metrics"),
+    Option("statsd_prefix_counter", "counters", optional(text), "counter prefix (new namespace)"),
+    Option("statsd_prefix_timer", "timers", optional(text), "timer prefix"),
+    Option("statsd_prefix_set", "sets", optional(text), "set prefix"),
+    Option("statsd_prefix_gauge", "gauges", optional(text), "gauge prefix"),
+    Option("statsd_prefix_stats", "statsd", optional(text), "prefix of StatsD's own statistics"),
+    Option("statsd_persistent_gauges", False, boolean, "save gauges across restarts"),
+    Option("statsd_gauges_savefile", "gauges.save", nonempty_text,
+        "file in `directory` for gauges"),
+    Option("statsd_gauges_save_interval", 60.0, float_min(0, False), "seconds between gauge saves"),
+    Option("statsd_delete_idlestats", False, boolean, "do not send stats that saw no update"),
+    Option("statsd_delete_counters", True, boolean, "with delete_idlestats: idle counters"),
+    Option("statsd_delete_timers", True, boolean, "with delete_idlestats: idle timers"),
+    Option("statsd_delete_sets", True, boolean, "with delete_idlestats: idle sets"),
+    Option("statsd_onlychanged_gauges", True, boolean,
+        "with delete_idlestats: only updated gauges"),
+    Option("statsd_gauges_max_ttl", 0.0, float_min(0),
+        "forget gauges idle this long (s); 0 = never"),
+    Option("statsd_max_keys", 500000, int_range(0, None), "cap on live StatsD keys; 0 = no cap"),
+    Option("statsd_percentile_thresholds", (90,), percentiles,
+        "timer percentiles (negative = top)"),
+    Option("statsd_timer_mean", True, boolean, "emit timer mean"),
+    Option("statsd_timer_upper", True, boolean, "emit timer upper"),
+    Option("statsd_timer_lower", True, boolean, "emit timer lower"),
+    Option("statsd_timer_count", True, boolean, "emit timer count"),
+    Option("statsd_timer_count_ps", True, boolean, "emit timer count_ps"),
+    Option("statsd_timer_sum", True, boolean, "emit timer sum"),
+    Option("statsd_timer_sum_squares", True, boolean, "emit timer sum_squares"),
+    Option("statsd_timer_median", True, boolean, "emit timer median"),
+    Option("statsd_timer_std", True, boolean, "emit timer std"),
+    Option("statsd_histogram", (), histogram_bins,
+        "histogram bins, as the reference's `histogram`"),
+    Option("statsd_tags", "drop", one_of("graphite", "drop"),
        "drop: tags left out, a name's tag sets summed (Bucky 2); graphite: name;k=v series"),
-    _O("statsd_tcp_port", None, optional(port), "StatsD TCP port (off when None)"),
-    _O("statsd_tcp_max_connections", 250, int_range(1, 100000), "concurrent TCP clients"),
-    _O("statsd_max_line_length", 65536, int_range(64, 16 * 1024 * 1024), "longest TCP line"),
-    _O("statsd_workers", 1, int_range(1, 64), "StatsD aggregator processes"),
-    _O("statsd_forward", (), statsd_nodes,
+    Option("statsd_tcp_port", None, optional(port), "StatsD TCP port (off when None)"),
+    Option("statsd_tcp_max_connections", 250, int_range(1, 100000), "concurrent TCP clients"),
+    Option("statsd_max_line_length", 65536, int_range(64, 16 * 1024 * 1024), "longest TCP line"),
+    Option("statsd_workers", 1, int_range(1, 64), "StatsD aggregator processes"),
+    Option("statsd_forward", (), statsd_nodes,
        'proxy mode: forward lines to these "host:port[:adminport]" nodes, not aggregate'),
-    _O("statsd_forward_packet_size", 1432, int_range(64, 65507), "largest forwarded datagram"),
-    _O("statsd_forward_check_interval", 10.0, float_min(0, False),
+    Option("statsd_forward_packet_size", 1432, int_range(64, 65507), "largest forwarded datagram"),
+    Option("statsd_forward_check_interval", 10.0, float_min(0, False),
        "seconds between health checks of forward nodes with an adminport"),
-    _O("statsd_admin_port", None, optional(port), "StatsD management TCP port (off when None)"),
-    _O("statsd_admin_ip", "127.0.0.1", address, "StatsD management listen address"),
+    Option("statsd_admin_port", None, optional(port), "StatsD management TCP port (off when None)"),
+    Option("statsd_admin_ip", "127.0.0.1", address, "StatsD management listen address"),
     # carbon input (Graphite plaintext and pickle, as carbon-relay receives them)
-    _O("carbon_enabled", False, boolean, "run the carbon input (Graphite lines and pickle)"),
-    _O("carbon_ip", "127.0.0.1", address, "carbon input listen address"),
-    _O("carbon_line_port", 2013, port, "carbon input plaintext port, TCP and UDP"),
-    _O("carbon_pickle_port", 2014, port, "carbon input pickle port, TCP"),
+    Option("carbon_enabled", False, boolean, "run the carbon input (Graphite lines and pickle)"),
+    Option("carbon_ip", "127.0.0.1", address, "carbon input listen address"),
+    Option("carbon_line_port", 2013, port, "carbon input plaintext port, TCP and UDP"),
+    Option("carbon_pickle_port", 2014, port, "carbon input pickle port, TCP"),
+    Option("carbon_idle_timeout", 120.0, optional(float_min(0, False)),
+           "close a carbon TCP client that completes no line or frame for this long (s); "
+           "None: never"),
     # graphite
-    _O("graphite_enabled", True, boolean, "send to Graphite"),
-    _O("graphite_ip", "127.0.0.1", address, "carbon host (name, IPv4 or IPv6)"),
-    _O("graphite_port", 2003, port, "carbon port (2004 for pickle)"),
-    _O("graphite_max_reconnects", 60, int_range(None, None),
+    Option("graphite_enabled", True, boolean, "send to Graphite"),
+    Option("graphite_ip", "127.0.0.1", address, "carbon host (name, IPv4 or IPv6)"),
+    Option("graphite_port", 2003, port, "carbon port (2004 for pickle)"),
+    Option("graphite_max_reconnects", 60, int_range(None, None),
        "connection attempts per outage before buffered points are dropped; negative = forever"),
-    _O("graphite_reconnect_delay", 1.0, float_min(0), "first reconnect delay (s)"),
-    _O("graphite_backoff_factor", 1.5, float_min(1), "delay multiplier per failed attempt"),
-    _O("graphite_backoff_max", 60.0, float_min(0), "longest reconnect delay (s)"),
-    _O("graphite_pickle_enabled", False, boolean, "use the pickle protocol"),
-    _O("graphite_pickle_buffer_size", 500, int_range(1, 100000), "points per pickle message"),
-    _O("graphite_buffer_size", 1000000, int_range(1, None),
+    Option("graphite_reconnect_delay", 1.0, float_min(0), "first reconnect delay (s)"),
+    Option("graphite_backoff_factor", 1.5, float_min(1), "delay multiplier per failed attempt"),
+    Option("graphite_backoff_max", 60.0, float_min(0), "longest reconnect delay (s)"),
+    Option("graphite_pickle_enabled", False, boolean, "use the pickle protocol"),
+    Option("graphite_pickle_buffer_size", 500, int_range(1, 100000), "points per pickle message"),
+    Option("graphite_buffer_size", 1000000, int_range(1, None),
        "datapoints kept while carbon is unreachable; oldest dropped beyond"),
-    _O("graphite_destinations", (), destinations,
+    Option("graphite_destinations", (), destinations,
        "carbons as 'host:port[:instance]' ([::1]:2004:a); empty = graphite_ip:graphite_port"),
-    _O("graphite_relay_method", "consistent-hashing", one_of(*placement.METHODS),
+    Option("graphite_relay_method", "consistent-hashing", one_of(*placement.METHODS),
        "which destination(s) get a metric: consistent-hashing, fast-hashing, jump-hashing, "
        "broadcast"),
-    _O("graphite_hash_type", None, optional(one_of(*placement.ALL_HASH_TYPES)),
+    Option("graphite_hash_type", None, optional(one_of(*placement.ALL_HASH_TYPES)),
        "carbon_ch, fnv1a_ch, mmh3_ch or jump_fnv1a_ch; None = the method's default"),
-    _O("graphite_replication_factor", 1, int_range(1, None),
+    Option("graphite_replication_factor", 1, int_range(1, None),
        "destinations per metric (carbon's REPLICATION_FACTOR)"),
-    _O("graphite_diverse_replicas", False, boolean,
+    Option("graphite_diverse_replicas", False, boolean,
        "replicas on different hosts only (carbon's DIVERSE_REPLICAS)"),
-    _O("graphite_spool_dir", None, optional(nonempty_text),
+    Option("graphite_spool_dir", None, optional(nonempty_text),
        "disk spool root, one subdirectory per destination (None: <directory>/spool)"),
-    _O("graphite_spool_max_bytes", 1 << 30, int_range(0, None),
+    Option("graphite_spool_max_bytes", 1 << 30, int_range(0, None),
        "disk spool bound per destination in bytes; 0 = no spool (memory only)"),
-    _O("graphite_spool_sync_interval", 1.0, float_min(0.01),
+    Option("graphite_spool_sync_interval", 1.0, float_min(0.01),
        "seconds between fsyncs of the spool (the most a crash can lose)"),
     # influxdb (Bucky 2)
-    _O("influxdb_enabled", False, boolean, "send InfluxDB line protocol over UDP"),
-    _O("influxdb_hosts", ("127.0.0.1:8089",), text_list, "host:port destinations"),
+    Option("influxdb_enabled", False, boolean, "send InfluxDB line protocol over UDP"),
+    Option("influxdb_hosts", ("127.0.0.1:8089",), text_list, "host:port destinations"),
 )
 OPTION_BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
 
@@ -629,6 +658,7 @@ class Config:
     http_ip: str
     http_port: int
     http_history_seconds: float
+    http_degraded_status: int
     # sentry
     sentry_enabled: bool
     sentry_dsn: str | None
@@ -712,6 +742,7 @@ class Config:
     carbon_ip: str
     carbon_line_port: int
     carbon_pickle_port: int
+    carbon_idle_timeout: float | None
     # graphite
     graphite_enabled: bool
     graphite_ip: str
@@ -735,6 +766,9 @@ class Config:
     influxdb_enabled: bool
     influxdb_hosts: tuple[str, ...]
     source: str = "<defaults>"  # the config file (or "<defaults>", "<overrides>")
+    # the options the config file or the command line set (a default port that is taken is only
+    # a warning for the status server; one the operator chose is an error)
+    given: frozenset[str] = frozenset()
 
 
 def _cross_checks(values: dict[str, Any]) -> list[tuple[str, str]]:
@@ -798,7 +832,8 @@ def validate(raw: Mapping[str, Any], source: str = "<defaults>", *,
             raise ConfigError(f"{where}: {opt.name}: {exc}, got {_short_repr(given)}") from None
     for name, message in _cross_checks(values):
         raise ConfigError(f"{origins.get(name, source)}: {name}: {message}")
-    return Config(source=source, **values)
+    return Config(source=source, given=frozenset(n for n in raw if n in OPTION_BY_NAME),
+                  **values)
 
 
 def make_config(**overrides: Any) -> Config:

@@ -3,6 +3,8 @@
     bucky-dump --port 25826                        # live collectd datagrams on 0.0.0.0:25826
     bucky-dump --listen 239.192.74.66 --interface eth0
     bucky-dump --pkts capture.pkts --json          # a capture: <u32 BE length><datagram>...
+    bucky-dump --port 25826 --write capture.pkts   # record for `bucky --explain --pkts`
+    bucky-dump --statsd --pkts lo.pcap             # tcpdump -w: the datagrams to port 8125
     bucky-dump --statsd --port 8125 --count 10
     printf 'a:1|c\\n' | bucky-dump --statsd --lines -
 
@@ -12,6 +14,9 @@ Rules:
   (`[time] host/plugin[-pi]/type[-ti] [(ds_type, value), ...]`); `--json` prints one object per
   line with a "kind" of "values", "notification", "statsd", "error" or "ignored" (DogStatsD
   events and service checks, which Bucky does not relay).
+- Captures (`--pkts`) are `.pkts` files (`--write` records them) or pcap files from
+  `tcpdump -w` (bucky.protocol.capture), of which only the UDP datagrams to `--port` (default:
+  the protocol's port; 0: any) are read.
 - Live input stops after `--count` datagrams or `--timeout` seconds (or Ctrl-C).
 - Exit codes: 0 done, 1 input could not be opened or read (bind, file), 2 usage.
 - Decoding is the daemon's own (bucky.protocol.*), so what the dump accepts the daemon accepts.
@@ -24,37 +29,70 @@ import io
 import json
 import math
 import os
-import struct
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Collection, Iterator
 from typing import IO, Any
 
 from bucky.protocol import statsd
+from bucky.protocol.capture import (
+    LINK_TYPES,
+    CaptureError,
+    Pcap,
+    is_pcap,
+    pkts_record,
+    split_pkts,
+)
 from bucky.protocol.statsd import StatsdMetric
 from bucky.reader import DEFAULT_PORT, Decoder, Notification, Reader, Values, interpret_record
 
 STATSD_DEFAULT_PORT = 8125
-_LENGTH = struct.Struct(">I")
-
-
-class CaptureError(Exception):
-    """A capture file is not in the <u32 length><datagram> format."""
 
 
 def read_pkts(stream: IO[bytes]) -> Iterator[bytes]:
-    """Datagrams of a capture file: each a 4-byte big-endian length, then that many bytes."""
-    while True:
-        head = stream.read(_LENGTH.size)
-        if not head:
-            return
-        if len(head) < _LENGTH.size:
-            raise CaptureError("truncated length field at the end of the capture")
-        (size,) = _LENGTH.unpack(head)
-        datagram = stream.read(size)
-        if len(datagram) < size:
-            raise CaptureError(f"truncated datagram: {len(datagram)} of {size} bytes")
-        yield datagram
+    """Datagrams of a `.pkts` capture: each a 4-byte big-endian length, then that many bytes."""
+    return split_pkts(stream.read())
+
+
+def read_capture(stream: IO[bytes], ports: Collection[int] | None,
+                 report: Callable[[str], None] | None = None
+                 ) -> Iterator[tuple[bytes, dict[str, Any]]]:
+    """(datagram, where) of a `.pkts` or pcap capture; from a pcap only the UDP datagrams sent to
+    one of `ports` (None: every port), and at the end a summary line to `report` (what was read
+    and skipped: an empty dump with a wrong --port then says why)."""
+    data = stream.read()
+    if not is_pcap(data):
+        for index, datagram in enumerate(split_pkts(data)):
+            yield datagram, {"packet": index}
+        return
+    capture = Pcap(data)
+    index = others = 0
+    for packet in capture.udp():
+        if ports is None or packet.destination[1] in ports:
+            yield packet.payload, {"packet": index, "from": packet.sender}
+            index += 1
+        else:
+            others += 1
+    if report is not None:
+        wanted = "any port" if ports is None else "port " + ", ".join(map(str, sorted(ports)))
+        skipped = "".join(f", {n} {reason}" for reason, n in sorted(capture.skipped.items()))
+        report(f"pcap ({LINK_TYPES[capture.link_type]}): {capture.packets} packets, {index} UDP "
+               f"datagrams to {wanted}, {others} to other ports{skipped}")
+
+
+class Recorder:
+    """`--write FILE`: every datagram the dump reads, appended to a `.pkts` capture (flushed at
+    once, so the file is whole when the dump is stopped)."""
+
+    def __init__(self, path: str) -> None:
+        self._file = open(path, "wb")  # noqa: SIM115 (closed by close())
+
+    def write(self, datagram: bytes) -> None:
+        self._file.write(pkts_record(datagram))
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
 
 
 # -- output -----------------------------------------------------------------------------------
@@ -154,11 +192,15 @@ def _where_text(where: dict[str, Any]) -> str:
 class Dumper:
     """Decodes datagrams (collectd or StatsD) and hands the results to a Printer."""
 
-    def __init__(self, printer: Printer, decoder: Decoder | None) -> None:
+    def __init__(self, printer: Printer, decoder: Decoder | None,
+                 recorder: Recorder | None = None) -> None:
         self.printer = printer
         self.decoder = decoder  # None: StatsD
+        self.recorder = recorder
 
     def datagram(self, data: bytes, where: dict[str, Any]) -> None:
+        if self.recorder is not None:
+            self.recorder.write(data)
         if self.decoder is None:
             self._statsd(data, where)
         else:
@@ -216,16 +258,17 @@ def build_parser() -> argparse.ArgumentParser:
         default="0.0.0.0",
         help="address to listen on; a multicast group is joined (default 0.0.0.0)",
     )
+    source.add_argument("--interface", metavar="NAME", help="interface for a multicast group")
     source.add_argument(
         "--port",
         type=int,
-        help=f"UDP port (default {DEFAULT_PORT}, with --statsd {STATSD_DEFAULT_PORT}; 0: any)",
+        help=f"UDP port (default {DEFAULT_PORT}, with --statsd {STATSD_DEFAULT_PORT}; 0: any); "
+        "in a pcap capture, the destination port of the datagrams to read",
     )
-    source.add_argument("--interface", metavar="NAME", help="interface for a multicast group")
     source.add_argument(
         "--pkts",
         metavar="FILE",
-        help="read a capture file (<u32 big-endian length><datagram>...), - for stdin",
+        help="read a capture file: pcap (tcpdump -w) or .pkts (--write); - for stdin",
     )
     source.add_argument(
         "--lines",
@@ -247,6 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     security.add_argument("--auth-file", metavar="FILE", help="collectd AuthFile: user: password")
     parser.add_argument("--json", action="store_true", help="one JSON object per line")
+    parser.add_argument("--write", metavar="FILE",
+                        help="also record every datagram read into FILE (.pkts, which "
+                        "--pkts and bucky --explain --pkts read)")
     return parser
 
 
@@ -269,13 +315,18 @@ def _open_binary(path: str) -> IO[bytes]:
     return sys.stdin.buffer if path == "-" else open(path, "rb")
 
 
-def _dump_pkts(dumper: Dumper, path: str, count: int | None) -> None:
+def _dump_pkts(dumper: Dumper, path: str, count: int | None, port: int, err: IO[str]) -> None:
     stream = _open_binary(path)
+
+    def report(line: str) -> None:
+        print(f"bucky-dump: {line}", file=err)
+
     try:
-        for index, datagram in enumerate(read_pkts(stream)):
+        captured = read_capture(stream, (port,) if port else None, report)
+        for index, (datagram, where) in enumerate(captured):
             if count is not None and index >= count:
                 return
-            dumper.datagram(datagram, {"packet": index})
+            dumper.datagram(datagram, where)
     finally:
         if stream is not sys.stdin.buffer:
             stream.close()
@@ -326,11 +377,13 @@ def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
         out.reconfigure(errors="backslashreplace")
     printer = Printer(out, args.json)
     reader: Reader | None = None
+    recorder: Recorder | None = None
     try:
         decoder = None if args.statsd else Decoder(args.security_level, args.auth_file)
-        dumper = Dumper(printer, decoder)
+        recorder = Recorder(args.write) if args.write is not None else None
+        dumper = Dumper(printer, decoder, recorder)
         if args.pkts is not None:
-            _dump_pkts(dumper, args.pkts, args.count)
+            _dump_pkts(dumper, args.pkts, args.count, _port(args), err)
         elif args.lines is not None:
             _dump_lines(dumper, args.lines, args.count)
         else:
@@ -350,6 +403,8 @@ def main(argv: list[str] | None = None, stdout: IO[str] | None = None) -> int:
     finally:
         if reader is not None:
             reader.close()
+        if recorder is not None:
+            recorder.close()
     return 0
 
 

@@ -1,7 +1,9 @@
 """`bucky --explain [CONFIG]`: what Bucky would emit for some input, and where it would go.
 
 Reads StatsD lines (default), Graphite plaintext lines (`--graphite`) from standard input, or
-collectd datagrams from a capture file (`--pkts FILE`, records as `bucky-dump --pkts` reads them),
+datagrams from a capture file (`--pkts FILE`: collectd datagrams in `.pkts`, as `bucky-dump
+--write` records them, or a pcap file from `tcpdump -w`, whose UDP datagrams to the configured
+collectd, StatsD and MetricsD ports are explained),
 and runs them through the same code the daemon runs (the inputs' decoders and aggregators, the
 processor, the name rules, the placement router), printing for every sample the Graphite line
 that would be written and the destination(s) it would go to. No socket is opened; nothing is sent.
@@ -106,7 +108,7 @@ class Explainer:
         emit = self.emit
         for sample in samples:
             host, name, value, timestamp = sample
-            shown = "(graphite path)" if host == GRAPHITE_PATH else repr(host)
+            shown = "(graphite path)" if host is GRAPHITE_PATH else repr(host)
             emit(f"{indent}sample host={shown} name={name!r} value={value!r} "
                  f"timestamp={timestamp!r}")
             if self.processor is not None:
@@ -239,6 +241,63 @@ def explain_collectd(cfg: Any, datagrams: Iterable[bytes], now: float, emit: Emi
             explainer.samples(samples, indent="    ")
 
 
+def explain_metricsd(cfg: Any, datagrams: Iterable[tuple[bytes, str]], now: float,
+                     emit: Emit) -> None:
+    """MetricsD datagrams (with their senders) through the input, then its final flush."""
+    from bucky.inputs.metricsd import MetricsdInput
+
+    explainer = Explainer(cfg, emit)
+    sink = _ListSink()
+    metricsd = MetricsdInput(cfg, sink)
+    explainer.header("MetricsD datagrams; their metrics as the final flush emits them")
+    for number, (datagram, sender) in enumerate(datagrams, 1):
+        before = dict(metricsd.counters)
+        metricsd.handle(datagram, sender, now)
+        bad = sorted(k for k, v in metricsd.counters.items()
+                     if k.startswith("bad_datagrams.") and v != before.get(k, 0))
+        emit(f"datagram {number}: {len(datagram)} bytes" + (f"; {', '.join(bad)}" if bad else ""))
+    metricsd.close(now)
+    samples = sink.take()
+    emit(f"flush at {now:.3f}: {len(samples)} samples")
+    explainer.samples(samples)
+
+
+def explain_capture(cfg: Any, path: str, now: float, emit: Emit) -> None:
+    """`--pkts FILE`: a `.pkts` capture holds collectd datagrams; from a pcap capture (tcpdump
+    -w) the UDP datagrams to the configured collectd, StatsD and MetricsD ports are explained,
+    each protocol in turn, and the others are counted."""
+    from bucky.protocol.capture import Pcap, is_pcap, split_pkts
+
+    with open(path, "rb") as handle:
+        data = handle.read()
+    if not is_pcap(data):
+        explain_collectd(cfg, list(split_pkts(data)), now, emit)
+        return
+    capture = Pcap(data)
+    by_port: dict[int, list[tuple[bytes, Any]]] = {}
+    for packet in capture.udp():
+        by_port.setdefault(packet.destination[1], []).append((packet.payload, packet.source))
+    kinds = [("collectd", cfg.collectd_enabled, cfg.collectd_port),
+             ("statsd", cfg.statsd_enabled, cfg.statsd_port),
+             ("metricsd", cfg.metricsd_enabled, cfg.metricsd_port)]
+    wanted = {port for _, enabled, port in kinds if enabled}
+    others = sum(len(found) for port, found in by_port.items() if port not in wanted)
+    skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(capture.skipped.items()))
+    emit(f"# capture: pcap, {capture.packets} packets; {others} UDP datagrams to other ports"
+         + (f"; skipped: {skipped}" if skipped else ""))
+    for kind, enabled, port in kinds:
+        found = by_port.get(port, []) if enabled else []
+        if not found:
+            continue
+        emit(f"# {len(found)} datagrams to {kind} port {port}")
+        if kind == "collectd":
+            explain_collectd(cfg, [payload for payload, _ in found], now, emit)
+        elif kind == "statsd":
+            explain_statsd(cfg, b"\n".join(payload for payload, _ in found), now, emit)
+        else:
+            explain_metricsd(cfg, found, now, emit)
+
+
 def run(cfg: Any, mode: str, stdin: IO[bytes], out: IO[str], now: float,
         pkts: str | None = None) -> int:
     """The --explain command; returns the exit status."""
@@ -246,12 +305,8 @@ def run(cfg: Any, mode: str, stdin: IO[bytes], out: IO[str], now: float,
         out.write(text + "\n")
 
     if mode == "collectd":
-        from bucky.dump import read_pkts
-
         assert pkts is not None
-        with open(pkts, "rb") as handle:
-            datagrams = list(read_pkts(handle))
-        explain_collectd(cfg, datagrams, now, emit)
+        explain_capture(cfg, pkts, now, emit)
     elif mode == "graphite":
         explain_graphite(cfg, stdin.read(), now, emit)
     else:

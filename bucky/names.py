@@ -4,12 +4,12 @@ path = [name_prefix] + name_prefix_parts + reversed host labels (after removing 
 `name_host_trim` suffix) + name split on "." + name_postfix_parts + [name_postfix]; then "."
 inside any part becomes `name_replace_char`; then consecutive duplicate parts collapse
 (`cpu.cpu.0` -> `cpu.0`).
-A sample whose host is bucky.sample.GRAPHITE_PATH (the carbon input) keeps its name unchanged:
-it is already the Graphite path its sender chose.
+A sample whose host is bucky.sample.GRAPHITE_PATH (the carbon input; a kind of host, not a host
+name) keeps its name unchanged: it is already the Graphite path its sender chose.
 A Graphite 1.1 tag suffix (`;k=v...`, from StatsD tags) is kept out of the rules and re-attached.
 
 `NameRules` is built once from the validated config; the outputs cache its results per (host, name)
-(bucky.daemon.outputs.base), since distinct pairs are few compared with the sample rate.
+(bucky.daemon.outputs.paths.PathCache), since distinct pairs are few compared with the sample rate.
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ class NameRules:
         return parts
 
     def statname(self, host: str | None, name: str) -> str:
-        """The Graphite path (callers on a hot path cache it: bucky.daemon.outputs.base)."""
-        if host == GRAPHITE_PATH:
+        """The Graphite path (callers on a hot path cache it: bucky.daemon.outputs.paths)."""
+        if host is GRAPHITE_PATH:
             return name
         name, sep, tags = name.partition(";")
         parts = list(self._head)

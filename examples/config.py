@@ -47,6 +47,8 @@ http_ip = "127.0.0.1"
 http_port = 8127
 # how long the status page keeps the series it saw
 http_history_seconds = 600.0
+# what /health answers while degraded (a destination unreachable, the spool in use): 200 or 503
+http_degraded_status = 200
 
 # --- sentry ------------------------------------------------------------------------------------
 
@@ -86,6 +88,8 @@ carbon_ip = '127.0.0.1'
 carbon_line_port = 2013
 # carbon input pickle port, TCP
 carbon_pickle_port = 2014
+# close a carbon TCP client that completes no line or frame for this long (s); None: never
+carbon_idle_timeout = 120.0
 
 # --- MetricsD input ----------------------------------------------------------------------------
 

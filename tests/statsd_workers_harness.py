@@ -10,7 +10,7 @@ import select
 from typing import Any
 
 from bucky.daemon.channels import Channel
-from bucky.inputs.statsd_scale import StatsdMesh, StatsdWorker
+from bucky.inputs.statsd_workers import StatsdMesh, StatsdWorker
 
 
 class ListSink:

@@ -21,7 +21,8 @@ def test_version_and_help():
                    "--collectd-ip", "--collectd-port", "--collectd-types", "--disable-collectd",
                    "--statsd-ip", "--statsd-port", "--disable-statsd", "--graphite-ip",
                    "--graphite-port", "--disable-graphite", "--full-trace", "--log-level",
-                   "--nice", "--uid", "--gid", "--version"):
+                   "--nice", "--uid", "--gid", "--version", "--http-ip", "--http-port",
+                   "--disable-http"):
         assert option in helptext
 
 
@@ -92,3 +93,34 @@ def test_sentry_options_reach_sentry_sdk(monkeypatch) -> None:
     (call,) = calls
     assert call["dsn"] == "https://k@sentry.invalid/1" and call["attach_stacktrace"] is True
     assert call["integrations"] == [("logging", 40)]
+
+
+def test_http_options_on_the_command_line():
+    out = run_bucky("--check", "-v", "--http-ip", "127.0.0.2", "--http-port", "9127")
+    assert out.returncode == 0, out.stderr
+    assert "http_ip = '127.0.0.2'" in out.stdout and "http_port = 9127" in out.stdout
+    assert "# socket http: TCP 127.0.0.2:9127\n" in out.stdout  # chosen: must bind
+    out = run_bucky("--check", "-v", "--disable-http")
+    assert out.returncode == 0, out.stderr
+    assert "http_enabled = False" in out.stdout and "process http" not in out.stdout
+    out = run_bucky("--check", "-v")
+    assert "# socket http: TCP 127.0.0.1:8127 (optional: skipped with a warning if taken)" \
+        in out.stdout
+    assert "# process http: http (auxiliary)" in out.stdout
+
+
+def test_an_http_port_the_operator_chose_that_is_taken_exits_1():
+    """Issue 19: only the default status port may be taken (a warning); a chosen one is an
+    error at start-up, like every other port."""
+    port = free_port(socket.SOCK_STREAM)
+    holder = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    try:
+        out = run_bucky("--http-port", str(port), "--disable-collectd", "--disable-metricsd",
+                        "--statsd-port", str(free_port()), "--debug")
+    finally:
+        holder.close()
+    assert out.returncode == 1
+    assert out.stderr.strip().endswith(
+        f"cannot bind TCP 127.0.0.1:{port} for the status server: Address already in use")

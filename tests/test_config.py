@@ -158,7 +158,7 @@ def test_addresses_and_host_names_pass(value, normalised):
 def test_config_class_declares_every_option_with_its_checkers_type():
     """Config is a class a reader and a type checker can see: `cfg.statsd_port` is an int."""
     hints = typing.get_type_hints(config.Config)
-    assert list(hints) == [o.name for o in config.OPTIONS] + ["source"]
+    assert list(hints) == [o.name for o in config.OPTIONS] + ["source", "given"]
     assert hints["graphite_destinations"] == tuple[config.placement.Destination, ...]
     assert config.Config().statsd_port == 8125 and config.Config().source == "<defaults>"
 
@@ -219,3 +219,18 @@ def test_an_option_without_a_config_field_is_caught_at_import():
     wrong = dict(fields, **{last.name: bytes})
     with pytest.raises(TypeError, match=f"Config.{last.name} is declared <class 'bytes'>"):
         config._option_fields(type("Wrong", (), {"__annotations__": wrong}))
+
+
+def test_config_knows_which_options_were_given(tmp_path):
+    """`given`: what the file or the command line set (a chosen http_port must bind; the
+    default one may be taken, issue 19)."""
+    path = write(tmp_path, "statsd_port = 9000\nunknown_thing = 1\n")
+    cfg, _ = config.load(path, {"http_port": "9127"})
+    assert cfg.given == {"statsd_port", "http_port"}
+    assert config.load(None)[0].given == frozenset()
+
+
+def test_http_degraded_status_is_200_or_503():
+    assert config.make_config(http_degraded_status=503).http_degraded_status == 503
+    with pytest.raises(ConfigError, match="http_degraded_status: expected 200 or 503, got 404"):
+        config.make_config(http_degraded_status=404)

@@ -144,3 +144,35 @@ def test_the_readme_example_is_what_bucky_prints() -> None:
     data = command[0].split("'")[1].encode().decode("unicode_escape").encode()
     text = explain_text(config_mod.make_config(), "graphite", data, NOW)
     assert text.replace("<overrides>", "<defaults>").splitlines() == shown
+
+
+def test_a_pcap_capture_is_explained_by_destination_port(tmp_path: Path) -> None:
+    from pcapbuild import ethernet, ipv4, ipv6, pcap, udp
+
+    from bucky.protocol import collectd
+    from bucky.protocol.collectd_records import GAUGE, ValueList
+    from bucky.protocol.metricsd import Action, Kind, Record
+    from bucky.sender.metricsd import Packer
+
+    value_list = ValueList("web1", "load", "", "load", "", NOW, 10.0, ((GAUGE, 0.5),) * 3)
+    packer = Packer("web1")
+    packer.add(Record(Kind.GAUGE, Action.UPDATE, "queue", 7))
+    frames = [
+        ethernet(ipv4(udp(5000, 25826, collectd.encode([value_list])[0])), 0x0800),
+        ethernet(ipv6(udp(5001, 8125, b"api.hits:2|c")), 0x86DD),
+        ethernet(ipv4(udp(5002, 23632, packer.take() or b"")), 0x0800),
+        ethernet(ipv4(udp(5003, 9999, b"elsewhere:1|c")), 0x0800),
+        ethernet(ipv4(b"", protocol=6), 0x0800),
+    ]
+    capture = tmp_path / "lo.pcap"
+    capture.write_bytes(pcap(frames, 1))
+    cfg = config_mod.make_config(metricsd_enabled=True)
+    text = explain_text(cfg, "collectd", b"", NOW, str(capture))
+    assert "# capture: pcap, 5 packets; 1 UDP datagrams to other ports; skipped: 1 not-udp" in text
+    assert "# 1 datagrams to collectd port 25826" in text
+    assert "graphite: web1.load.shortterm 0.5 1700000003 -> 127.0.0.1:2003" in text
+    assert "# 1 datagrams to statsd port 8125" in text
+    assert "line 1: api.hits:2|c" in text and "stats_counts.api.hits 2" in text
+    assert "# 1 datagrams to metricsd port 23632" in text
+    assert "graphite: web1.queue.value 7 1700000003" in text.split("to metricsd port")[1]
+    assert "elsewhere" not in text

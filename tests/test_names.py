@@ -48,6 +48,20 @@ def test_results_are_stable():
     assert r.statname("a.b", "c") == r.statname("a.b", "c") == "b.a.c"
 
 
+def test_a_finished_graphite_path_is_left_alone_and_is_no_host():
+    import marshal
+
+    from bucky.sample import GRAPHITE_PATH
+
+    r = rules(name_prefix="pre", name_postfix="post", name_host_trim=["com"])
+    assert r.statname(GRAPHITE_PATH, "servers.web01..load;dc=eu") == "servers.web01..load;dc=eu"
+    # The kind is no string, so no host can be taken for it; it survives a channel unchanged.
+    assert not isinstance(GRAPHITE_PATH, str)
+    assert r.statname("\x00graphite", "x") == "pre.\x00graphite.x.post"
+    (back,) = marshal.loads(marshal.dumps([(GRAPHITE_PATH, "a.b", 1, 2)]))
+    assert back[0] is GRAPHITE_PATH and r.statname(back[0], back[1]) == "a.b"
+
+
 def test_every_unicode_space_in_any_part_becomes_an_underscore_in_the_graphite_path():
     """Host, name and configured prefix alike: whatever the input, the Graphite path carries no
     character str.split() (and so carbon) would split the line on."""

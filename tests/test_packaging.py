@@ -22,7 +22,8 @@ def test_sdist_carries_docs_examples_contrib_and_changes(tmp_path) -> None:
     with tarfile.open(archive) as tar:
         names = {name.split("/", 1)[1] for name in tar.getnames() if "/" in name}
     for wanted in ("CHANGES", "README.rst", "LICENSE", "contrib/runit/run", "examples/config.py",
-                   "docs/metricsd.rst", "bucky/cli.py"):
+                   "docs/metricsd.rst", "bucky/cli.py", "docs/bucky.1",
+                   "contrib/systemd/bucky.service"):
         assert wanted in names, wanted
     metadata = subprocess.run([sys.executable, "setup.py", "--classifiers"], cwd=ROOT,
                               check=True, capture_output=True, text=True, timeout=60).stdout
@@ -38,3 +39,17 @@ def test_documentation_is_valid_restructuredtext() -> None:
         docutils.core.publish_string(
             (ROOT / path).read_text(), writer_name="null",
             settings_overrides={"report_level": 2, "halt_level": 2})
+
+
+def test_install_puts_the_man_page_in_man1_and_makes_the_commands(tmp_path) -> None:
+    subprocess.run([sys.executable, "setup.py", "-q", "install_data", "--install-dir",
+                    str(tmp_path / "prefix")], cwd=ROOT, check=True, capture_output=True,
+                   timeout=120)
+    installed = tmp_path / "prefix" / "share" / "man" / "man1" / "bucky.1"
+    assert installed.read_bytes() == (ROOT / "docs" / "bucky.1").read_bytes()
+    subprocess.run([sys.executable, "setup.py", "-q", "egg_info", "--egg-base", str(tmp_path)],
+                   cwd=ROOT, check=True, capture_output=True, timeout=120)
+    entry_points = (tmp_path / "bucky.egg-info" / "entry_points.txt").read_text()
+    for command in ("bucky = bucky.cli:main", "bucky-dump = bucky.dump:main",
+                    "bucky-send = bucky.send:main"):
+        assert command in entry_points

@@ -265,10 +265,13 @@ class StatsdAggregator:
         """Wall-clock steps seen at flushes (see bucky.aggregate.schedule)."""
         return self._grid.steps
 
-    def ingest(self, datagram: bytes, now: float, mono: float | None = None) -> None:
-        """One datagram (or one chunk of complete lines)."""
+    def ingest(self, datagram: bytes, now: float, mono: float | None = None,
+               packets: int = 1) -> None:
+        """One datagram (or one chunk of complete lines). `packets`: how many datagrams this
+        counts as in packets_received (StatsD workers count a datagram where it was read: the
+        lines it routes to another worker arrive there as part of a chunk counting 0)."""
         self._now = now if mono is None else mono
-        self._packets += 1
+        self._packets += packets
         self._lines += self.parser.feed(datagram.decode("utf-8", "surrogateescape"), self)
 
     def ingest_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
@@ -702,3 +705,74 @@ class StatsdAggregator:
 
     def live_keys(self) -> int:
         return len(self._counters) + len(self._timers) + len(self._gauges) + len(self._sets)
+
+    # --- the management interface's views (stats.js's mgmt_server) ------------------------------
+
+    def own_counts(self) -> dict[str, int]:
+        """The reference's own counters of the current interval, by their key (as `counters`
+        shows them among the user's)."""
+        names = self._names
+        return {names.bad_lines_key: self._bad_lines, names.packets_key: self._packets,
+                names.metrics_key: self._lines}
+
+    def counter_values(self) -> dict[str, float]:
+        return dict(self._counters)
+
+    def timer_values(self) -> dict[str, list[float]]:
+        return {k: list(v) for k, v in self._timers.items()}
+
+    def gauge_values(self) -> dict[str, float]:
+        return dict(self._gauges)
+
+    def stat_keys(self, kind: str) -> list[str]:
+        """The keys of `kind` ("counters", "timers" or "gauges") in the current interval."""
+        return list({"counters": self._counters, "timers": self._timers,
+                     "gauges": self._gauges}[kind])
+
+    def delete(self, kind: str, keys: Iterable[str]) -> None:
+        """Forget `keys` of `kind` ("counters", "timers" or "gauges"), as the delcounters,
+        deltimers and delgauges commands do."""
+        table: dict = {"counters": self._counters, "timers": self._timers,
+                       "gauges": self._gauges}[kind]
+        for key in keys:
+            table.pop(key, None)
+            if kind == "timers":
+                self._timer_extra.pop(key, None)
+            elif kind == "gauges":
+                self._gauge_updated.pop(key, None)
+                self._gauges_unsent.discard(key)
+
+
+@dataclass(frozen=True)
+class OwnStatNames:
+    """The names of the reference's own statistics in a flush (what StatsD workers merge)."""
+
+    rates: dict[str, str]  # each own counter's rate name -> its count's name
+    largest: frozenset[str]  # merged as the largest value: timestamp_lag, processing_time
+    timestamp_lag: str
+    num_stats: str
+
+    @property
+    def all(self) -> frozenset[str]:
+        return frozenset(self.rates) | frozenset(self.rates.values()) | self.largest | {
+            self.num_stats}
+
+
+def own_stat_names(settings: StatsdSettings) -> OwnStatNames:
+    """The Graphite names of the reference's own statistics under these settings."""
+    names = _Names(settings)
+    rate_prefix, rate_suffix = names.counter_rate
+    count_prefix, count_suffix = names.counter_count
+    rates: dict[str, str] = {}
+    for key in (names.bad_lines_key, names.packets_key, names.metrics_key):
+        name, suffix = names.split(key)
+        rates[rate_prefix + name + rate_suffix + suffix] = (
+            count_prefix + name + count_suffix + suffix)
+    lag_name, lag_suffix = names.split(names.timestamp_lag_key)
+    return OwnStatNames(
+        rates=rates,
+        largest=frozenset({names.gauge + lag_name + lag_suffix,
+                           names.self_stat("processing_time")}),
+        timestamp_lag=names.gauge + lag_name + lag_suffix,
+        num_stats=names.num_stats + names.meta_suffix,
+    )

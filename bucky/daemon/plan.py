@@ -24,6 +24,7 @@ from bucky.addresses import format_address
 from bucky.config import Config
 from bucky.errors import BuckyError
 from bucky.inputs.statsd import TCP_STREAM
+from bucky.inputs.statsd_admin import ADMIN_STREAM
 
 if TYPE_CHECKING:
     from bucky.daemon.outputs import OutputFactory
@@ -41,6 +42,7 @@ class SocketPlan:
     port: int
     count: int = 1  # UDP: one socket per worker, sharing the port through SO_REUSEPORT
     purpose: str = ""  # what the bind error names
+    optional: bool = False  # cannot be bound: a warning, and the children using it do not run
 
     @property
     def address(self) -> tuple[str, str, int, int]:
@@ -58,6 +60,9 @@ class ChildPlan:
     # (stream kind, TCP socket name): an input's open_stream(kind); the http server's listener
     streams: tuple[tuple[str, str], ...] = ()
     index: int = 0  # which output factory, for role "output"
+    # Essential children (inputs, processor, outputs: the data path) halt the daemon when they
+    # cannot start or keep dying; an auxiliary one (the status server) is given up on instead.
+    essential: bool = True
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +71,7 @@ class ChannelPlan:
     producer: str  # child title
     consumer: str  # child title
     records: bool = False  # decoded collectd records (to the plugin host), not samples
-    mesh: bool = False  # between StatsD workers: routed lines (bucky.inputs.statsd_scale)
+    mesh: bool = False  # between StatsD workers: routed lines (bucky.inputs.statsd_workers)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,14 +103,10 @@ class DaemonPlan:
         for s in self.sockets:
             workers = f" x{s.count}" if s.count > 1 else ""
             where = format_address(s.host, s.port)
-            lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}")
-        cfg = self.cfg
-        if cfg.statsd_enabled and cfg.statsd_admin_port and not self.socket("statsd_admin"):
-            # bound by the first StatsD worker itself, not (yet) by the supervisor
-            where = format_address(cfg.statsd_admin_ip, cfg.statsd_admin_port)
-            lines.append(f"socket statsd_admin: TCP {where}")
+            optional = " (optional: skipped with a warning if taken)" if s.optional else ""
+            lines.append(f"socket {s.name}: {s.proto.upper()} {where}{workers}{optional}")
         for c in self.children:
-            lines.append(f"process {c.title}: {c.role}")
+            lines.append(f"process {c.title}: {c.role}" + ("" if c.essential else " (auxiliary)"))
         for ch in self.channels:
             lines.append(f"channel {ch.producer} -> {ch.consumer}"
                          + (" (collectd records)" if ch.records else ""))
@@ -125,6 +126,9 @@ def socket_plan(cfg: Config) -> list[SocketPlan]:
         if cfg.statsd_tcp_port:
             plan.append(SocketPlan("statsd_tcp", "tcp", cfg.statsd_ip, cfg.statsd_tcp_port, 1,
                                    "statsd"))
+        if cfg.statsd_admin_port:  # served by the first StatsD process (open_stream "admin")
+            plan.append(SocketPlan("statsd_admin", "tcp", cfg.statsd_admin_ip,
+                                   cfg.statsd_admin_port, 1, "StatsD management"))
     if cfg.metricsd_enabled:
         plan.append(SocketPlan("metricsd", "udp", cfg.metricsd_ip, cfg.metricsd_port, 1,
                                "metricsd"))
@@ -135,7 +139,10 @@ def socket_plan(cfg: Config) -> list[SocketPlan]:
         plan.append(SocketPlan("carbon_pickle", "tcp", cfg.carbon_ip, cfg.carbon_pickle_port, 1,
                                "carbon"))
     if cfg.http_enabled:
-        plan.append(SocketPlan("http", "tcp", cfg.http_ip, cfg.http_port, 1, "the status server"))
+        # Two Bucky 2 configs (no http_* options) on one host both run: the default port taken
+        # is a warning and a daemon without a status server; a port the operator set must bind.
+        plan.append(SocketPlan("http", "tcp", cfg.http_ip, cfg.http_port, 1, "the status server",
+                               optional="http_port" not in cfg.given))
     return plan
 
 
@@ -153,7 +160,8 @@ def input_children(cfg: Config, sockets: list[SocketPlan]) -> list[ChildPlan]:
         if sock.proto != "udp":
             continue
         if sock.name == "statsd":
-            children += statsd_children(cfg, "statsd_tcp" if "statsd_tcp" in by_name else None)
+            children += statsd_children(cfg, "statsd_tcp" if "statsd_tcp" in by_name else None,
+                                        "statsd_admin" if "statsd_admin" in by_name else None)
             continue
         for i in range(sock.count):
             title = sock.name if sock.count == 1 else f"{sock.name}.{i + 1}"
@@ -169,15 +177,17 @@ def statsd_workers(cfg: Config) -> int:
     return 1 if cfg.statsd_forward else int(cfg.statsd_workers)
 
 
-def statsd_children(cfg: Config, tcp: str | None) -> list[ChildPlan]:
+def statsd_children(cfg: Config, tcp: str | None, admin: str | None = None) -> list[ChildPlan]:
     """`statsd_workers` processes; with one, the title stays "statsd". The first reads the UDP
     socket and routes every line to its owner (one reader keeps each sender's order, which a
-    gauge's deltas need); all accept TCP clients (a connection's lines stay in order)."""
+    gauge's deltas need) and serves the management port; all accept TCP clients (a
+    connection's lines stay in order)."""
     n = statsd_workers(cfg)
     titles = ["statsd"] if n == 1 else [f"statsd.{i + 1}" for i in range(n)]
     streams = ((TCP_STREAM, tcp),) if tcp else ()
+    first = streams + ((ADMIN_STREAM, admin),) if admin else streams
     return [ChildPlan("input", "statsd", t, STAGE_INPUT, udp=(("statsd", 0),) if i == 0 else (),
-                      streams=streams) for i, t in enumerate(titles)]
+                      streams=first if i == 0 else streams) for i, t in enumerate(titles)]
 
 
 def statsd_mesh(children: list[ChildPlan]) -> list[ChannelPlan]:
@@ -201,7 +211,8 @@ def handover_state(kind: str, title: str, states: dict[str, Any]) -> Any:
 def extra_children(cfg: Config) -> list[ChildPlan]:
     """Children outside the data path: the status server (bucky/http), when enabled."""
     if cfg.http_enabled:
-        return [ChildPlan("http", "http", "http", STAGE_WATCHER, streams=(("http", "http"),))]
+        return [ChildPlan("http", "http", "http", STAGE_WATCHER, streams=(("http", "http"),),
+                          essential=False)]
     return []
 
 

@@ -4,7 +4,7 @@ The user's function gets each sample once and returns a 4-item sequence (the sam
 not) or None (filtered out). Whatever it raises is counted and logged (rate-limited); the sample
 then passes unchanged, or is dropped with `processor_drop_on_error`. A result that is not a
 4-item sequence is dropped and counted. The process around it is ProcessorRunner
-(bucky.daemon.children); this class holds no I/O, so its tests call it directly.
+(bucky.daemon.processor_runner); this class holds no I/O, so its tests call it directly.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 Samples collect in a list that is sent as one frame when it reaches `batch_size` or is older than
 `max_age` seconds (checked by `flush_if_due` from the process loop). One frame per batch, the same
-bytes written to every downstream channel. A full channel refuses the frame: the batch is dropped
-for that destination and counted; an input never blocks.
+bytes written to every downstream channel (the message kinds: bucky.messages). A full channel
+refuses the frame: the batch is dropped for that destination and counted; an input never blocks.
 """
 
 from __future__ import annotations
@@ -13,10 +13,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 
 from bucky.daemon.channels import ChannelWriter, encode_frame
-from bucky.sample import NOTIFICATION
-
-SELF_METRICS = "self"  # ("self", samples[, gauge names]): Bucky's own metrics, never processed
-RECORDS = "records"  # ("records", value_lists): decoded collectd records for the plugin host
+from bucky.messages import NOTIFICATION, RECORDS, self_metrics
 
 
 class BatchSink:
@@ -70,8 +67,7 @@ class BatchSink:
         """`gauges`: the names among `samples` that are levels, not changes (for the status
         server; carbon gets the samples alone)."""
         if samples:
-            frame = (SELF_METRICS, samples, list(gauges)) if gauges else (SELF_METRICS, samples)
-            self._send(encode_frame(frame), len(samples), self._writers)
+            self._send(encode_frame(self_metrics(samples, gauges)), len(samples), self._writers)
 
     def flush(self) -> None:
         batch = self._buf

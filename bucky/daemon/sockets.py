@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import os
 import socket
 import struct
 
@@ -45,11 +46,13 @@ def _is_multicast(host: str) -> bool:
         return False
 
 
-def _grow_rcvbuf(sock: socket.socket, what: str) -> int:
-    """Ask for a large receive buffer; log when the kernel grants less. Returns what it granted.
+def _grow_rcvbuf(sock: socket.socket) -> int:
+    """Ask for a large receive buffer; returns what the kernel granted.
 
-    SO_RCVBUFFORCE (root) passes net.core.rmem_max; SO_RCVBUF is capped by it. Linux reports
-    twice the usable size (it counts its own bookkeeping), so the granted size is read back / 2."""
+    SO_RCVBUFFORCE (root with CAP_NET_ADMIN) passes net.core.rmem_max; SO_RCVBUF is capped by
+    it. Linux reports twice the usable size (it counts its own bookkeeping), so the granted size
+    is read back / 2. Shortfalls are reported once for all sockets by
+    `report_receive_buffers`, not here: one line per socket said the same thing three times."""
     for opt in (getattr(socket, "SO_RCVBUFFORCE", None), socket.SO_RCVBUF):
         if opt is None:
             continue
@@ -58,12 +61,38 @@ def _grow_rcvbuf(sock: socket.socket, what: str) -> int:
             break
         except OSError:
             continue
-    granted = sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
-    if granted < _RCVBUF:
-        log.warning("%s: the kernel granted a %d KiB receive buffer instead of %d KiB; bursts may "
-                    "be dropped (raise net.core.rmem_max, or run as root)", what,
-                    granted // 1024, _RCVBUF // 1024)
-    return granted
+    return granted_rcvbuf(sock)
+
+
+def granted_rcvbuf(sock: socket.socket) -> int:
+    return sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF) // 2
+
+
+def receive_buffer_advice(short: list[tuple[str, int]], euid: int) -> str | None:
+    """One line about every socket granted less than `_RCVBUF`: (description, granted bytes).
+
+    It says what to do: the exact sysctl, and starting as root only to someone who is not root
+    (root without CAP_NET_ADMIN, e.g. in a container, gets the sysctl alone)."""
+    if not short:
+        return None
+    smallest = min(granted for _, granted in short)
+    where = ", ".join(what for what, _ in short)
+    text = (f"the kernel granted {smallest // 1024} KiB receive buffers instead of "
+            f"{_RCVBUF // 1024} KiB ({where}); bursts may be dropped. To allow them: "
+            f"sysctl -w net.core.rmem_max={_RCVBUF} (and in /etc/sysctl.d/ to keep it)")
+    if euid != 0:
+        text += ", or start bucky as root (it binds, then switches to uid)"
+    return text
+
+
+def report_receive_buffers(socks: list[tuple[str, socket.socket]], euid: int | None = None
+                           ) -> None:
+    """Log `receive_buffer_advice` for (description, socket) pairs, once."""
+    short = [(what, granted) for what, sock in socks
+             if (granted := granted_rcvbuf(sock)) < _RCVBUF]
+    advice = receive_buffer_advice(short, os.geteuid() if euid is None else euid)
+    if advice:
+        log.warning("%s", advice)
 
 
 def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> socket.socket:
@@ -81,7 +110,7 @@ def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> soc
             join_multicast(sock, host, _daemon_interfaces())
         else:
             sock.bind(sockaddr)
-        _grow_rcvbuf(sock, f"{_describe('UDP', host, port)} for {purpose}")
+        _grow_rcvbuf(sock)
     except OSError as exc:
         sock.close()
         raise BindError(

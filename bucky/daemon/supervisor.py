@@ -8,13 +8,21 @@ signal, so a SIGTERM during a slow boot is acted on at once.
 
 What runs comes from a `DaemonPlan` (bucky.daemon.preflight): checked before anything is bound, so
 a config that a child would refuse is refused here. A child that dies unexpectedly is restarted
-after a `Backoff` delay, reusing its sockets and channels; one that cannot boot at start-up, or
-dies too often, halts the daemon with a non-zero exit so the init system takes over. Shutdown is
+after a `Backoff` delay, reusing its sockets and channels (its last words, a ("crashed", why)
+on its control pipe, name the cause). Essential children (inputs, processor, outputs) that
+cannot boot at start-up, or die too often, halt the daemon with a non-zero exit so the init
+system takes over; an auxiliary child (the status server) is given up on instead (one ERROR
+line, the `given_up` self-metric, tried again after AUX_RETRY_DELAY): it never stops relaying,
+and its optional default port being taken is a warning, not an error. Shutdown is
 ordered: inputs, then the processor, then the outputs, each given `process_join_timeout` before
 being killed (a child still booting holds no data and is killed at once).
 
-Reload (SIGHUP): the new config is loaded, its plan built and its new sockets bound before the
-running children are touched; any failure is one log line and the running config stays. Then:
+Reload (SIGHUP): the new config is first evaluated and preflighted in a short-lived child
+(`_check_config`, RELOAD_CHECK_TIMEOUT), while the loop goes on: a config file is Python, and
+whatever it raises or however long it sleeps only ends that child (a SIGTERM meanwhile is acted on
+at once). Once it passed, the supervisor loads it (under the same time limit, catching anything),
+builds its plan and binds its new sockets before the running children are touched; any failure is
+one log line and the running config stays. Then:
 - outputs whose options and inputs are unchanged keep running (with what they buffer); the old
   inputs hand their state over and stop, the old processor drains and stops, the new processor
   and inputs start;
@@ -23,7 +31,8 @@ running children are touched; any failure is one log line and the running config
   (the kernel buffers what arrives meanwhile); once those are up the old processor and outputs
   drain and stop. A new output or processor that cannot boot cancels the reload.
 sd_notify (bucky.daemon.notify) reports READY=1, RELOADING=1, STOPPING=1 and STATUS= lines.
-The supervisor never touches a sample.
+The supervisor never touches a sample; its own counters (restarts, given_up, reloads) go to the
+outputs as self-metrics over a channel of its own into each.
 """
 
 from __future__ import annotations
@@ -35,11 +44,12 @@ import os
 import signal
 import socket
 import time
-from collections import deque
+from collections import Counter, deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
 from bucky import config as config_mod
+from bucky.addresses import format_address
 from bucky.daemon.backoff import Backoff
 from bucky.daemon.channels import Channel, ChannelWriter
 from bucky.daemon.children import ChildSpec, child_main
@@ -52,8 +62,10 @@ from bucky.daemon.plan import (
     handover_state,
 )
 from bucky.daemon.preflight import preflight
-from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers
+from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
+from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers, report_receive_buffers
 from bucky.errors import BuckyError, ConfigError
+from bucky.messages import PROCS, self_metrics
 
 if TYPE_CHECKING:
     from bucky.config import Config
@@ -65,6 +77,10 @@ RESTART_WINDOW = 60.0
 MAX_RESTARTS = 5  # deaths within RESTART_WINDOW before the daemon gives up
 RESTART_DELAY, RESTART_FACTOR, RESTART_MAX_DELAY = 0.5, 2.0, 30.0  # 0.5, 1, 2, ... 30 s
 STABLE_AFTER = 10.0  # a child that ran this long starts its restart delays afresh
+# An auxiliary child (the status server) that keeps dying is given up on, then tried again after
+# 5 minutes, 10, 20, ... at most an hour: it never halts the daemon.
+AUX_RETRY_DELAY, AUX_RETRY_MAX_DELAY = 300.0, 3600.0
+RELOAD_CHECK_TIMEOUT = 30.0  # seconds a reloaded config may take to evaluate and check
 _ctx = multiprocessing.get_context("fork")  # children inherit the bound sockets and pipes
 _OUTPUT_OPTION_PREFIXES = ("graphite_", "influxdb_", "name_", "http_")
 _OUTPUT_OPTIONS = {"debug", "custom_clients", "self_metrics_interval", "self_metrics_prefix",
@@ -93,6 +109,11 @@ class Slot:
     stopping: bool = False
     boot_deadline: float | None = None  # set while the child has not reported "ready"
     booted_once: bool = False
+    essential: bool = True  # bucky.daemon.plan.ChildPlan.essential
+    give_ups: int = 0  # an auxiliary child: times it was given up on
+    given_up_at: float | None = None  # wall-clock time of the last give-up
+    given_up_cause: str | None = None
+    last_cause: str | None = None  # what the child said when it last crashed
 
     @property
     def booting(self) -> bool:
@@ -119,23 +140,32 @@ def bind_all(plan: DaemonPlan, reuse: Sockets | None = None,
              old: DaemonPlan | None = None) -> Sockets:
     """Bind every socket of the plan; those whose address did not change since `old` are reused."""
     socks = Sockets({}, {})
+    fresh: list[tuple[str, socket.socket]] = []  # newly bound UDP sockets, for one warning
     try:
         for spec in plan.sockets:
             before = old.socket(spec.name) if old is not None else None
-            if reuse is not None and before is not None and before.address == spec.address:
-                if spec.proto == "udp":
-                    socks.udp[spec.name] = reuse.udp[spec.name]
-                else:
-                    socks.tcp[spec.name] = reuse.tcp[spec.name]
+            held: dict[str, Any] = {}
+            if reuse is not None:
+                held = reuse.udp if spec.proto == "udp" else reuse.tcp
+            if before is not None and before.address == spec.address and spec.name in held:
+                (socks.udp if spec.proto == "udp" else socks.tcp)[spec.name] = held[spec.name]
                 continue
-            if spec.proto == "udp":
-                socks.udp[spec.name] = bind_udp_workers(spec.host, spec.port, spec.purpose,
-                                                        spec.count)
-            else:
-                socks.tcp[spec.name] = bind_tcp(spec.host, spec.port, spec.purpose)
+            try:
+                if spec.proto == "udp":
+                    socks.udp[spec.name] = bind_udp_workers(spec.host, spec.port, spec.purpose,
+                                                            spec.count)
+                    fresh.append((f"{spec.purpose} on UDP {format_address(spec.host, spec.port)}",
+                                  socks.udp[spec.name][0]))
+                else:
+                    socks.tcp[spec.name] = bind_tcp(spec.host, spec.port, spec.purpose)
+            except BindError as exc:
+                if not spec.optional:
+                    raise
+                log.warning("%s; running without %s", exc, spec.purpose or spec.name)
     except BindError:
         socks.close(keep=reuse)
         raise
+    report_receive_buffers(fresh)  # one line for all of them
     return socks
 
 
@@ -165,6 +195,42 @@ class Reload:
     old_slots: list[Slot] = dataclasses.field(default_factory=list)
 
 
+@dataclasses.dataclass(eq=False)
+class ReloadCheck:
+    """A reloaded config being evaluated in a short-lived child (`_check_config`)."""
+
+    process: Any
+    conn: Connection
+    deadline: float  # monotonic
+
+
+class _EvaluationTimeout(BaseException):
+    """The config took longer than RELOAD_CHECK_TIMEOUT to evaluate in the supervisor."""
+
+
+def _check_config(path: str | None, overrides: dict[str, Any], conn: Connection) -> None:
+    """In a forked child: evaluate the config and build its plan (every check --check makes),
+    and report ("ok",) or ("error", message). A config is arbitrary code: whatever it raises
+    (KeyboardInterrupt, SystemExit, ...) or however long it sleeps, only this child suffers."""
+    signal.set_wakeup_fd(-1)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+    result: tuple
+    try:
+        cfg, _ = config_mod.load(path, overrides)
+        preflight(cfg)
+        result = ("ok",)
+    except ConfigError as exc:
+        result = ("error", str(exc))
+    except BaseException as exc:  # noqa: BLE001 -- that is the point
+        result = ("error", f"{path or 'the configuration'}: {exc.__class__.__name__}: {exc}"
+                  .rstrip(": "))
+    try:
+        conn.send(result)
+    finally:
+        os._exit(0)
+
+
 class Supervisor:
     def __init__(self, cfg: Config, config_path: str | None = None,
                  cli_overrides: dict[str, Any] | None = None, *, plan: DaemonPlan | None = None,
@@ -187,6 +253,13 @@ class Supervisor:
         self._http_writer: ChannelWriter | None = None
         self._http_reported = 0.0
         self._http_last: list[dict[str, Any]] = []
+        # The supervisor's own self-metrics (restarts, given_up, reloads, ...): one channel into
+        # each output, like every other process's self-metrics.
+        self.counters: Counter[str] = Counter(dict.fromkeys(
+            ("restarts", "given_up", "reloads", "reloads_failed"), 0))
+        self._self_channels: dict[Slot, tuple[Channel, ChannelWriter]] = {}
+        self._selfmetrics = self._new_selfmetrics(cfg)
+        self.reload_check: ReloadCheck | None = None
 
     # -- set-up --------------------------------------------------------------------------------
     def bind(self) -> None:
@@ -202,6 +275,8 @@ class Supervisor:
         kept = {slot.spec.title: slot for slot in keep or []}
         slots: dict[str, Slot] = {}
         for child in plan.children:
+            if not child.essential and any(name not in sockets.tcp for _, name in child.streams):
+                continue  # its optional socket could not be bound (bind_all warned)
             if child.role == "output" and child.title in kept:
                 slot = kept[child.title]
                 slot.spec.in_channels = []
@@ -211,10 +286,12 @@ class Supervisor:
                     udp=[sockets.udp[name][i] for name, i in child.udp],
                     streams=[(kind, sockets.tcp[name]) for kind, name in child.streams],
                 )
-                slot = Slot(spec, child.stage)
+                slot = Slot(spec, child.stage, essential=child.essential)
             slots[child.title] = slot
         channels: list[Channel] = []
         for cp in plan.channels:
+            if cp.producer not in slots or cp.consumer not in slots:
+                continue
             ch = reuse.pop(cp.name, None) or Channel(cp.name)
             channels.append(ch)
             producer, consumer = slots[cp.producer].spec, slots[cp.consumer].spec
@@ -294,6 +371,7 @@ class Supervisor:
         assert self.sockets is not None
         self.slots, self.channels, _ = self._materialize(self.plan, self.sockets)
         self._attach_http(self.slots)
+        self._attach_self_channels(self.slots)
         self.notifier.status("starting: " + ", ".join(s.spec.title for s in self.slots))
         for slot in self.slots:  # consumers first; nobody waits for anybody to boot
             self._spawn(slot)
@@ -320,7 +398,8 @@ class Supervisor:
                     self._stop_all(graceful=False)
                     return 0
                 if sig == signal.SIGHUP:
-                    if not self.started or self.reload is not None:
+                    if (not self.started or self.reload is not None
+                            or self.reload_check is not None):
                         self.hup_again = True  # taken up once what is under way is done
                         log.info("received SIGHUP: reloading once the %s is done",
                                  "start" if not self.started else "current reload")
@@ -337,11 +416,17 @@ class Supervisor:
                         timeout = min(timeout, max(slot.boot_deadline - now, 0.0))  # type: ignore[operator]
                 elif slot.restart_at is not None:
                     timeout = min(timeout, max(slot.restart_at - now, 0.0))
+            check = self.reload_check
+            if check is not None:
+                waitables += [check.process.sentinel, check.conn]
+                timeout = min(timeout, max(check.deadline - now, 0.0))
             wait(waitables, timeout)
             self._drain_wakeup()
+            self._poll_reload_check()
             self._reap_and_restart()
             self._progress()
             self._report_to_http()
+            self._send_self_metrics()
 
     # -- the status server -----------------------------------------------------------------------
     def _attach_http(self, slots: list[Slot]) -> None:
@@ -355,6 +440,44 @@ class Supervisor:
             if self._http_channel not in slot.spec.in_channels:
                 slot.spec.in_channels.append(self._http_channel)
 
+    # -- the supervisor's self-metrics -------------------------------------------------------------
+    @staticmethod
+    def _new_selfmetrics(cfg: Any) -> SelfMetrics:
+        return SelfMetrics("supervisor", cfg.self_metrics_interval, time.time,
+                           prefix_from_config(cfg))
+
+    def _attach_self_channels(self, slots: list[Slot]) -> None:
+        """A channel from the supervisor into each output process (one reader each: a new
+        generation's output gets a new one; a kept output keeps its own)."""
+        for slot in slots:
+            if slot.spec.role != "output":
+                continue
+            entry = self._self_channels.get(slot)
+            if entry is None:
+                ch = Channel(f"supervisor->{slot.spec.title}")
+                entry = self._self_channels[slot] = (ch, ch.writer(1 << 20))
+            if entry[0] not in slot.spec.in_channels:
+                slot.spec.in_channels.append(entry[0])
+
+    def _prune_self_channels(self) -> None:
+        """Close the channels of output slots that are gone (after a reload)."""
+        live = set(self._all_slots())
+        for slot in [s for s in self._self_channels if s not in live]:
+            self._self_channels.pop(slot)[0].close()
+
+    def _send_self_metrics(self, final: bool = False) -> None:
+        mono = time.monotonic()
+        writers = [w for slot, (_, w) in self._self_channels.items() if slot in self.slots]
+        for writer in writers:
+            writer.pump()
+        if not (final and self.cfg.self_metrics_interval > 0) and not self._selfmetrics.due(mono):
+            return
+        samples = self._selfmetrics.collect(mono, [self.counters])
+        frame = self_metrics(samples, self._selfmetrics.gauge_names)
+        for writer in writers:
+            writer.put(frame)
+            writer.pump()
+
     def _report_to_http(self, force: bool = False) -> None:
         """The process list for /health: at once on a change, else once a second."""
         if self._http_writer is None:
@@ -363,10 +486,12 @@ class Supervisor:
         procs = [{"title": s.spec.title, "role": s.spec.role, "kind": s.spec.kind,
                   "up": bool(s.process is not None and s.process.is_alive() and not s.booting
                              and not s.stopping and s.restart_at is None),
-                  "restarts": len(s.deaths)} for s in self.slots]
+                  "restarts": len(s.deaths), "essential": s.essential,
+                  "given_up_at": s.given_up_at, "given_up_cause": s.given_up_cause}
+                 for s in self.slots]
         if force or procs != self._http_last or now - self._http_reported >= HTTP_REPORT_INTERVAL:
             self._http_reported, self._http_last = now, procs
-            self._http_writer.put(("procs", {"time": time.time(), "processes": procs}))
+            self._http_writer.put((PROCS, {"time": time.time(), "processes": procs}))
 
     def _progress(self) -> None:
         """Move the start or a reload on when the children it waits for have booted."""
@@ -378,7 +503,8 @@ class Supervisor:
                 self.notifier.ready(f"running: {titles}")
         elif self.reload is not None:
             self._advance_reload()
-        if self.started and self.reload is None and self.hup_again:
+        if (self.started and self.reload is None and self.reload_check is None
+                and self.hup_again):
             self.hup_again = False
             self.handle_hup()
 
@@ -416,12 +542,23 @@ class Supervisor:
 
     def _died(self, slot: Slot, what: str, now: float) -> None:
         slot.deaths.append(now)
+        self.counters["restarts"] += 1
         while slot.deaths and now - slot.deaths[0] > RESTART_WINDOW:
             slot.deaths.popleft()
+        cause = self._crash_report(slot)
+        if cause:
+            what = f"{what}: {cause}"
+            slot.last_cause = cause
+        cause = cause or slot.last_cause  # a SIGKILLed child says nothing: the last one known
         if len(slot.deaths) > MAX_RESTARTS:
             code = slot.process.exitcode if slot.process is not None else None
-            raise HaltError(f"{slot.spec.title} keeps dying ({len(slot.deaths)} times in "
-                            f"{RESTART_WINDOW:.0f} s, last exit code {code})")
+            why = (f"{slot.spec.title} keeps dying ({len(slot.deaths)} times in "
+                   f"{RESTART_WINDOW:.0f} s, last exit code {code}"
+                   + (f", {cause}" if cause else "") + ")")
+            if slot.essential:
+                raise HaltError(why)
+            self._give_up(slot, why, cause or what, now)
+            return
         if slot.backoff.is_stable(now):
             slot.backoff.reset()
         slot.backoff.failure(now)
@@ -431,12 +568,40 @@ class Supervisor:
         slot.restart_at = now + delay
         slot.boot_deadline = None
 
+    def _give_up(self, slot: Slot, why: str, cause: str, now: float) -> None:
+        """An auxiliary child that keeps dying: one ERROR line, a self-metric, a long pause
+        (AUX_RETRY_DELAY, doubling up to AUX_RETRY_MAX_DELAY), then it is tried again."""
+        slot.give_ups += 1
+        slot.given_up_at, slot.given_up_cause = time.time(), cause
+        self.counters["given_up"] += 1
+        delay = min(AUX_RETRY_DELAY * 2 ** (slot.give_ups - 1), AUX_RETRY_MAX_DELAY)
+        log.error("%s; giving up on it (it is not on the data path: relaying goes on); "
+                  "trying again in %.0f s", why, delay)
+        self.notifier.status(f"{slot.spec.title} given up on; trying again in {delay:.0f} s")
+        slot.deaths.clear()
+        slot.last_cause = None
+        slot.backoff.reset()
+        slot.restart_at = now + delay
+        slot.boot_deadline = None
+
+    def _crash_report(self, slot: Slot) -> str | None:
+        """What a crashed child said about its end (bucky.daemon.children sends it)."""
+        report = None
+        for _ in range(16):
+            msg = self._recv(slot)
+            if not msg:
+                break
+            if msg[0] in ("crashed", "error"):
+                report = str(msg[1])
+        return report
+
     def _boot_failed(self, slot: Slot, reason: str, now: float) -> None:
         slot.boot_deadline = None
-        if not self.started:
+        if not self.started and slot.essential:
             raise HaltError(f"{slot.spec.title} failed to start: {reason}")
         reload = self.reload
-        if reload is not None and reload.phase == "downstream" and slot in reload.slots:
+        if (reload is not None and reload.phase == "downstream" and slot in reload.slots
+                and slot.essential):
             self._cancel_reload(f"{slot.spec.title} failed to start: {reason}")
             return
         self._died(slot, f"failed to start: {reason}", now)
@@ -483,6 +648,9 @@ class Supervisor:
         return clean, states
 
     def _stop_all(self, graceful: bool) -> bool:
+        self._end_reload_check()
+        if graceful:
+            self._send_self_metrics(final=True)  # read by the outputs before they stop
         clean = True
         sig = signal.SIGTERM if graceful else signal.SIGKILL
         slots = self._all_slots()
@@ -502,25 +670,94 @@ class Supervisor:
         if self._http_channel is not None:
             self._http_channel.close()
             self._http_channel = self._http_writer = None
+        for ch, _ in self._self_channels.values():
+            ch.close()
+        self._self_channels.clear()
         return clean
 
     # -- reload --------------------------------------------------------------------------------
     def handle_hup(self) -> None:
+        """Start evaluating the new config in a short-lived child; the loop goes on meanwhile
+        (a SIGTERM is acted on at once) and applies it once the child says it is sound."""
         log.info("received SIGHUP: reloading %s", self.config_path or "the configuration")
         self.notifier.reloading("reloading")
+        parent_end, child_end = _ctx.Pipe(duplex=False)
+        proc = _ctx.Process(target=_check_config,
+                            args=(self.config_path, self.cli_overrides, child_end),
+                            name="bucky: config check")
+        proc.daemon = False
+        proc.start()
+        child_end.close()
+        self.reload_check = ReloadCheck(proc, parent_end,
+                                        time.monotonic() + RELOAD_CHECK_TIMEOUT)
+
+    def _poll_reload_check(self) -> None:
+        check = self.reload_check
+        if check is None:
+            return
+        result: tuple | None = None
+        try:
+            if check.conn.poll():
+                result = check.conn.recv()
+        except (EOFError, OSError):
+            result = ("error", "the config check ended without an answer")
+        if result is None:
+            if check.process.is_alive() and time.monotonic() < check.deadline:
+                return
+            if check.process.is_alive():
+                result = ("error", f"evaluating the configuration took longer than "
+                                   f"{RELOAD_CHECK_TIMEOUT:.0f} s")
+            else:
+                check.process.join(0.1)
+                result = ("error", f"the config check died (exit code {check.process.exitcode})")
+        self._end_reload_check()
+        if result[0] == "ok":
+            self._apply_reload()
+        else:
+            self._reload_failed(str(result[1]))
+
+    def _end_reload_check(self) -> None:
+        check = self.reload_check
+        if check is None:
+            return
+        self.reload_check = None
+        if check.process.is_alive():
+            check.process.kill()
+        check.process.join(1.0)
+        check.conn.close()
+
+    def _reload_failed(self, why: str) -> None:
+        self.counters["reloads_failed"] += 1
+        log.error("reload failed, keeping the running configuration: %s", why)
+        self.notifier.ready("running; the last reload failed: " + why)
+
+    def _load_new_config(self) -> tuple[Config, list[str], DaemonPlan]:
+        """The config again, in the supervisor (the children need its functions and classes);
+        it just evaluated in the check's child, and a time limit still guards this run."""
+        def on_alarm(signum: int, frame: object) -> None:
+            raise _EvaluationTimeout(f"evaluating the configuration took longer than "
+                                     f"{RELOAD_CHECK_TIMEOUT:.0f} s")
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, RELOAD_CHECK_TIMEOUT)
         try:
             new_cfg, warnings = config_mod.load(self.config_path, self.cli_overrides)
-            new_plan = preflight(new_cfg)
+            return new_cfg, warnings, preflight(new_cfg)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    def _apply_reload(self) -> None:
+        try:
+            new_cfg, warnings, new_plan = self._load_new_config()
             assert self.sockets is not None
             new_socks = bind_all(new_plan, reuse=self.sockets, old=self.plan)
         except (ConfigError, BindError) as exc:
-            log.error("reload failed, keeping the running configuration: %s", exc)
-            self.notifier.ready("running; the last reload failed: " + str(exc))
+            self._reload_failed(str(exc))
             return
-        except Exception as exc:  # a bug in a check must not take the running daemon down
-            log.exception("reload failed, keeping the running configuration: %s: %s",
-                          exc.__class__.__name__, exc)
-            self.notifier.ready("running; the last reload failed")
+        except BaseException as exc:  # noqa: BLE001 -- nothing a config does may end the loop
+            log.error("reload failed", exc_info=not isinstance(exc, _EvaluationTimeout))
+            self._reload_failed(f"{exc.__class__.__name__}: {exc}")
             return
         for warning in warnings:
             log.warning("%s", warning)
@@ -529,6 +766,7 @@ class Supervisor:
         slots, channels, leftover = self._materialize(
             new_plan, new_socks, keep=kept or None, old_channels=self.channels)
         self._attach_http(slots)
+        self._attach_self_channels(slots)
         if not keep:
             leftover = list(self.channels)
         self.reload = Reload(new_cfg, new_plan, new_socks, slots, channels, kept, leftover,
@@ -581,8 +819,13 @@ class Supervisor:
         for ch in reload.leftover:
             ch.close()
         self.slots, self.channels = reload.slots, reload.channels
+        if (reload.cfg.self_metrics_interval, reload.cfg.self_metrics_prefix) != (
+                self.cfg.self_metrics_interval, self.cfg.self_metrics_prefix):
+            self._selfmetrics = self._new_selfmetrics(reload.cfg)
         self.cfg, self.plan = reload.cfg, reload.plan
         self.reload = None
+        self.counters["reloads"] += 1
+        self._prune_self_channels()
         titles = ", ".join(s.spec.title for s in self.slots)
         log.info("configuration reloaded%s", " (outputs kept running)" if reload.kept else "")
         self.notifier.ready(f"running: {titles}")
@@ -602,8 +845,8 @@ class Supervisor:
                 ch.close()
         reload.sockets.close(keep=self.sockets)
         self.reload = None
-        log.error("reload failed, keeping the running configuration: %s", why)
-        self.notifier.ready("running; the last reload failed: " + why)
+        self._prune_self_channels()
+        self._reload_failed(why)
 
     def _outputs_unchanged(self, new_cfg: Config, new_plan: DaemonPlan) -> bool:
         def output_options(cfg: Config) -> dict[str, Any]:

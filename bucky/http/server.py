@@ -1,43 +1,47 @@
 """The `http` child process: the status server (GET /, /health, /metrics, /api/...).
 
-The process reads its channels (status snapshots, tap and self-metrics from the outputs; the
-process list from the supervisor) in its main loop and keeps them in a StatusState
-(bucky/http/state.py); requests are answered by stdlib http.server in threads. The listening
-socket is bound by the supervisor (like every other socket) and inherited.
+The process's loop (bucky.daemon.http_runner) reads its channels (status snapshots, tap and
+self-metrics from the outputs; the process list from the supervisor) and keeps them in a
+StatusState (bucky/http/state.py); requests are answered here. The listening socket is bound by
+the supervisor (like every other socket) and inherited. Nothing in bucky/http imports
+bucky.daemon (tests/protocol/test_layering.py).
 
-Limits, so one client cannot block the others: at most MAX_CONNECTIONS requests at a time (more
-get 503 at once), one request per connection (HTTP/1.0), REQUEST_TIMEOUT per socket operation and
-REQUEST_DEADLINE for the whole request, MAX_REQUEST_BYTES for the request line and headers
-together. Only GET and HEAD: other methods get 405; unknown paths 404.
+Limits, so one client cannot block the others: the server's own loop reads every request head
+without blocking (a slow or silent client costs a few bytes and no thread: dropped after
+REQUEST_TIMEOUT of silence or REQUEST_DEADLINE in all; beyond MAX_ARRIVING such connections the
+oldest goes, and each is counted in `slow_clients`), MAX_REQUEST_BYTES for the request line and
+headers together (more: 431). A complete head is answered by stdlib http.server's handler in a
+thread, at most MAX_CONNECTIONS at a time (more get 503 at once), one request per connection
+(HTTP/1.0), REQUEST_TIMEOUT for each write of the answer. Only GET and HEAD: other methods get 405;
+unknown paths 404.
 """
 
 from __future__ import annotations
 
+import io
 import json
 import logging
+import selectors
 import socket
 import threading
 import time
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from multiprocessing.connection import wait
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from bucky.daemon.selfmetrics import prefix_from_config
 from bucky.http.state import StatusState
-from bucky.names import NameRules
 
 log = logging.getLogger("bucky")
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
-MAX_CONNECTIONS = 32
+MAX_CONNECTIONS = 32  # requests being answered at once
+MAX_ARRIVING = 512  # connections still sending their request head
 REQUEST_TIMEOUT = 5.0
 REQUEST_DEADLINE = 10.0
 MAX_REQUEST_BYTES = 16 * 1024
 MAX_SERIES_PER_REQUEST = 20
-EXPIRE_EVERY = 5.0
 _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
                   ".css": "text/css; charset=utf-8", ".png": "image/png",
                   ".svg": "image/svg+xml"}
@@ -56,30 +60,6 @@ def _load_static() -> dict[str, tuple[str, bytes]]:
 STATIC_FILES = _load_static()
 
 
-class _BoundedReader:
-    """The request's input, cut off after `limit` bytes or once `deadline` (monotonic) passed:
-    the handler then sees an end of input and answers 400 or gives up."""
-
-    def __init__(self, raw: Any, limit: int, deadline: float) -> None:
-        self._raw = raw
-        self._left = limit
-        self._deadline = deadline
-
-    def readline(self, size: int = -1) -> bytes:
-        if self._left <= 0 or time.monotonic() > self._deadline:
-            return b""
-        size = self._left if size is None or size < 0 else min(size, self._left)
-        line = self._raw.readline(size)
-        self._left -= len(line)
-        return line
-
-    def read(self, size: int = -1) -> bytes:
-        return b""  # no endpoint reads a body
-
-    def close(self) -> None:
-        self._raw.close()
-
-
 class StatusApp:
     """The shared state and the lock the loop and the request threads take in turn."""
 
@@ -88,6 +68,10 @@ class StatusApp:
         self.lock = threading.Lock()
         self.clock = clock
         self.static = STATIC_FILES
+
+    def count(self, counter: str) -> None:
+        with self.lock:
+            self.state.counters[counter] += 1
 
     def route(self, path: str, query: dict[str, list[str]]) -> tuple[int, str, bytes]:
         now = self.clock()
@@ -127,15 +111,17 @@ def _json(obj: object) -> bytes:
 
 
 class StatusHandler(BaseHTTPRequestHandler):
+    """Answers one request whose head (request line and headers) the server already read."""
+
     server: StatusServer
     protocol_version = "HTTP/1.0"
     server_version = "bucky"
-    timeout = REQUEST_TIMEOUT
+    timeout = REQUEST_TIMEOUT  # per socket operation; also how long a silent client is kept
 
     def setup(self) -> None:
-        super().setup()
-        self.rfile = _BoundedReader(self.rfile, MAX_REQUEST_BYTES,  # type: ignore[assignment]
-                                    time.monotonic() + REQUEST_DEADLINE)
+        super().setup()  # the socket's timeout, the writer
+        self.rfile.close()  # the head was read already: the handler reads it from memory
+        self.rfile = io.BytesIO(self.server.take_head(self.request))
 
     def do_GET(self) -> None:
         self._answer(head=False)
@@ -151,8 +137,7 @@ class StatusHandler(BaseHTTPRequestHandler):
 
     def _answer(self, head: bool) -> None:
         app = self.server.app
-        with app.lock:
-            app.state.counters["requests"] += 1
+        app.count("requests")
         parts = urlsplit(self.path)
         try:
             status, ctype, body = app.route(parts.path, parse_qs(parts.query))
@@ -177,85 +162,151 @@ class StatusHandler(BaseHTTPRequestHandler):
         log.debug("http: %s " + format, self.address_string(), *args)
 
 
-class StatusServer(ThreadingHTTPServer):
-    """ThreadingHTTPServer on a socket bound elsewhere, with a bound on concurrent requests."""
+class _Arriving:
+    """A connection whose request head is still arriving (read by the server's own loop)."""
 
-    daemon_threads = True
+    __slots__ = ("sock", "addr", "data", "deadline", "idle_until")
+
+    def __init__(self, sock: socket.socket, addr: Any, now: float) -> None:
+        self.sock, self.addr, self.data = sock, addr, bytearray()
+        self.deadline = now + REQUEST_DEADLINE
+        self.idle_until = now + StatusHandler.timeout
+
+
+_HEAD_ENDS = (b"\r\n\r\n", b"\n\n")
+_TOO_LARGE = (b"HTTP/1.0 431 Request Header Fields Too Large\r\nContent-Length: 0\r\n"
+              b"Connection: close\r\n\r\n")
+_BUSY = b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n"
+
+
+class StatusServer:
+    """Requests on a socket bound elsewhere. One loop (serve_forever's thread) accepts and reads
+    every request head without blocking, so a client that sends slowly, or not at all, holds a
+    few bytes of memory and no thread: it is dropped after REQUEST_TIMEOUT of silence or
+    REQUEST_DEADLINE in all, and beyond MAX_ARRIVING such connections the oldest goes first.
+    A complete head is answered in a thread of its own, at most MAX_CONNECTIONS at a time (more
+    get 503 at once)."""
 
     def __init__(self, sock: socket.socket, app: StatusApp) -> None:
-        # BaseServer only: the TCPServer constructor would create (and bind) a socket of its own.
-        import socketserver
-
-        socketserver.BaseServer.__init__(self, sock.getsockname()[:2], StatusHandler)
         self.socket = sock
-        self.address_family = sock.family
+        self.server_address = sock.getsockname()[:2]
         self.server_name, self.server_port = str(self.server_address[0]), self.server_address[1]
         self.app = app
         self._slots = threading.BoundedSemaphore(MAX_CONNECTIONS)
+        self._arriving: dict[socket.socket, _Arriving] = {}  # oldest first
+        self._heads: dict[socket.socket, bytes] = {}
+        self._heads_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._stopped = threading.Event()
 
-    def process_request(self, request: Any, client_address: Any) -> None:
-        if not self._slots.acquire(blocking=False):
-            with self.app.lock:
-                self.app.state.counters["refused"] += 1
+    def serve_forever(self, poll_interval: float = 0.5) -> None:
+        self._stopped.clear()
+        sel = selectors.DefaultSelector()
+        self.socket.setblocking(False)
+        sel.register(self.socket, selectors.EVENT_READ, None)
+        try:
+            while not self._stop.is_set():
+                for key, _ in sel.select(poll_interval):
+                    if key.data is None:
+                        self._accept(sel)
+                    else:
+                        self._read(sel, key.data)
+                self._expire(sel, time.monotonic())
+        finally:
+            for conn in list(self._arriving.values()):
+                self._drop(sel, conn)
+            sel.close()
+            self._stopped.set()
+
+    def shutdown(self) -> None:
+        self._stop.set()
+        self._stopped.wait(5.0)
+
+    def take_head(self, sock: socket.socket) -> bytes:
+        with self._heads_lock:
+            return self._heads.pop(sock, b"")
+
+    def _accept(self, sel: selectors.BaseSelector) -> None:
+        for _ in range(64):
             try:
-                request.settimeout(0.5)
-                request.sendall(b"HTTP/1.0 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n")
+                sock, addr = self.socket.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            except OSError:  # e.g. out of file descriptors: the slowest arriving goes
+                self.app.count("slow_clients")
+                if self._arriving:
+                    self._drop(sel, next(iter(self._arriving.values())))
+                return
+            if len(self._arriving) >= MAX_ARRIVING:
+                self.app.count("slow_clients")
+                self._drop(sel, next(iter(self._arriving.values())))
+            sock.setblocking(False)
+            conn = self._arriving[sock] = _Arriving(sock, addr, time.monotonic())
+            sel.register(sock, selectors.EVENT_READ, conn)
+
+    def _read(self, sel: selectors.BaseSelector, conn: _Arriving) -> None:
+        try:
+            chunk = conn.sock.recv(MAX_REQUEST_BYTES + 1 - len(conn.data))
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            self._drop(sel, conn)
+            return
+        searched = max(len(conn.data) - 3, 0)
+        conn.data += chunk
+        conn.idle_until = time.monotonic() + StatusHandler.timeout
+        if any(conn.data.find(end, searched) >= 0 for end in _HEAD_ENDS):
+            self._forget(sel, conn)
+            self._dispatch(conn)
+        elif len(conn.data) > MAX_REQUEST_BYTES:
+            self._answer_and_close(conn, _TOO_LARGE)
+            self._drop(sel, conn)
+
+    def _expire(self, sel: selectors.BaseSelector, now: float) -> None:
+        late = [c for c in self._arriving.values() if now >= c.deadline or now >= c.idle_until]
+        for conn in late:
+            self.app.count("slow_clients")
+            self._drop(sel, conn)
+
+    def _forget(self, sel: selectors.BaseSelector, conn: _Arriving) -> None:
+        sel.unregister(conn.sock)
+        del self._arriving[conn.sock]
+
+    def _drop(self, sel: selectors.BaseSelector, conn: _Arriving) -> None:
+        self._forget(sel, conn)
+        conn.sock.close()
+
+    @staticmethod
+    def _answer_and_close(conn: _Arriving, answer: bytes) -> None:
+        try:
+            conn.sock.send(answer)  # a few bytes into an empty socket buffer: never blocks
+        except OSError:
+            pass
+
+    def _dispatch(self, conn: _Arriving) -> None:
+        if not self._slots.acquire(blocking=False):
+            self.app.count("refused")
+            self._answer_and_close(conn, _BUSY)
+            conn.sock.close()
+            return
+        with self._heads_lock:
+            self._heads[conn.sock] = bytes(conn.data)
+        conn.sock.setblocking(True)
+        thread = threading.Thread(target=self._run, args=(conn.sock, conn.addr), daemon=True)
+        thread.start()
+
+    def _run(self, sock: socket.socket, addr: Any) -> None:
+        try:
+            StatusHandler(sock, addr, self)
+        except Exception:  # a client that went away mid-answer, or a bug: never the server
+            log.debug("http: answering %s failed", addr, exc_info=True)
+        finally:
+            self.take_head(sock)
+            try:
+                sock.close()
             except OSError:
                 pass
-            self.shutdown_request(request)
-            return
-        thread = threading.Thread(target=self._run, args=(request, client_address), daemon=True)
-        thread.start()
-
-    def _run(self, request: Any, client_address: Any) -> None:
-        try:
-            self.process_request_thread(request, client_address)
-        finally:
             self._slots.release()
 
-
-class HttpRunner:
-    """The http child's loop (bucky/daemon/children.py runs it like the other runners)."""
-
-    def __init__(self, spec: Any, flags: Any) -> None:
-        cfg = spec.cfg
-        self.spec = spec
-        self.flags = flags
-        self.readers = [ch.reader() for ch in spec.in_channels]
-        rules = NameRules.from_config(cfg)
-        self.state = StatusState(prefix_from_config(cfg), cfg.http_history_seconds,
-                                 rules.statname)
-        self.app = StatusApp(self.state)
-        listener = dict(spec.streams).get("http")
-        if listener is None:
-            raise RuntimeError("the http process needs its listening socket")
-        self.server = StatusServer(listener, self.app)
-
-    def run(self) -> Any:
-        import os
-
-        thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.2},
-                                  name="http-server", daemon=True)
-        thread.start()
-        state, lock = self.state, self.app.lock
-        next_expire = time.monotonic() + EXPIRE_EVERY
-        last_parent_check = 0.0
-        while not self.flags.stop:
-            for reader in wait(self.readers, 0.2):
-                msgs = reader.read()  # type: ignore[union-attr]
-                if msgs:
-                    now = time.time()
-                    with lock:
-                        for msg in msgs:
-                            state.handle(msg, now)
-            mono = time.monotonic()
-            if mono >= next_expire:
-                next_expire = mono + EXPIRE_EVERY
-                with lock:
-                    state.expire(time.time())
-            if mono - last_parent_check > 1.0:
-                last_parent_check = mono
-                if os.getppid() != self.spec.parent_pid:
-                    break
-        self.server.shutdown()
-        return None

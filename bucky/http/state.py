@@ -1,7 +1,8 @@
 """What the status server knows, and the answers it gives: sans-I/O (times are passed in).
 
-Fed by the http process's loop with the messages below (see bucky/http/feed.py for who sends
-them); read by the request handlers. Every structure is bounded whatever the cardinality:
+Fed by the http process's loop with the messages below (see bucky/daemon/http_feed.py for who
+sends them; their kinds: bucky.messages); read by the request handlers. Every structure is
+bounded whatever the cardinality:
 
 - series seen by the tap: at most `max_series` (default 2,000) paths, least recently updated
   evicted first (counted in `evicted_series`), at most `max_points` (default 120) points each,
@@ -36,11 +37,21 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from bucky.messages import PROCS, SELF_METRICS, STATUS, TAP, kind_of, self_metrics_gauges
+
 MAX_SERIES = 2000
 MAX_POINTS = 120
 MAX_SELF_SERIES = 5000
 STATUS_STALE = 10.0  # seconds without a status snapshot before an output counts as silent
 PROCS_STALE = 10.0
+HEALTH_STATES = ("ok", "degraded", "failing")
+ESSENTIAL_ROLES = ("input", "processor", "output")  # when the supervisor does not say
+GIVEN_UP_MEMORY = 3600.0  # seconds /health mentions an auxiliary process that was given up on
+# Drops within this many seconds make /health "failing": two default reporting intervals, so
+# loss that recurs with every StatsD flush or self-metric report reads as lasting.
+LOSS_WINDOW = 20.0
+LOSS_COUNTERS = frozenset({"dropped.queue_full", "dropped_batches.queue_full"})
+NOT_LOSS = frozenset({"dropped.invalid"})  # refused as unsendable: not lost to an outage
 REJECT_KINDS = ("dropped", "rejected", "bad_datagrams", "bad_lines", "errors")
 _PROM_UNSAFE = re.compile(r"[^a-zA-Z0-9_]")
 
@@ -95,7 +106,8 @@ class SeriesStore:
         if series is None:
             return None
         cutoff = now - self.history
-        return [[ts, value] for ts, value in series.points if ts >= cutoff]
+        # JSON has no inf/nan: such a point is sent as null, and the plot skips it
+        return [[ts, _json_number(value)] for ts, value in series.points if ts >= cutoff]
 
     def tree(self, prefix: str) -> list[dict[str, Any]]:
         """The children of `prefix` ("" = the top): name, path, leaf, series below, last value."""
@@ -122,7 +134,7 @@ class SeriesStore:
 def _json_number(value: float) -> float | None:
     try:
         value = float(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
     return value if math.isfinite(value) else None
 
@@ -147,7 +159,8 @@ class Rate:
 class StatusState:
     def __init__(self, self_prefix: str, history_seconds: float,
                  statname: Callable[[str | None, str], str], *,
-                 max_series: int = MAX_SERIES, max_points: int = MAX_POINTS) -> None:
+                 max_series: int = MAX_SERIES, max_points: int = MAX_POINTS,
+                 degraded_status: int = 200) -> None:
         self.self_prefix = self_prefix + "." if self_prefix else ""
         self.series = SeriesStore(history_seconds, max_series, max_points)
         self._statname = statname
@@ -156,32 +169,35 @@ class StatusState:
         self.outputs: dict[str, dict[str, Any]] = {}
         self.outputs_seen: dict[str, float] = {}
         self.dest_rates: dict[tuple[str, str], Rate] = {}
+        # (output, label) -> [datapoints dropped in all, when that last grew]
+        self.dest_losses: dict[tuple[str, str], list[float]] = {}
+        self.degraded_status = degraded_status
         # (process, counter) -> [kind, total, last delta, last report time]
         self.selfm: dict[tuple[str, str], list] = {}
         self.self_rates: dict[tuple[str, str], Rate] = {}
         self.counters: dict[str, float] = {"messages": 0, "unknown_messages": 0,
                                            "dropped_self_metrics": 0, "tap_samples": 0,
-                                           "requests": 0, "refused": 0}
+                                           "requests": 0, "refused": 0, "slow_clients": 0}
 
     # -- feeding ---------------------------------------------------------------------------------
     def handle(self, msg: object, now: float) -> None:
         """One message from a channel; `now` is wall-clock seconds."""
         self.counters["messages"] += 1
         try:
-            kind = msg[0] if type(msg) is tuple and msg else None  # type: ignore[index]
-            if kind == "procs":
+            kind = kind_of(msg)
+            if kind == PROCS:
                 self.procs = dict(msg[1])  # type: ignore[index]
                 self.procs_seen = now
-            elif kind == "status":
+            elif kind == STATUS:
                 self._status(str(msg[1]), dict(msg[2]), now)  # type: ignore[index]
-            elif kind == "tap":
+            elif kind == TAP:
                 self._tap(msg[2], now)  # type: ignore[index]
-            elif kind == "self":
-                gauges = msg[2] if len(msg) > 2 else ()  # type: ignore[arg-type]
+            elif kind == SELF_METRICS:
+                gauges = self_metrics_gauges(msg)  # type: ignore[arg-type]
                 self._self(msg[1], set(gauges), now)  # type: ignore[index]
             else:
                 self.counters["unknown_messages"] += 1
-        except (TypeError, ValueError, IndexError, KeyError, AttributeError):
+        except Exception:  # whatever a message holds, it is counted, never fatal
             self.counters["unknown_messages"] += 1
 
     def expire(self, now: float) -> None:
@@ -191,16 +207,29 @@ class StatusState:
         self.outputs[title] = snap
         self.outputs_seen[title] = now
         for dest in snap.get("destinations") or ():
-            rate = self.dest_rates.setdefault((title, str(dest.get("label"))), Rate())
-            rate.update(float((dest.get("counters") or {}).get("sent", 0)), now)
+            key = (title, str(dest.get("label")))
+            counters = dest.get("counters") or {}
+            self.dest_rates.setdefault(key, Rate()).update(float(counters.get("sent", 0)), now)
+            lost = sum(float(v) for k, v in counters.items()
+                       if k.startswith("dropped.") and k not in NOT_LOSS)
+            loss = self.dest_losses.get(key)
+            if loss is None:  # a new (or restarted) output: what it counted is recent enough
+                self.dest_losses[key] = [lost, now if lost > 0 else -math.inf]
+            elif lost != loss[0]:
+                loss[:] = [lost, now if lost > loss[0] else loss[1]]
 
     def _tap(self, samples: Iterable[tuple], now: float) -> None:
         add, statname = self.series.add, self._statname
         n = 0
         for host, name, value, ts in samples:
             try:
-                add(statname(host, name), float(value), float(ts), now)
-            except (TypeError, ValueError):
+                # float() of a huge int raises OverflowError; a time that is not finite has no
+                # place on a plot (a value that is not finite is kept, and sent as null)
+                timestamp = float(ts)
+                if not math.isfinite(timestamp):
+                    continue
+                add(statname(host, name), float(value), timestamp, now)
+            except Exception:  # one odd sample is skipped; the status server never dies of it
                 continue
             n += 1
         self.counters["tap_samples"] += n
@@ -230,41 +259,82 @@ class StatusState:
 
     # -- answers ---------------------------------------------------------------------------------
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
-        reasons: list[str] = []
+        """(whether /health answers 200, its body). The body's "status" is one of HEALTH_STATES:
+        "failing" (data is being lost, or an essential process is down: always 503),
+        "degraded" (nothing is lost, but an operator is needed: 200, or 503 with
+        `http_degraded_status = 503`), "ok"; "reasons" says why, the worst first."""
+        failing: list[str] = []
+        degraded: list[str] = []
         processes = []
         if self.procs is None:
-            reasons.append("no process list from the supervisor yet")
+            failing.append("no process list from the supervisor yet")
         else:
             if now - self.procs_seen > PROCS_STALE:
-                reasons.append(f"no process list from the supervisor for "
+                failing.append(f"no process list from the supervisor for "
                                f"{now - self.procs_seen:.0f} s")
             for proc in self.procs.get("processes") or ():
                 processes.append(proc)
-                if proc.get("role") in ("input", "output") and not proc.get("up"):
-                    reasons.append(f"process {proc.get('title')} is down")
+                essential = proc.get("essential", proc.get("role") in ESSENTIAL_ROLES)
+                if not proc.get("up"):
+                    (failing if essential else degraded).append(
+                        f"process {proc.get('title')} is down")
+                given_up = proc.get("given_up_at")
+                if given_up is not None and now - float(given_up) < GIVEN_UP_MEMORY:
+                    degraded.append(f"process {proc.get('title')} kept dying and was given up "
+                                    f"on {now - float(given_up):.0f} s ago "
+                                    f"({proc.get('given_up_cause')})")
+        for (process, counter), (kind, _total, last, seen) in self.selfm.items():
+            if (kind == "counter" and last > 0 and now - seen <= LOSS_WINDOW
+                    and counter in LOSS_COUNTERS):
+                failing.append(f"process {process} dropped {last:.0f} ({counter}) in its last "
+                               "report")
         outputs = [p.get("title") for p in processes if p.get("role") == "output"]
         destinations = []
         for title in outputs:
             seen = self.outputs_seen.get(title)
             if seen is None:
-                reasons.append(f"no status from output {title} yet")
+                failing.append(f"no status from output {title} yet")
                 continue
             if now - seen > STATUS_STALE:
-                reasons.append(f"no status from output {title} for {now - seen:.0f} s")
+                failing.append(f"no status from output {title} for {now - seen:.0f} s")
             for dest in self.outputs[title].get("destinations") or ():
-                state = dest.get("state")
-                accepting = dest.get("accepting", True)
-                # with a disk spool the data is kept, but carbon is still gone for good
-                ok = state == "up" or (bool(accepting)
-                                       and not dest.get("reconnects_exhausted", False))
-                destinations.append({"output": title, "label": dest.get("label"),
-                                     "state": state, "accepting": accepting, "ok": ok})
-                if not ok:
-                    reasons.append(f"destination {dest.get('label')} ({title}) is {state} and "
-                                   "its reconnect plan is used up")
-        body = {"status": "ok" if not reasons else "unhealthy", "reasons": reasons,
+                destinations.append(self._destination_health(title, dest, now, failing,
+                                                             degraded))
+        status = "failing" if failing else "degraded" if degraded else "ok"
+        body = {"status": status, "reasons": failing + degraded,
                 "processes": processes, "destinations": destinations}
-        return not reasons, body
+        answers_200 = status == "ok" or (status == "degraded" and self.degraded_status == 200)
+        return answers_200, body
+
+    def _destination_health(self, title: str, dest: dict[str, Any], now: float,
+                            failing: list[str], degraded: list[str]) -> dict[str, Any]:
+        label, state = dest.get("label"), dest.get("state")
+        accepting = dest.get("accepting", True)
+        where = f"destination {label} ({title})"
+        health = "ok"
+        loss = self.dest_losses.get((title, str(label)))
+        lost = loss is not None and now - loss[1] <= LOSS_WINDOW
+        if not accepting:
+            failing.append(f"{where} is {state} and its reconnect plan is used up: new data "
+                           "is dropped")
+            health = "failing"
+        elif lost:
+            failing.append(f"{where} is dropping datapoints ({loss[0]:.0f} since its "  # type: ignore[index]
+                           f"output started, the last within {LOSS_WINDOW:.0f} s)")
+            health = "failing"
+        if health == "ok" and state != "up":
+            if dest.get("reconnects_exhausted"):
+                degraded.append(f"{where} is {state} and its reconnect plan is used up; "
+                                "the disk spool keeps the data")
+            else:
+                degraded.append(f"{where} is {state}")
+            health = "degraded"
+        spooled = dest.get("spool")
+        if isinstance(spooled, (int, float)) and spooled > 0:
+            degraded.append(f"{where}: {spooled:.0f} datapoints wait in the disk spool")
+            health = "degraded" if health == "ok" else health
+        return {"output": title, "label": label, "state": state, "accepting": accepting,
+                "ok": health == "ok", "health": health}
 
     def status(self, now: float) -> dict[str, Any]:
         """Everything the page shows apart from the series tree."""
@@ -352,6 +422,10 @@ class StatusState:
                 for counter, value in sorted((dest.get("counters") or {}).items()):
                     add("bucky_destination_" + _PROM_UNSAFE.sub("_", counter) + "_total",
                         "counter", f"destination counter {counter}", labels, float(value))
+        _, health = self.health(now)
+        for state in HEALTH_STATES:
+            add("bucky_health", "gauge", "1 for the state /health reports (ok, degraded, failing)",
+                {"state": state}, 1.0 if health["status"] == state else 0.0)
         for counter, value in sorted(self.counters.items()):
             add("bucky_http_" + counter + "_total", "counter", f"status server {counter}",
                 {"process": "http"}, float(value))

@@ -15,7 +15,9 @@ Life of a handler, all in one process and one thread:
      bytes as they come; the stream decides its framing and bounds, and tells the loop to
      disconnect a client that breaks the protocol. The loop only accepts, reads, feeds and
      disconnects (bucky.inputs.streams.LineStream: StatsD lines; bucky.inputs.carbon: Graphite
-     lines and pickle frames);
+     lines and pickle frames); a stream that answers (an `AnsweringStream`: the StatsD
+     management port, bucky.inputs.statsd_admin) also says what to write back, which the loop
+     writes without blocking, and when to close the connection;
    - ``deliver(items, now)``: records other inputs sent to this one (the plugin host gets the
      collectd value lists and notifications this way);
    - ``tick(now)``: periodic work (flushes, expiry, file reloads), several times a second.
@@ -71,12 +73,32 @@ class Stream(Protocol):
     """One TCP connection's decoder, made by `InputHandler.open_stream`. Holds at most a bounded
     amount of unframed bytes."""
 
+    #: Complete lines or frames read so far (good or bad). Read by the loop only when the input
+    #: has an `idle_timeout`: a connection where it does not move for that long is closed.
+    completed: int
+
     def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         """Bytes read from the connection; False: disconnect this client (counted by reason)."""
         ...
 
     def close(self, now: float) -> None:
         """The connection ended (either side); a partial line or frame is dropped and counted."""
+        ...
+
+
+@runtime_checkable
+class AnsweringStream(Stream, Protocol):
+    """A stream that writes back to its client (the StatsD management port). The loop asks
+    `outgoing()` after each read and every loop turn, so answers that come later go out too."""
+
+    def outgoing(self) -> tuple[bytes, bool]:
+        """What to write to the client now (b"": nothing), and whether to close the connection
+        once that is written (after `quit`; at once, with nothing to write, when the client broke
+        a bound: the stream counted why)."""
+        ...
+
+    def sent(self, n: int) -> None:
+        """The first `n` bytes of what outgoing() gave were written."""
         ...
 
 
@@ -88,13 +110,18 @@ class InputHandler(Protocol):
     counters: Counter[str]
     #: TCP connections the loop keeps open at once, over all listeners; more are refused.
     max_tcp_connections: int = 1024
+    #: ... and per listener, so that one port cannot starve another; None: no bound of its own.
+    max_tcp_connections_per_listener: int | None = None
+    #: Seconds a TCP connection may go without completing a line or frame before the loop closes
+    #: it (bucky.daemon.tcp_limits); None: never.
+    idle_timeout: float | None = None
 
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
         """One datagram. Never raises."""
 
     def extra_fds(self) -> list[tuple[int, Any]]:
         """(file descriptor, callback(fd)) pairs the loop also watches for reading (e.g. the
-        StatsD workers' mesh and management connections)."""
+        StatsD workers' mesh channels)."""
         return []
 
     def open_stream(self, kind: str, addr: Any) -> Stream:

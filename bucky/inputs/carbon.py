@@ -7,19 +7,28 @@ outputs still turn whitespace into "_", as for every path) and the point keeps i
 As carbon's receivers do: a NaN value is dropped, a timestamp of -1 means "now".
 
 Bounds and bad input (the contract: bucky.inputs.base; nothing here raises, whatever the bytes):
-- plaintext: a bad line is counted under bad_lines.<reason> (fields, not-utf8, bad-value,
-  bad-timestamp) and skipped; the connection stays. A line longer than MAX_LINE_LENGTH bytes
-  (carbon's LineOnlyReceiver limit, 16 KiB) disconnects the client, as carbon does: that is what
-  binary garbage on the line port looks like. A connection holds at most one partial line.
+- numbers: a value a float cannot hold (an int of 400 digits, "1e400") or a timestamp that is
+  not finite or beyond an int64 is refused here (bad_lines.bad-value / bad-timestamp, or one of
+  bad_points), so nothing downstream (tap, encoders) ever sees one.
+- plaintext: decoded by bucky.protocol.graphite.decode_plaintext_lines (the one decoder, with
+  its bulk fast path); a bad line is counted under bad_lines.<reason> (fields, not-utf8,
+  bad-value, bad-timestamp) and skipped; the connection stays. A line longer than
+  MAX_LINE_LENGTH bytes (carbon's LineOnlyReceiver limit, 16 KiB) disconnects the client, as
+  carbon does: that is what binary garbage on the line port looks like. A connection holds at
+  most one partial line (bucky.inputs.streams.LineStream, the framing of every line port).
 - pickle: a frame whose header announces more than MAX_PICKLE_FRAME bytes (1 MiB, carbon's
   PICKLE_RECEIVER_MAX_LENGTH) disconnects the client (disconnected.frame-too-large): garbage on
   the pickle port, or a 2 GiB length prefix, ends there. A frame that is not a safe pickle of a
   list (no globals at all; decoding never recurses) is counted under bad_frames.bad-pickle and
-  skipped, an entry that is not (path, (timestamp, value)) under bad_points, as carbon skips them.
+  skipped, an entry that is not (path, (timestamp, value)) under bad_points, as carbon skips them
+  (counted without an object per entry: a frame costs what its size costs).
   A connection holds at most one partial frame, and all connections together at most
   MAX_PENDING_BYTES (64 MiB): past that, a client holding a large partial frame is disconnected
   (disconnected.buffers-full).
-- connections: at most MAX_CONNECTIONS at once (the loop refuses more: tcp.refused).
+- connections: at most MAX_CONNECTIONS at once, MAX_CONNECTIONS_PER_PORT (half) per port so
+  neither port can starve the other (the loop refuses more: tcp.refused); a connection that
+  completes no line or frame for `carbon_idle_timeout` seconds (default 120; it sends nothing,
+  or one byte a second) is closed by the loop (tcp.idle_closed; bucky.daemon.tcp_limits).
 Counters: lines, points, pickle_frames, bad_lines.<reason>, bad_frames.<reason>, bad_points,
 dropped.nan, disconnected.<reason>, errors.internal.
 """
@@ -27,20 +36,20 @@ dropped.nan, disconnected.<reason>, errors.internal.
 from __future__ import annotations
 
 import logging
-import math
 from collections import Counter
+from operator import attrgetter
 from typing import Any
 
 from bucky.addresses import format_peer
-from bucky.errors import DecodeError
+from bucky.errors import DecodeError, ProtocolError
 from bucky.inputs.base import InputHandler, Sink, Stream
-from bucky.protocol.framing import LineFramer
+from bucky.inputs.streams import LineStream
 from bucky.protocol.graphite import (
     BAD_PICKLE,
     MAX_PICKLE_FRAME,
-    _number,
+    NAN,
     decode_pickle_payload,
-    parse_plaintext_line,
+    decode_plaintext_lines,
     split_frames,
 )
 from bucky.ratelog import RateLimitedLog
@@ -50,11 +59,14 @@ log = logging.getLogger(__name__)
 
 MAX_LINE_LENGTH = 16384  # twisted's LineOnlyReceiver.MAX_LENGTH, which carbon's receiver keeps
 MAX_CONNECTIONS = 1024
+MAX_CONNECTIONS_PER_PORT = MAX_CONNECTIONS // 2  # a flood on one port leaves the other half free
+DEFAULT_IDLE_TIMEOUT = 120.0  # carbon_idle_timeout's default, for a handler built without a config
 # Partial pickle frames held over all connections: past this, a client holding more than a small
 # partial frame is disconnected (1024 clients x 1 MiB frames would otherwise be 1 GiB).
 MAX_PENDING_BYTES = 64 * 1024 * 1024
 _SMALL_PARTIAL = 65536
 _LOG_PERIOD = 60.0
+_reason = attrgetter("reason")
 
 
 class CarbonInput(InputHandler):
@@ -62,6 +74,7 @@ class CarbonInput(InputHandler):
 
     name = "carbon"
     max_tcp_connections = MAX_CONNECTIONS
+    max_tcp_connections_per_listener = MAX_CONNECTIONS_PER_PORT
 
     def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
@@ -70,6 +83,8 @@ class CarbonInput(InputHandler):
         self._sink = sink
         self._log = RateLimitedLog(log, _LOG_PERIOD).log  # on its monotonic clock
         self.pending_bytes = 0  # partial pickle frames held by all connections
+        self.idle_timeout: float | None = (
+            DEFAULT_IDLE_TIMEOUT if cfg is None else cfg.carbon_idle_timeout)
 
     # -- the input contract (bucky.inputs.base) ------------------------------------------------
     def handle(self, data: bytes, addr: Any, now: float, mono: float | None = None) -> None:
@@ -95,7 +110,11 @@ class CarbonInput(InputHandler):
 
     def open_stream(self, kind: str, addr: Any) -> Stream:
         if kind == "line":
-            return _LineStream(self, addr)
+            return LineStream(
+                lambda lines, now, mono: self._handle_lines(lines, now, addr), MAX_LINE_LENGTH,
+                self.counters, truncated="bad_lines.truncated",
+                on_overlong=lambda now: self._disconnect(
+                    "line-too-long", addr, now, f"a line longer than {MAX_LINE_LENGTH} bytes"))
         if kind == "pickle":
             return _PickleStream(self, addr)
         raise ValueError(f"carbon input: unknown stream kind {kind!r}")
@@ -105,49 +124,15 @@ class CarbonInput(InputHandler):
 
     # -- decoding -------------------------------------------------------------------------------
     def _points_from_lines(self, lines: list[bytes], now: float, addr: Any) -> list[tuple]:
-        """Samples for lines; the common case (UTF-8, three fields, plain numbers) is decoded
-        in bulk, anything else goes through parse_plaintext_line for its reason."""
-        try:
-            texts = b"\n".join(lines).decode("utf-8").split("\n")
-        except UnicodeDecodeError:
-            texts = None
-        samples: list[tuple] = []
-        append = samples.append
-        nan = seen = 0
-        for text in texts if texts is not None else lines:
-            fields = text.split()
-            if not fields:
-                continue
-            seen += 1
-            point = None
-            if texts is not None and len(fields) == 3:
-                path, v, t = fields
-                try:
-                    value = int(v) if v.isdecimal() else float(v) if "." in v else _number(v)
-                    timestamp = int(t) if t.isdecimal() else float(t) if "." in t else _number(t)
-                except ValueError:
-                    pass
-                else:
-                    if type(timestamp) is int or math.isfinite(timestamp):
-                        point = (path, value, timestamp)
-            if point is None:
-                try:
-                    point = parse_plaintext_line(text if texts is None else text.encode())
-                except DecodeError as exc:
-                    self._bad("bad_lines", exc, addr, now)
-                    continue
-            path, value, timestamp = point
-            if value != value:  # NaN: carbon drops it
-                nan += 1
-                continue
-            if -2 < timestamp <= -1:  # carbon: int(timestamp) == -1 means "now"
-                timestamp = now
-            append((GRAPHITE_PATH, path, value, timestamp))
+        """Samples for lines, decoded by bucky.protocol.graphite.decode_plaintext_lines with
+        carbon's receiver rules (-1 means now, a NaN value is dropped)."""
+        decoded = decode_plaintext_lines(lines, now, GRAPHITE_PATH)
+        samples, errors = decoded.records, decoded.errors
         counters = self.counters
-        counters["lines"] += seen
+        if errors:
+            self._count_bad("bad_lines", errors, addr)
+        counters["lines"] += len(samples) + len(errors)
         counters["points"] += len(samples)
-        if nan:
-            counters["dropped.nan"] += nan
         return samples
 
     def _points_from_payload(self, payload: bytes, now: float, addr: Any) -> list[tuple]:
@@ -155,7 +140,7 @@ class CarbonInput(InputHandler):
         counters["pickle_frames"] += 1
         decoded = decode_pickle_payload(payload)
         if decoded.errors and decoded.errors[0].reason == BAD_PICKLE:  # the whole frame
-            self._bad("bad_frames", decoded.errors[0], addr, now)
+            self._count_bad("bad_frames", decoded.errors, addr)
             return []
         if decoded.errors:
             counters["bad_points"] += len(decoded.errors)
@@ -170,9 +155,6 @@ class CarbonInput(InputHandler):
             if not path:
                 counters["bad_points"] += 1
                 continue
-            if type(timestamp) is float and not math.isfinite(timestamp):
-                counters["bad_points"] += 1
-                continue
             if -2 < timestamp <= -1:
                 timestamp = now
             samples.append((GRAPHITE_PATH, path, value, timestamp))
@@ -181,10 +163,18 @@ class CarbonInput(InputHandler):
             counters["dropped.nan"] += nan
         return samples
 
-    def _bad(self, what: str, exc: DecodeError, addr: Any, now: float) -> None:
-        self.counters[f"{what}.{exc.reason}"] += 1
-        self._log(logging.WARNING, f"{what}.{exc.reason}", "carbon input: %s from %s: %s",
-                  what.replace("_", " ")[:-1], format_peer(addr), exc)
+    def _count_bad(self, what: str, errors: list[ProtocolError], addr: Any) -> None:
+        """Count errors by reason (a NaN value is dropped.nan, not bad) and log the first of
+        each reason, rate-limited. Counted in bulk: a 1 MiB read may hold 500k bad lines."""
+        reasons = Counter(map(_reason, errors))
+        nan = reasons.pop(NAN, 0)
+        if nan:
+            self.counters["dropped.nan"] += nan
+        for reason, count in reasons.items():
+            self.counters[f"{what}.{reason}"] += count
+            first = next(error for error in errors if error.reason == reason)
+            self._log(logging.WARNING, f"{what}.{reason}", "carbon input: %s from %s: %s",
+                      what.replace("_", " ")[:-1], format_peer(addr), first)
 
     def _disconnect(self, reason: str, addr: Any, now: float, detail: str) -> bool:
         self.counters[f"disconnected.{reason}"] += 1
@@ -197,30 +187,6 @@ class CarbonInput(InputHandler):
         self._log(logging.ERROR, "internal", "carbon input: internal error", exc_info=True)
 
 
-class _LineStream:
-    """A plaintext TCP connection: complete lines to the input; an over-long line disconnects."""
-
-    def __init__(self, owner: CarbonInput, addr: Any) -> None:
-        self._owner = owner
-        self._addr = addr
-        self._framer = LineFramer(MAX_LINE_LENGTH)
-
-    def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
-        framer = self._framer
-        lines = framer.feed(data)
-        if lines:
-            self._owner._handle_lines(lines, now, self._addr)
-        if framer.overlong_lines:
-            return self._owner._disconnect("line-too-long", self._addr, now,
-                                           f"a line longer than {MAX_LINE_LENGTH} bytes")
-        return True
-
-    def close(self, now: float) -> None:
-        self._framer.close()
-        if self._framer.truncated_lines:
-            self._owner.counters["bad_lines.truncated"] += self._framer.truncated_lines
-
-
 class _PickleStream:
     """A pickle TCP connection: 4-byte big-endian length + pickle, at most MAX_PICKLE_FRAME."""
 
@@ -228,6 +194,7 @@ class _PickleStream:
         self._owner = owner
         self._addr = addr
         self._buffer = bytearray()
+        self.completed = 0
 
     def feed(self, data: bytes, now: float, mono: float | None = None) -> bool:
         owner = self._owner
@@ -244,6 +211,7 @@ class _PickleStream:
             self._release(len(buffer))
             return owner._disconnect("buffers-full", self._addr, now,
                                      f"partial frames of all clients over {MAX_PENDING_BYTES}")
+        self.completed += len(payloads)
         try:
             for payload in payloads:
                 samples = owner._points_from_payload(payload, now, self._addr)

@@ -68,7 +68,6 @@ class MetricsdInput(InputHandler):
             counters=self.counters,
             default_interval=cfg.metricsd_default_interval,
             handlers=cfg.metricsd_handlers,
-            # Not (yet) in bucky.config: the defaults apply until the lead adds the options.
             max_metrics=cfg.metricsd_max_metrics,
             expire_intervals=cfg.metricsd_expire_intervals,
         )

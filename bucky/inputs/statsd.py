@@ -251,6 +251,43 @@ class StatsdInput(InputHandler):
             "counters": dict(self.counters),
         }
 
+    # --- what a StatsD worker (bucky.inputs.statsd_workers) builds on ---------------------------
+
+    @property
+    def aggregator(self) -> StatsdAggregator:
+        """The aggregator, for the management interface's views and the own statistics' names."""
+        return self._agg
+
+    @property
+    def next_flush(self) -> float:
+        """When the next flush is due, on the monotonic clock."""
+        return self._agg.next_flush
+
+    def ingest(self, data: bytes, now: float, mono: float, packets: int) -> None:
+        """Lines (one chunk) that count as `packets` datagrams: handle() for a worker, which
+        counts a datagram where it was read, not where its lines are aggregated."""
+        try:
+            agg = self._agg
+            if mono >= agg.next_flush:
+                self._due(now, mono)
+            agg.ingest(data, now, mono, packets)
+        except Exception:
+            self._internal_error(mono)
+
+    def adopt_aggregates(self, state: dict) -> None:
+        """Take over (a part of) a predecessor's aggregator state (its export_state()); raises
+        KeyError, TypeError or ValueError if the state cannot be used."""
+        self._agg.import_state(state)
+
+    @property
+    def restored_gauges(self) -> dict[str, tuple[float, float | None]] | None:
+        """Saved gauges read at start, restored at the first call (then None)."""
+        return self._restored
+
+    @restored_gauges.setter
+    def restored_gauges(self, gauges: dict[str, tuple[float, float | None]] | None) -> None:
+        self._restored = gauges
+
     # --- internals -----------------------------------------------------------------------------
 
     def _adopt(self, state: object) -> bool:

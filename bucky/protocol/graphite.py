@@ -13,6 +13,12 @@ then checks the shape of each entry.
 
 The decoders return the one result shape (bucky.protocol.decoded.Decoded) and never raise for
 bad bytes: a bad line, entry or frame is one DecodeError in `errors`, the rest still decodes.
+Their cost is bounded by the input's size: the bad lines (or pickle entries) of one call that
+fail for the same reason share one DecodeError object, so `len(errors)` counts them without a
+message or traceback per line. Numbers are refused where the rest of Bucky could not hold them:
+a value must fit a float (an int past 1.8e308, or digits that overflow to infinity, are
+"bad-value"; a spelled-out inf passes, as in carbon), a timestamp must be finite and within an
+int64 (MAX_TIMESTAMP).
 
 `format_plaintext_batch` is the relay's hot path: one `%` over a template cached per batch length
 and one join, with a per-line fallback only when a batch holds something unusual.
@@ -26,8 +32,10 @@ import pickle
 import re
 import reprlib
 import struct
+import sys
 from collections.abc import Iterable, Sequence
 from operator import itemgetter
+from typing import Any
 
 from bucky.errors import DecodeError, EncodeError, ProtocolError
 from bucky.protocol.decoded import Decoded
@@ -146,57 +154,148 @@ def format_plaintext_batch(batch: Sequence[tuple], prefixes: Sequence[str]) -> t
     return "".join(lines), count - len(lines)
 
 
-# --- plaintext decoding (fake carbon, tests, tools) ----------------------------------------------
+# --- plaintext decoding (the carbon input, the spool, fake carbon, tests, tools) -----------------
+
+FIELDS, NOT_UTF8 = "fields", "not-utf8"
+BAD_VALUE, BAD_TIMESTAMP = "bad-value", "bad-timestamp"
+# Numbers beyond these are refused, never forwarded: a value must be one a float can hold (an int
+# of 400 digits would make every consumer's float() raise), a timestamp one an int64 holds (what
+# carbon-c-relay, go-carbon and whisper's consumers store; -1 still means "now").
+_FLOAT_MAX = sys.float_info.max
+MAX_TIMESTAMP = 2**63
 
 
-def _number(text: str) -> int | float:
+def _number(text: str) -> int | float | None:
+    """A number as carbon reads it (whatever float() reads; ints stay ints), or None when it is
+    not one or is beyond a float: an int past 1.8e308, or digits that overflow to infinity (only
+    a spelled-out "inf" is infinite, as in carbon)."""
     try:
         return int(text)
     except ValueError:
-        return float(text)
+        pass
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    if number in (math.inf, -math.inf) and "n" not in text.lower():
+        return None  # "1e400", or more digits than int() takes: not a number a float holds
+    return number
+
+
+def _parse_fields(fields: list[str]) -> Point | str:
+    """The point of one line's fields, or the reason it is bad."""
+    if len(fields) != 3:
+        return FIELDS
+    path, value_text, timestamp_text = fields
+    value = _number(value_text)
+    if value is None or (type(value) is int and not -_FLOAT_MAX <= value <= _FLOAT_MAX):
+        return BAD_VALUE
+    timestamp = _number(timestamp_text)
+    if timestamp is None or not -MAX_TIMESTAMP < timestamp < MAX_TIMESTAMP:  # also inf and nan
+        return BAD_TIMESTAMP
+    return path, value, timestamp
 
 
 def parse_plaintext_line(line: bytes) -> Point:
     """`path value timestamp` (any whitespace between, as carbon's receivers split it).
 
     Accepts what carbon accepts (every number Python's float() reads; ints stay ints) and raises
-    DecodeError with the reason: "not-utf8", "fields" (not three fields), "bad-value",
-    "bad-timestamp" (not a number, or not finite)."""
+    DecodeError with the reason: "not-utf8", "fields" (not three fields), "bad-value" (not a
+    number, or beyond a float), "bad-timestamp" (not a number, not finite, or beyond an int64)."""
     try:
         text = line.decode("utf-8")
     except UnicodeDecodeError:
-        raise DecodeError("not-utf8", f"{line[:80]!r}") from None
-    fields = text.split()
-    if len(fields) != 3:
-        raise DecodeError("fields", f"expected 3 fields: {line[:80]!r}")
-    path, value, timestamp = fields
+        raise DecodeError(NOT_UTF8, f"{line[:80]!r}") from None
+    point = _parse_fields(text.split())
+    if type(point) is str:
+        raise DecodeError(point, f"{line[:80]!r}")
+    return point  # type: ignore[return-value]
+
+
+NAN = "nan"  # decode_plaintext_lines with `now`: a NaN value, left out as carbon's receivers do
+_POINTS = object()  # decode_plaintext_lines without `sample_host`: records are points
+
+
+def decode_plaintext_lines(lines: Sequence[bytes], now: float | None = None,
+                           sample_host: object = _POINTS) -> Decoded[Any]:
+    """The points of complete lines (without their newlines; blank lines are skipped), exactly as
+    `parse_plaintext_line` reads each, and one error per bad line.
+
+    With `now`, carbon's receiver rules apply too: a timestamp of -1 (int(t) == -1) is `now`, and
+    a line with a NaN value is left out as an error with reason NAN (dropped, not bad). With
+    `sample_host`, each record is the sample `(sample_host, path, value, timestamp)`
+    (bucky.sample's shape), built at once rather than copied from a point.
+
+    The relay's hot path: the common case (UTF-8, three fields, plain numbers in range) is read in
+    bulk, anything else by `_parse_fields` for its reason. Bad lines with the same reason share
+    one DecodeError object (the first one's text): `len(errors)` counts them, and a flood of bad
+    lines costs no exception, message or traceback per line."""
     try:
-        number = _number(value)
-    except ValueError:
-        raise DecodeError("bad-value", f"{line[:80]!r}") from None
-    try:
-        ts = _number(timestamp)
-    except ValueError:
-        raise DecodeError("bad-timestamp", f"{line[:80]!r}") from None
-    if type(ts) is float and not math.isfinite(ts):
-        raise DecodeError("bad-timestamp", f"{line[:80]!r}")
-    return path, number, ts
+        texts: Sequence[str] | Sequence[bytes] = b"\n".join(lines).decode("utf-8").split("\n")
+        utf8 = True
+    except UnicodeDecodeError:
+        texts, utf8 = lines, False
+    records: list[Any] = []
+    errors: list[ProtocolError] = []
+    append = records.append
+    shared: dict[str, ProtocolError] = {}
+    shaped = sample_host is not _POINTS
+    fmax, tmax = _FLOAT_MAX, MAX_TIMESTAMP
+    tmin = -tmax if now is None else -1  # with `now`, -1 and below go the slow way
+    for text in texts:
+        if utf8:
+            fields = text.split()  # type: ignore[assignment]
+            if not fields:
+                continue
+            if len(fields) == 3:
+                path, v, t = fields
+                try:
+                    value = int(v) if v.isdecimal() else float(v) if "." in v else _number(v)
+                    timestamp = int(t) if t.isdecimal() else float(t) if "." in t else _number(t)
+                    # None raises TypeError; inf, nan and huge numbers fail and go the slow way
+                    if -fmax <= value <= fmax and tmin < timestamp < tmax:  # type: ignore[operator]
+                        if shaped:
+                            append((sample_host, path, value, timestamp))
+                        else:
+                            append((path, value, timestamp))
+                        continue
+                except (ValueError, TypeError):
+                    pass
+            point = _parse_fields(fields)  # type: ignore[arg-type]
+        else:
+            try:
+                fields = text.decode("utf-8").split()  # type: ignore[union-attr]
+            except UnicodeDecodeError:
+                point = NOT_UTF8
+            else:
+                if not fields:
+                    continue
+                point = _parse_fields(fields)
+        if type(point) is not str and now is not None:
+            path, value, timestamp = point  # type: ignore[misc]
+            if value != value:
+                point = NAN
+            elif -2 < timestamp <= -1:
+                point = (path, value, now)
+        if type(point) is str:
+            error = shared.get(point)  # type: ignore[arg-type]
+            if error is None:
+                line = text.encode() if utf8 else text  # type: ignore[union-attr]
+                error = shared[point] = DecodeError(point, f"{line[:80]!r}")  # type: ignore[index]
+            errors.append(error)
+        elif shaped:
+            append((sample_host, *point))
+        else:
+            append(point)
+    return Decoded(records, errors)
 
 
 def decode_plaintext(buffer: bytes) -> Decoded[Point]:
-    """Every complete line of `buffer`: its points, one error per bad line (the good lines of
-    the same buffer still decode), and the incomplete last line as `rest`."""
+    """Every complete line of `buffer` as `decode_plaintext_lines` reads them, and the incomplete
+    last line as `rest`."""
     *lines, rest = bytes(buffer).split(b"\n")
-    points: list[Point] = []
-    errors: list[ProtocolError] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            points.append(parse_plaintext_line(line))
-        except DecodeError as exc:
-            errors.append(exc)
-    return Decoded(points, errors, rest)
+    decoded = decode_plaintext_lines(lines)
+    return Decoded(decoded.records, decoded.errors, rest)
 
 
 # --- pickle frames -------------------------------------------------------------------------------
@@ -261,45 +360,73 @@ def _unpickle(payload: bytes) -> object:
         raise DecodeError(BAD_PICKLE, f"{type(exc).__name__}: {exc}") from None
 
 
-_short = reprlib.Repr()
+class _ShortRepr(reprlib.Repr):
+    def repr_int(self, x: int, level: int) -> str:
+        if x.bit_length() > 256:  # repr() of an int past 4,300 digits raises
+            return f"<int of {x.bit_length()} bits>"
+        return super().repr_int(x, level)
+
+
+_short = _ShortRepr()
 _short.maxlevel = 3  # never a recursive repr of a hostile, deeply nested payload
 _short.maxstring = _short.maxother = 80
 
 
-def _wire_number(value: object, entry: object) -> int | float:
+def _wire_number(value: object) -> int | float | None:
+    """A pickled timestamp or value as a number, or None: carbon's float() of it, ints kept."""
     kind = type(value)
-    if kind is int or kind is float:
+    if kind is int:
+        return value if -_FLOAT_MAX <= value <= _FLOAT_MAX else None  # type: ignore[return-value,operator]
+    if kind is float:
         return value  # type: ignore[return-value]
     if kind is bool:
         return int(value)  # type: ignore[arg-type]
     if kind is str or kind is bytes:  # statsd's hand-written pickles carry numbers as text
         try:
-            return float(value)  # type: ignore[arg-type]
+            number = float(value)  # type: ignore[arg-type]
         except ValueError:
-            pass
-    raise DecodeError("bad-point", f"timestamp and value must be numbers: {_short.repr(entry)}")
+            return None
+        return None if number in (math.inf, -math.inf) and b"n" not in _lower(value) else number
+    return None
 
 
-def _check_point(entry: object) -> PicklePoint:
+def _lower(text: object) -> bytes:
+    return text.lower().encode() if type(text) is str else text.lower()  # type: ignore[union-attr]
+
+
+def _check_point(entry: object) -> PicklePoint | str:
+    """The point of one entry, or what is wrong with it (the text of its error)."""
     if type(entry) not in (tuple, list) or len(entry) != 2:  # type: ignore[arg-type]
-        raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {_short.repr(entry)}")
+        return "expected (path, (timestamp, value))"
     path, datapoint = entry  # type: ignore[misc]
     if type(path) is bytes:
         try:
             path = path.decode("utf-8")
         except UnicodeDecodeError:
-            raise DecodeError("bad-point", f"path is not UTF-8: {_short.repr(path)}") from None
+            return "path is not UTF-8"
     if type(path) is not str or type(datapoint) not in (tuple, list) or len(datapoint) != 2:
-        raise DecodeError("bad-point", f"expected (path, (timestamp, value)): {_short.repr(entry)}")
-    timestamp, value = datapoint
-    return (path, (_wire_number(timestamp, entry), _wire_number(value, entry)))
+        return "expected (path, (timestamp, value))"
+    timestamp, value = map(_wire_number, datapoint)
+    if timestamp is None or value is None:
+        return "timestamp and value must be numbers a float holds"
+    if not -MAX_TIMESTAMP < timestamp < MAX_TIMESTAMP:  # also inf and nan
+        return "timestamp out of range (|t| < 2**63)"
+    return (path, (timestamp, value))
+
+
+_NOTHING = object()  # no entry checked yet
 
 
 def decode_pickle_payload(payload: bytes) -> Decoded[PicklePoint]:
     """One frame's payload as carbon's pickle receiver reads it: entries that are not
     `(path, (number, number))` are skipped (one "bad-point" error each), the others kept. A
     payload that as a whole is not a safe pickle of a list gives no points and one "bad-pickle"
-    error."""
+    error.
+
+    The cost is bounded by the payload's size, not by what it holds: every bad entry shares one
+    DecodeError (describing the first), so `len(errors)` counts them without an object, message
+    or traceback per entry; an entry the pickle references again (its memo makes one 1 MiB frame
+    hold ~524k references to one entry) is checked once."""
     try:
         obj = _unpickle(payload)
     except DecodeError as exc:
@@ -308,11 +435,18 @@ def decode_pickle_payload(payload: bytes) -> Decoded[PicklePoint]:
         return Decoded([], [DecodeError(BAD_PICKLE, f"expected a list, got {type(obj).__name__}")])
     points: list[PicklePoint] = []
     errors: list[ProtocolError] = []
+    error: DecodeError | None = None
+    last: object = _NOTHING
+    checked: PicklePoint | str = ""
     for entry in obj:
-        try:
-            points.append(_check_point(entry))
-        except DecodeError as exc:
-            errors.append(exc)
+        if entry is not last:
+            last, checked = entry, _check_point(entry)
+        if type(checked) is str:
+            if error is None:
+                error = DecodeError("bad-point", f"{checked}: {_short.repr(entry)}")
+            errors.append(error)
+        else:
+            points.append(checked)  # type: ignore[arg-type]
     return Decoded(points, errors)
 
 
@@ -373,6 +507,8 @@ __all__ = [
     "BAD_PICKLE",
     "FRAME_TOO_LARGE",
     "MAX_PICKLE_FRAME",
+    "MAX_TIMESTAMP",
+    "NAN",
     "PICKLE_PROTOCOL",
     "PicklePoint",
     "Point",
@@ -382,6 +518,7 @@ __all__ = [
     "decode_pickle_frames",
     "decode_pickle_payload",
     "decode_plaintext",
+    "decode_plaintext_lines",
     "encode_pickle",
     "encode_pickle_trusted",
     "format_line",

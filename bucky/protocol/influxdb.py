@@ -27,7 +27,7 @@ def influx_prefix(host: str | None, name: str) -> str:
         key, sep, value = part.partition("=")
         if sep and key and value:
             tags[key] = value
-    if host and host != GRAPHITE_PATH:
+    if host and host is not GRAPHITE_PATH:
         tags["host"] = host
     out = [_escape_measurement(measurement)]
     out.extend(f"{_escape_tag(k)}={_escape_tag(v)}" for k, v in sorted(tags.items()) if v)

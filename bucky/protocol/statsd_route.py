@@ -19,9 +19,11 @@ from collections.abc import Callable, Iterable
 from itertools import compress, repeat
 from operator import eq, not_
 
-from bucky.protocol.statsd import sanitize
+from bucky.protocol.statsd import make_key, sanitize, split_key
 
 _MEMO_SIZE = 1 << 17
+_FIRST_SEEN_SIZE = 1 << 19
+_NAME = "\x00"  # first_seen: a name's own rank, whatever the tags of the line that brought it
 _LINE_NAMES = re.compile(rb"^[^:\n]*", re.M)  # one match per line: the text before its ":"
 
 
@@ -44,18 +46,34 @@ def owner_of(name: str, n: int) -> int:
 
 
 class WorkerRouter:
-    """Splits datagrams into one chunk of lines per owning worker."""
+    """Splits datagrams into one chunk of lines per owning worker.
+
+    It also remembers the order in which metric names (and Graphite-tagged keys) were first
+    routed (`first_seen`: name -> rank, at most _FIRST_SEEN_SIZE, then it starts again), so that
+    the management port can list the keys of N workers in the order one process would have met
+    them (stats.js prints its objects in insertion order). This costs nothing on the fast path:
+    only raw names new to the memo are looked at. Keys that rank alike (DogStatsD tags of one
+    name) live in one worker, which keeps their order. A name first met in a line of another
+    type, or a bad one, ranks from that line: the order can differ from one process's there.
+    """
 
     def __init__(self, workers: int) -> None:
         self.workers = max(1, workers)
         self._memo: dict[bytes, int] = {b"": 0}  # blank lines: worker 0 (the parser skips them)
+        self.first_seen: dict[str, int] = {}
 
     def owner_of_key(self, key: str) -> int:
         """Owner of an aggregation key (`name;k=v...` or plain name), e.g. for saved gauges."""
         return owner_of(key.partition(";")[0], self.workers)
 
     def _slow(self, raw: bytes, line: bytes) -> int:
-        owner = owner_of(route_name(line), self.workers)
+        name = route_name(line)
+        owner = owner_of(name, self.workers)
+        if b";" in raw:  # a Graphite-tagged key (`name;k=v`) ranks on its own
+            self._seen(make_key(*split_key(raw.decode("utf-8", "surrogateescape").strip())))
+        else:
+            self._seen(name)
+        self._seen(_NAME + name)  # the rank of keys known by their name only (tags dropped)
         # Only names the parser reads the same on its fast path are memoised (as its own memo).
         if b"|" not in raw and b":" in line:
             if len(self._memo) >= _MEMO_SIZE:
@@ -63,6 +81,13 @@ class WorkerRouter:
                 self._memo[b""] = 0
             self._memo[raw] = owner
         return owner
+
+    def _seen(self, key: str | None) -> None:
+        first_seen = self.first_seen
+        if key is not None and key not in first_seen:
+            if len(first_seen) >= _FIRST_SEEN_SIZE:
+                first_seen.clear()
+            first_seen[key] = len(first_seen)
 
     def split_lines(self, lines: list[bytes]) -> list[list[bytes]]:
         """Lines (no newlines) -> one list per worker."""
@@ -87,6 +112,20 @@ class WorkerRouter:
         if n == 2:
             return [list(compress(lines, map(not_, owners))), list(compress(lines, owners))]
         return [list(compress(lines, map(eq, owners, repeat(j)))) for j in range(n)]
+
+
+def in_first_seen_order(parts: list[dict], first_seen: dict[str, int]) -> dict:
+    """The {key: value} parts of N workers (each in its own insertion order) as one dict, in the
+    order the keys (else their names) were first routed; names never routed here (e.g. TCP lines
+    another worker read) after those, by worker, then in their worker's order."""
+    unseen = len(first_seen)
+    get = first_seen.get
+    ordered = sorted(
+        ((get(key, get(_NAME + key.partition(";")[0], unseen)), worker, position, key, value)
+         for worker, part in enumerate(parts)
+         for position, (key, value) in enumerate(part.items())),
+        key=lambda entry: entry[:3])
+    return {key: value for _, _, _, key, value in ordered}
 
 
 def pack_lines(lines: Iterable[bytes], packet_size: int) -> list[bytes]:

@@ -3,7 +3,8 @@ import time
 
 from bucky.daemon.channels import MAGIC, Channel, encode_frame
 from bucky.daemon.selfmetrics import SelfMetrics
-from bucky.daemon.sink import SELF_METRICS, BatchSink
+from bucky.daemon.sink import BatchSink
+from bucky.messages import SELF_METRICS
 
 
 def test_round_trip_objects():

@@ -240,3 +240,25 @@ def test_without_graphite_destinations_the_metric_names_are_as_before() -> None:
         (status,) = client.status()
         assert status["label"] == f"127_0_0_1_{carbon.port}" and status["state"] == "up"
         client.close()
+
+
+@pytest.mark.parametrize("labelled", [True, False])
+def test_log_lines_name_the_output_and_the_destination_once(
+        labelled: bool, caplog: pytest.LogCaptureFixture) -> None:
+    """The daemon's log format starts with the process name ("bucky: graphite"); the connection's
+    own prefix is the destination only, and a message does not repeat its address."""
+    dead = free_port()
+    spec = f"127.0.0.1:{dead}:b"
+    options = {"graphite_destinations": [spec]} if labelled else {}
+    (client,) = build_outputs(make_config(**FAST_BACKOFF, graphite_port=dead,
+                                          graphite_spool_max_bytes=0, **options))
+    with caplog.at_level("INFO", logger="bucky"):
+        run_until(client, lambda: False, timeout=0.3)
+    client.close()
+    lines = [f"bucky: {client.name}: {record.getMessage()}" for record in caplog.records]
+    assert lines, "a refused connection is logged"
+    destination = spec if labelled else f"127.0.0.1:{dead}"
+    for line in lines:
+        assert line.startswith(f"bucky: graphite: {destination}: "), line
+        assert line.count("graphite") == 1, line
+        assert line.count(str(dead)) == 1, line

@@ -667,3 +667,28 @@ def test_path_cache_stays_bounded_over_all_hosts(monkeypatch: pytest.MonkeyPatch
         held = sum(names.entries() for names in {**cache._hosts.previous, **cache._hosts}.values())
         assert held <= 2 * (20 + 1)  # two generations of new paths plus the one in use
     assert computed.count(("web", "busy")) == 1 and len(computed) == 501
+
+
+
+def test_output_log_lines_leave_the_output_name_to_the_process_name(caplog) -> None:
+    """Each output runs in a process named after it ("bucky: custom_Broken"), which every log
+    line starts with; the messages do not say it again."""
+
+    class Broken(Client):
+        def __init__(self, cfg: Any, pipe: Any) -> None:
+            raise OSError("cannot connect yet")
+
+    class Unwritable(io.StringIO):
+        def write(self, text: str) -> int:
+            raise OSError("disk full")
+
+    adapter = CustomClientAdapter(Broken, cfg(), clock=lambda: 0.0)
+    debug = DebugClient(cfg(), stdout=Unwritable())
+    with caplog.at_level("WARNING", logger="bucky"):
+        adapter.send([(None, "a", 1, 1)], 0.0)
+        debug.send([(None, "a", 1, 1)], 0.0)
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("Broken(cfg, None) failed" in m for m in messages), messages
+    assert any("cannot write to stdout" in m for m in messages), messages
+    for message in messages:
+        assert not message.startswith(("custom_Broken", "debug:")), message

@@ -314,3 +314,16 @@ def test_status_says_the_reconnect_plan_is_used_up_while_the_spool_keeps_the_dat
     with FakeCarbon(port=port) as carbon:
         assert run_until(client, lambda: len(carbon.points) >= 100)
         assert not client.status()[0]["reconnects_exhausted"]
+
+
+def test_the_reconnect_plan_used_up_is_logged_whatever_the_retry_warnings(tmp_path, caplog):
+    """Issue 19: with a spool the line saying the plan is used up went through the rate limiter
+    of the retry warnings, which had just logged "attempt 2": it was swallowed."""
+    caplog.set_level("WARNING", logger="bucky")
+    client = client_for(free_port(), str(tmp_path), graphite_max_reconnects=3)
+    client.send(batches("lg", 1)[0], time.monotonic())
+    assert run_until(client, lambda: client.status()[0]["reconnects_exhausted"], 5)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("(attempt 2)" in m for m in messages), messages
+    assert sum("unreachable after 3 attempts" in m and "reconnect plan is used up" in m
+               for m in messages) == 1, messages

@@ -10,7 +10,8 @@ import re
 
 from buckyproc import ROOT
 
-from bucky.http import feed, server, state
+from bucky.daemon import http_feed as feed
+from bucky.http import server, state
 
 README = (ROOT / "README.rst").read_text()
 
@@ -75,3 +76,24 @@ def test_the_screenshot_is_shipped_and_shown() -> None:
     assert ".. image:: docs/status-page.png" in README
     png = (ROOT / "docs" / "status-page.png").read_bytes()
     assert png.startswith(b"\x89PNG") and len(png) > 10_000
+
+
+def test_the_health_section_says_what_the_code_does() -> None:
+    from bucky.daemon import supervisor
+
+    text = " ".join(section("Health").split())
+    for name in state.HEALTH_STATES:
+        assert f"``{name}``" in text
+    assert f"in the last {state.LOSS_WINDOW:.0f} s" in text
+    assert f"for {state.STATUS_STALE:.0f} s" in text
+    assert f"given up on in the last {'hour' if state.GIVEN_UP_MEMORY == 3600 else '?'}" in text
+    assert "``http_degraded_status = 503``" in text
+    processes = " ".join(section("Processes, signals and failures").split())
+    assert f"trying again in {supervisor.AUX_RETRY_DELAY:.0f} s" in processes
+    assert f"after {supervisor.AUX_RETRY_DELAY / 60:.0f} minutes" in processes
+    assert f"at most an {'hour' if supervisor.AUX_RETRY_MAX_DELAY == 3600 else '?'}" in processes
+    status_page = " ".join(section("Status page, /health and /metrics").split())
+    assert f"beyond {server.MAX_ARRIVING} of them the oldest goes first" in status_page
+    reload = README[README.index("\nReload\n"):]
+    assert f"with a {supervisor.RELOAD_CHECK_TIMEOUT:.0f} s time limit" in " ".join(
+        reload[:3000].split())

@@ -93,20 +93,103 @@ def test_a_stuck_client_does_not_block_others(srv, monkeypatch) -> None:
 
 
 def test_connections_beyond_the_bound_get_503_at_once(srv, monkeypatch) -> None:
+    """At most MAX_CONNECTIONS requests are answered at once (here 2, both held in route)."""
     srv._slots = threading.BoundedSemaphore(2)
-    idle = [socket.create_connection(("127.0.0.1", srv.server_port), timeout=5)
-            for _ in range(2)]
+    release = threading.Event()
+    route = srv.app.route
+
+    def held_route(path, query):
+        if path == "/hold":
+            release.wait(10)
+        return route(path, query)
+
+    monkeypatch.setattr(srv.app, "route", held_route)
+    held = [threading.Thread(target=request, args=(srv, "GET", "/hold")) for _ in range(2)]
+    for t in held:
+        t.start()
     try:
         time.sleep(0.3)
         status, _, body = request(srv, "GET", "/api/status")
         assert status == 503 and body == b""
     finally:
-        for s in idle:
-            s.close()
+        release.set()
+        for t in held:
+            t.join(5)
     deadline = time.monotonic() + 5
     while request(srv, "GET", "/api/status")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.1)
     assert srv.app.state.counters["refused"] >= 1
+
+
+def trickle(srv, clients: int, seconds: float, stop: threading.Event) -> list[socket.socket]:
+    """`clients` connections each sending a request one byte a second (issue 19's attack)."""
+    socks = [socket.create_connection(("127.0.0.1", srv.server_port), timeout=5)
+             for _ in range(clients)]
+
+    def drip() -> None:
+        line = b"GET /health HTTP/1.0\r\nX-Slow: " + b"y" * 1000
+        i = 0
+        while not stop.wait(1.0) and i < len(line):
+            for s in socks:
+                try:
+                    s.send(line[i:i + 1])
+                except OSError:
+                    pass
+            i += 1
+
+    threading.Thread(target=drip, daemon=True).start()
+    return socks
+
+
+@pytest.mark.parametrize("clients", [32, 200])
+def test_health_answers_within_a_second_while_clients_trickle(srv, clients) -> None:
+    """Issue 19: 32 connections trickling a byte a second made /health answer 503 (every slot
+    held); with 200 of them open /health must still answer within 1 s."""
+    stop = threading.Event()
+    socks = trickle(srv, clients, 3.0, stop)
+    try:
+        time.sleep(2.5)  # every connection has sent a couple of bytes
+        for _ in range(3):
+            t0 = time.monotonic()
+            status, _, body = request(srv, "GET", "/health")
+            assert time.monotonic() - t0 < 1.0
+            assert status == 503 and json.loads(body)["reasons"]  # the state's own answer
+            assert body != b""
+    finally:
+        stop.set()
+        for s in socks:
+            s.close()
+
+
+def test_a_trickling_client_is_dropped_at_the_request_deadline(srv, monkeypatch) -> None:
+    monkeypatch.setattr(server_mod, "REQUEST_DEADLINE", 1.0)
+    stop = threading.Event()
+    socks = trickle(srv, 1, 5.0, stop)
+    try:
+        socks[0].settimeout(4)
+        t0 = time.monotonic()
+        assert socks[0].recv(100) == b""  # closed by the server, no answer
+        assert 0.8 < time.monotonic() - t0 < 3
+        assert srv.app.state.counters["slow_clients"] == 1
+    finally:
+        stop.set()
+        socks[0].close()
+
+
+def test_series_with_non_finite_values_are_valid_json(srv) -> None:
+    """Issue 19: a series holding inf made /api/series answer 500; now the point's value is
+    null (the plot skips it) and the tree's last value too."""
+    now = time.time()
+    srv.app.state.handle(("tap", "graphite", [(None, "x.inf", float("inf"), now - 2),
+                                              (None, "x.inf", 2.0, now - 1),
+                                              (None, "x.nan", float("nan"), now)]), now)
+    status, _, body = request(srv, "GET", "/api/series?path=x.inf&path=x.nan")
+    assert status == 200
+    series = json.loads(body)["series"]
+    assert [v for _, v in series["x.inf"]] == [None, 2.0]
+    assert [v for _, v in series["x.nan"]] == [None]
+    status, _, body = request(srv, "GET", "/api/tree?prefix=x")
+    assert status == 200 and {n["last"] for n in json.loads(body)["children"]} == {2.0, None}
 
 
 def test_a_slow_client_is_dropped_after_the_timeout(srv, monkeypatch) -> None:

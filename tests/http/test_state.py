@@ -8,9 +8,9 @@ from buckyproc import ROOT
 from prometheus_client.parser import text_string_to_metric_families
 
 from bucky.daemon.channels import Channel
+from bucky.daemon.http_feed import TAP_BUDGET, HttpFeed, destination_status
 from bucky.daemon.selfmetrics import SelfMetrics, expand_prefix, short_host
-from bucky.http.feed import TAP_BUDGET, HttpFeed, destination_status
-from bucky.http.state import MAX_SELF_SERIES, SeriesStore, StatusState
+from bucky.http.state import LOSS_WINDOW, MAX_SELF_SERIES, SeriesStore, StatusState
 from bucky.names import NameRules
 
 PREFIX = "bucky.h1"
@@ -241,3 +241,120 @@ def test_a_full_store_stays_under_the_memory_the_readme_states() -> None:
     readme = " ".join((ROOT / "README.rst").read_text().split())
     assert "about 32 MB at worst" in readme
     assert used < 32 * 1024 * 1024, used / 1e6
+
+
+def test_the_tap_survives_numbers_beyond_float() -> None:
+    """Issue 19: `crash.http 1<400 zeros> <now>` reached the tap as an int; float() raised
+    OverflowError, which killed the http process. Such samples are skipped, the rest kept."""
+    state = new_state()
+    state.handle(("tap", "graphite", [(None, "crash.http", 10 ** 400, 100),
+                                      (None, "crash.when", 1, 10 ** 400),
+                                      (None, "crash.inf_time", 1, float("inf")),
+                                      (None, "fine", 3, 100)]), now=101.0)
+    assert state.counters["unknown_messages"] == 0
+    assert state.series.points("crash.http", 101.0) is None
+    assert state.series.points("crash.when", 101.0) is None
+    assert state.series.points("fine", 101.0) == [[100.0, 3.0]]
+    state.handle(("self", [(None, PREFIX + ".carbon.points", 10 ** 400, 100)]), now=101.0)
+    assert state.counters["unknown_messages"] == 1  # counted, not raised
+
+
+def dest_status(title: str, state: str = "up", accepting: bool = True, spool=None,
+                exhausted: bool = False, **counters: int) -> tuple:
+    return ("status", title, {"time": 0, "pending": 0, "counters": {},
+                              "destinations": [{"label": "c1", "address": "127.0.0.1:2003",
+                                                "state": state, "accepting": accepting,
+                                                "pending": 0, "spool": spool,
+                                                "reconnects_exhausted": exhausted,
+                                                "counters": {"sent": 1, **counters}}]})
+
+
+def running(state: StatusState, now: float, **extra) -> None:
+    state.handle(("procs", {"time": 0, "processes": [
+        {"title": "statsd", "role": "input", "kind": "statsd", "up": True, "restarts": 0,
+         "essential": True},
+        {"title": "graphite", "role": "output", "kind": "graphite", "up": True, "restarts": 0,
+         "essential": True},
+        {"title": "http", "role": "http", "kind": "http", "essential": False, "restarts": 0,
+         **{"up": True, **extra}}]}), now)
+
+
+def test_health_has_three_states_ok_degraded_failing() -> None:
+    """Issue 19, section 3: degraded while nothing is lost but an operator is needed (200),
+    failing while data is lost or an essential process is down (503)."""
+    state = new_state()
+    running(state, 10.0)
+    state.handle(dest_status("graphite"), now=10.0)
+    assert state.health(10.0) == (True, state.health(10.0)[1])
+    assert state.health(10.0)[1]["status"] == "ok"
+    # unreachable, within its plan: degraded, still 200
+    state.handle(dest_status("graphite", state="connecting"), now=11.0)
+    ok, body = state.health(11.0)
+    assert ok and body["status"] == "degraded"
+    assert body["reasons"] == ["destination c1 (graphite) is connecting"]
+    # the spool holds data (even once reconnected): degraded
+    state.handle(dest_status("graphite", state="down", spool=500, exhausted=True), now=12.0)
+    ok, body = state.health(12.0)
+    assert ok and body["status"] == "degraded" and len(body["reasons"]) == 2
+    assert "the disk spool keeps the data" in body["reasons"][0]
+    assert "500 datapoints wait in the disk spool" in body["reasons"][1]
+    # out of its plan without a spool: failing, 503
+    state.handle(dest_status("graphite", state="down", accepting=False,
+                             **{"dropped.reconnects_exhausted": 7}), now=13.0)
+    ok, body = state.health(13.0)
+    assert not ok and body["status"] == "failing"
+    assert "reconnect plan is used up: new data is dropped" in body["reasons"][0]
+    # connected again, but it dropped data a moment ago: still failing, until LOSS_WINDOW passed
+    state.handle(dest_status("graphite", **{"dropped.reconnects_exhausted": 9}), now=14.0)
+    ok, body = state.health(14.0)
+    assert not ok and body["status"] == "failing" and "is dropping datapoints" in body["reasons"][0]
+    running(state, 14.0 + LOSS_WINDOW + 1)
+    state.handle(dest_status("graphite", **{"dropped.reconnects_exhausted": 9}),
+                 now=14.0 + LOSS_WINDOW + 1)
+    assert state.health(14.0 + LOSS_WINDOW + 1)[1]["status"] == "ok"
+
+
+def test_health_auxiliary_processes_degrade_essential_ones_fail() -> None:
+    state = new_state()
+    running(state, 10.0, up=False)
+    state.handle(dest_status("graphite"), now=10.0)
+    ok, body = state.health(10.0)
+    assert ok and body["status"] == "degraded" and body["reasons"] == ["process http is down"]
+    running(state, 20.0, given_up_at=15.0, given_up_cause="exit code 4")
+    state.handle(dest_status("graphite"), now=20.0)
+    ok, body = state.health(20.0)
+    assert ok and body["status"] == "degraded"
+    assert body["reasons"] == ["process http kept dying and was given up on 5 s ago (exit code 4)"]
+    state.handle(procs(("statsd", "input", False), ("graphite", "output", True)), now=21.0)
+    ok, body = state.health(21.0)
+    assert not ok and body["status"] == "failing"
+
+
+def test_health_fails_while_an_input_drops_for_a_full_queue() -> None:
+    state = new_state()
+    running(state, 10.0)
+    state.handle(dest_status("graphite"), now=10.0)
+    sm = SelfMetrics("statsd", 1.0, lambda: 1000.0, PREFIX)
+    state.handle(("self", sm.collect(1.0, [{"dropped.queue_full": 40}])), now=10.0)
+    ok, body = state.health(10.0)
+    assert not ok and body["reasons"] == [
+        "process statsd dropped 40 (dropped.queue_full) in its last report"]
+    state.handle(("self", sm.collect(2.0, [{"dropped.queue_full": 40}])), now=11.0)
+    assert state.health(11.0)[0]
+
+
+def test_degraded_answers_503_when_configured() -> None:
+    state = new_state(degraded_status=503)
+    running(state, 10.0)
+    state.handle(dest_status("graphite", state="connecting"), now=10.0)
+    ok, body = state.health(10.0)
+    assert not ok and body["status"] == "degraded"
+
+
+def test_metrics_carry_the_health_state() -> None:
+    state = new_state()
+    running(state, 10.0)
+    state.handle(dest_status("graphite", state="connecting"), now=10.0)
+    families = {f.name: f for f in text_string_to_metric_families(state.prometheus(10.0))}
+    values = {s.labels["state"]: s.value for s in families["bucky_health"].samples}
+    assert values == {"ok": 0.0, "degraded": 1.0, "failing": 0.0}

@@ -174,6 +174,169 @@ def test_deeply_nested_pickle_is_a_bad_frame_not_a_crash() -> None:
     assert carbon.counters["bad_points"] == 2 and carbon.counters["errors.internal"] == 0
 
 
+BIG = "1" + "0" * 400
+
+
+def test_numbers_beyond_a_float_are_refused_at_the_input_and_nothing_downstream_can_raise() -> None:
+    """Issue 19: six `crash.http 1<400 zeros> <now>` datagrams stopped the daemon (the status
+    server's tap raised OverflowError on float() of the value)."""
+    from bucky.protocol.graphite import encode_pickle, format_plaintext_batch
+
+    carbon, sink = make()
+    carbon.handle(f"crash.http {BIG} {int(NOW)}\n".encode(), ADDR, NOW)
+    stream = carbon.open_stream("line", ADDR)
+    assert stream.feed(f"a 1 {BIG}\nb 1e400 1\nok 1 {int(NOW)}\n".encode(), NOW)
+    pickled = carbon.open_stream("pickle", ADDR)
+    assert pickled.feed(frame([("p", (NOW, 10**5000)), ("q", (10**5000, 1)),
+                               ("r", (2**63, 1)), ("ok2", (NOW, 2))]), NOW)
+    assert carbon.counters["bad_lines.bad-value"] == 2
+    assert carbon.counters["bad_lines.bad-timestamp"] == 1
+    assert carbon.counters["bad_points"] == 3
+    assert carbon.counters["errors.internal"] == 0
+    assert [s[1] for s in sink.samples] == ["ok", "ok2"]
+    for _, _path, value, timestamp in sink.samples:  # what the tap and the encoders do with them
+        float(value), float(timestamp)
+    text, skipped = format_plaintext_batch(sink.samples, [s[1] + " " for s in sink.samples])
+    assert skipped == 0 and len(text) < 100
+    encode_pickle([(s[1], (s[3], s[2])) for s in sink.samples])
+
+
+def test_a_frame_of_references_to_one_bad_entry_is_counted_per_entry() -> None:
+    payload = pickle.dumps([("a", ("x", 1))] * 500_000, protocol=2)
+    carbon, sink = make()
+    stream = carbon.open_stream("pickle", ADDR)
+    assert stream.feed(struct.pack("!L", len(payload)) + payload, NOW)
+    assert carbon.counters["bad_points"] == 500_000 and carbon.counters["pickle_frames"] == 1
+    assert sink.samples == [] and carbon.counters["errors.internal"] == 0
+
+
+# -- connections: idle and slow clients, one port never starving the other ---------------------
+
+
+def test_a_connection_without_a_complete_line_or_frame_for_the_idle_timeout_expires() -> None:
+    from bucky.daemon.tcp_limits import SWEEP_PERIOD, ConnectionLimits
+
+    carbon, _ = make()
+    assert carbon.idle_timeout == 120.0  # carbon_idle_timeout's default
+    limits: ConnectionLimits[str] = ConnectionLimits(1024, 512, carbon.idle_timeout)
+    streams = {name: carbon.open_stream(kind, ADDR) for name, kind in (
+        ("honest", "line"), ("trickle", "line"), ("silent", "line"), ("pickler", "pickle"),
+        ("half-frame", "pickle"))}
+    for name, stream in streams.items():
+        kind = "pickle" if name in ("pickler", "half-frame") else "line"
+        limits.opened(name, kind, stream.completed, 0.0)
+    streams["half-frame"].feed(struct.pack("!L", 1000), NOW)  # a frame that never completes
+
+    def feed(name: str, data: bytes, mono: float) -> None:
+        streams[name].feed(data, NOW)
+        limits.fed(name, streams[name].completed, mono)
+
+    for second in range(1, 130):  # mono is injected: 130 s of one byte a second
+        feed("trickle", b"x", second)
+        feed("half-frame", b"x", second)
+        if second % 60 == 0:  # a line or a frame a minute: progress
+            feed("honest", b"a 1 1\n", second)
+            feed("pickler", frame([("p", (1, 1))]), second)
+        expired = limits.expired(float(second))
+        if second < 120:
+            assert expired == []
+        elif expired:
+            break
+    assert sorted(expired) == ["half-frame", "silent", "trickle"]
+    assert limits.expired(second + SWEEP_PERIOD / 2) == []  # it looks at most once a second
+    never: ConnectionLimits[str] = ConnectionLimits(1024, None, None)
+    never.opened("silent", "line", 0, 0.0)
+    assert never.expired(10**9) == []
+
+
+def test_each_port_keeps_its_share_of_the_connections() -> None:
+    from bucky.daemon.tcp_limits import ConnectionLimits
+
+    carbon, _ = make()
+    assert (carbon.max_tcp_connections, carbon.max_tcp_connections_per_listener) == (1024, 512)
+    limits: ConnectionLimits[int] = ConnectionLimits(4, 2, 120.0)
+    for i in range(2):
+        assert not limits.full("line")
+        limits.opened(i, "line", 0, 0.0)
+    assert limits.full("line") and not limits.full("pickle")  # a flood of line clients ...
+    limits.opened(10, "pickle", 0, 0.0)  # ... leaves the pickle port its share
+    limits.closed(0)
+    assert not limits.full("line")
+    limits.opened(11, "pickle", 0, 0.0)
+    limits.opened(2, "line", 0, 0.0)
+    assert limits.full("tls")  # the bound over all listeners still holds
+    shared: ConnectionLimits[int] = ConnectionLimits(3)  # no bound per listener: one may take all
+    for i in range(3):
+        assert not shared.full("line")
+        shared.opened(i, "line", 0, 0.0)
+    assert shared.full("line") and shared.full("pickle")
+
+
+def test_the_input_loop_closes_idle_and_trickling_carbon_clients() -> None:
+    """The input loop's TCP connections (bucky.daemon.tcp_streams) over loopback sockets, their
+    monotonic clock injected: the silent and the trickling client are closed and counted, the
+    honest one stays, and the pickle port still takes a client while the line port is full."""
+    import logging
+    import selectors
+    import socket
+    import time
+
+    from bucky.daemon.tcp_streams import StreamConnections
+    from bucky.ratelog import RateLimitedLog
+
+    carbon, sink = make()
+    carbon.max_tcp_connections, carbon.max_tcp_connections_per_listener = 6, 3
+    counters: Counter[str] = Counter()
+    sel = selectors.DefaultSelector()
+    conns = StreamConnections(carbon, sel, "carbon", counters,
+                              RateLimitedLog(logging.getLogger("test")))
+    clock = [1000.0]
+    conns.monotonic = lambda: clock[0]
+
+    def pump(until: int) -> None:
+        deadline = time.monotonic() + 5
+        while len(sink.samples) < until and time.monotonic() < deadline:
+            for key, _ in sel.select(0.05):
+                key.data(key.fileobj)
+
+    with socket.create_server(("127.0.0.1", 0)) as lines, \
+            socket.create_server(("127.0.0.1", 0)) as pickles:
+        conns.listen("line", lines)
+        conns.listen("pickle", pickles)
+        clients = [socket.create_connection(lines.getsockname()) for _ in range(4)]
+        clients.append(socket.create_connection(pickles.getsockname()))
+        honest, trickle, silent, _refused, pickler = clients
+        try:
+            for _ in range(4):
+                conns.accept(lines, "line")
+            conns.accept(pickles, "pickle")  # the line port is full, the pickle port is not
+            assert len(conns) == 4 and counters["tcp.refused"] == 1
+            clock[0] = 1100.0
+            honest.sendall(b"a 1 1700000000\n")
+            pickler.sendall(frame([("p", (1700000000, 2))]))
+            trickle.sendall(b"b")  # bytes, but no complete line: no progress
+            pump(2)
+            time.sleep(0.1)
+            pump(3)  # the trickled byte is read too
+            assert sorted(s[1] for s in sink.samples) == ["a", "p"]
+            conns.close_idle(NOW, 1000.0 + carbon.idle_timeout - 1)
+            assert len(conns) == 4
+            conns.close_idle(NOW, 1000.0 + carbon.idle_timeout + 1)
+            assert counters["tcp.idle_closed"] == 2 and len(conns) == 2
+            assert carbon.counters["bad_lines.truncated"] == 1  # the trickled partial line
+            for client in (trickle, silent):
+                client.settimeout(5)
+                assert client.recv(1) == b""  # closed by the input
+            conns.close_idle(NOW, 1100.0 + carbon.idle_timeout + 1)
+            assert counters["tcp.idle_closed"] == 4 and len(conns) == 0
+        finally:
+            for conn in list(conns.streams):
+                conn.close()
+            for client in clients:
+                client.close()
+            sel.close()
+
+
 def test_state_carries_the_counters() -> None:
     carbon, _ = make()
     carbon.handle(b"a 1 1\n", ADDR, NOW)
@@ -250,6 +413,20 @@ def test_config_errors_name_the_option() -> None:
     cfg = make_config()
     assert (cfg.carbon_enabled, cfg.carbon_ip, cfg.carbon_line_port, cfg.carbon_pickle_port) == (
         False, "127.0.0.1", 2013, 2014)
+
+
+def test_carbon_idle_timeout_is_validated() -> None:
+    import pytest
+
+    from bucky.config import make_config
+    from bucky.errors import ConfigError
+
+    assert make_config().carbon_idle_timeout == 120.0
+    assert make_config(carbon_idle_timeout=None).carbon_idle_timeout is None
+    assert CarbonInput(make_config(carbon_idle_timeout=5), ListSink()).idle_timeout == 5.0
+    for bad in (0, -1, "soon", float("inf")):
+        with pytest.raises(ConfigError, match="carbon_idle_timeout"):
+            make_config(carbon_idle_timeout=bad)
 
 
 def test_the_socket_plan_gives_the_carbon_process_udp_and_two_tcp_listeners() -> None:

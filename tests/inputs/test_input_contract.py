@@ -10,16 +10,17 @@ from typing import Any
 
 import pytest
 
-from bucky.daemon import children
+from bucky.daemon import input_runner
+from bucky.daemon.tcp_streams import StreamConnections
 from bucky.inputs.base import InputHandler, Sink
 from bucky.protocol.metricsd import Action, Kind, Record, encode
 
 T0 = 1_699_999_200.0
 
 
-@pytest.mark.parametrize("kind", sorted(children.INPUT_HANDLERS))
+@pytest.mark.parametrize("kind", sorted(input_runner.INPUT_HANDLERS))
 def test_every_input_declares_the_contract(kind: str) -> None:
-    loaded = children._load(children.INPUT_HANDLERS[kind])
+    loaded = input_runner.load_handler(kind)
     # A factory (statsd: workers or proxy) names every class it may build.
     for cls in getattr(loaded, "handler_classes", (loaded,)):
         assert InputHandler in cls.__mro__  # declared, so the defaults apply
@@ -95,8 +96,8 @@ class Recorder(InputHandler):
         self.calls.append("close")
 
 
-def _runner(reload: bool) -> tuple[children.InputRunner, Recorder]:
-    runner = children.InputRunner.__new__(children.InputRunner)
+def _runner(reload: bool) -> tuple[input_runner.InputRunner, Recorder]:
+    runner = input_runner.InputRunner.__new__(input_runner.InputRunner)
     runner.spec = types.SimpleNamespace(
         udp=[], cfg=types.SimpleNamespace(process_join_timeout=0.5, self_metrics_interval=0),
         title="recorder")
@@ -110,14 +111,14 @@ def _runner(reload: bool) -> tuple[children.InputRunner, Recorder]:
 @pytest.mark.parametrize("reload", [False, True])
 def test_runner_always_closes_the_handler(reload: bool) -> None:
     runner, handler = _runner(reload)
-    state = runner._stop()
+    state = runner.finish()
     if reload:
         assert handler.calls == ["carry_state", "close"] and state == {"x": 1}
     else:
         assert handler.calls == ["close"] and state is None
 
 
-def test_runner_refuses_connections_beyond_the_handlers_bound() -> None:
+def test_connections_beyond_the_handlers_bound_are_refused() -> None:
     import selectors
     import socket
 
@@ -126,24 +127,21 @@ def test_runner_refuses_connections_beyond_the_handlers_bound() -> None:
     assert CarbonInput.max_tcp_connections == MAX_CONNECTIONS == 1024
     handler = CarbonInput(None, ListSink())
     handler.max_tcp_connections = 2
-    runner = children.InputRunner.__new__(children.InputRunner)
-    runner.spec = types.SimpleNamespace(title="carbon", cfg=None)
-    runner.handler = handler
-    runner.counters = Counter()
-    runner.ratelog = children.RateLimitedLog(children.log)
-    runner.tcp_conns = {}
-    runner.sel = selectors.DefaultSelector()
+    counters: Counter[str] = Counter()
+    sel = selectors.DefaultSelector()
+    conns = StreamConnections(handler, sel, "carbon", counters,
+                              input_runner.RateLimitedLog(input_runner.log))
     with socket.create_server(("127.0.0.1", 0)) as listener:
         clients = [socket.create_connection(listener.getsockname()) for _ in range(3)]
         try:
             for _ in clients:
-                runner._accept(listener, "line")
-            assert len(runner.tcp_conns) == 2
-            assert runner.counters["tcp.refused"] == 1
-            assert runner.counters["tcp.connections"] == 2
+                conns.accept(listener, "line")
+            assert len(conns) == 2
+            assert counters["tcp.refused"] == 1
+            assert counters["tcp.connections"] == 2
         finally:
-            for conn in list(runner.tcp_conns):
+            for conn in list(conns.streams):
                 conn.close()
             for client in clients:
                 client.close()
-            runner.sel.close()
+            sel.close()

@@ -7,9 +7,10 @@ import socket
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from bucky.config import make_config
-from bucky.inputs.statsd_scale import StatsdProxyInput
+from bucky.daemon.outputs.statsd_forward import StatsdProxyInput
 
 
 class Admin:
@@ -93,3 +94,57 @@ def test_drained_and_silent_nodes_leave_and_rejoin(tmp_path: Path) -> None:
         proxy.close(0.0)
         for a in admins:
             a.close()
+
+
+def test_node_names_resolve_without_blocking_and_lines_wait_for_them(tmp_path: Path,
+                                                                    monkeypatch: Any) -> None:
+    """A node given by name: the proxy starts at once (no DNS on its loop), holds that node's
+    lines until the name resolves in the background, then sends them; a name that does not
+    resolve is counted, never raised."""
+    import socket as socket_module
+
+    from bucky.daemon.outputs import resolver
+
+    release = threading.Event()
+    real = socket_module.getaddrinfo
+
+    def slow_dns(host: str, port: int, family: int = 0, type: int = 0, proto: int = 0,
+                 flags: int = 0) -> Any:
+        if flags & socket_module.AI_NUMERICHOST or host not in ("statsd-node.test",
+                                                                "nowhere.invalid"):
+            return real(host, port, family, type, proto, flags)
+        if host == "nowhere.invalid":
+            raise socket_module.gaierror("Name or service not known")
+        release.wait(10)  # a slow resolver
+        return real("127.0.0.1", port, family, type, proto, flags)
+
+    monkeypatch.setattr(resolver.socket, "getaddrinfo", slow_dns)
+    node = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    node.bind(("127.0.0.1", 0))
+    node.settimeout(5)
+    port = node.getsockname()[1]
+    started = time.monotonic()
+    proxy = StatsdProxyInput(make_config(directory=str(tmp_path), statsd_forward=[
+        f"statsd-node.test:{port}", "nowhere.invalid:8125"]), sink=None)
+    try:
+        key = next(k for k in (f"k{i}" for i in range(100))
+                   if proxy.ring.get(k) == f"statsd-node.test:{port}")
+        proxy.handle(f"{key}:1|c".encode(), None, 0.0)
+        proxy.tick(0.0)
+        assert time.monotonic() - started < 1.0  # nothing waited for the DNS
+        release.set()
+        deadline = time.monotonic() + 5
+        while proxy.counters[f"forward.statsd-node_test_{port}.lines"] == 0:
+            assert time.monotonic() < deadline
+            proxy.tick(0.0)
+            time.sleep(0.01)
+        assert node.recv(100) == f"{key}:1|c".encode()
+        deadline = time.monotonic() + 5
+        while proxy.counters["forward.resolve_failures"] == 0:
+            assert time.monotonic() < deadline
+            proxy.tick(0.0)
+            time.sleep(0.01)
+    finally:
+        release.set()
+        proxy.close(0.0)
+        node.close()

@@ -136,7 +136,7 @@ def test_key_cap_stays_a_total(tmp_path: Path) -> None:
     for i in range(100):
         ws.handle(f"k{i}:1|c".encode(), T0 + 0.5)
     ws.pump(T0 + 0.5)
-    live = sum(w.inner._agg.live_keys() for w in ws.workers)
+    live = sum(w.inner.aggregator.live_keys() for w in ws.workers)
     assert 0 < live <= 10
     ws.close()
 
@@ -186,7 +186,33 @@ def test_reload_hands_state_to_another_worker_count(tmp_path: Path) -> None:
 def test_management_config_and_unknown_commands(tmp_path: Path) -> None:
     ws = Workers(config(tmp_path, statsd_workers=2), 1)
     worker = ws.workers[0]
-    text = worker._admin(1, "config", 0.0)
+    stream = worker.open_stream("admin", ("127.0.0.1", 1))
+    text = worker.admin.answer(stream, "config", 0.0)
     assert text is not None and text.startswith("\n") and "statsd_workers: 2\n" in text
-    assert worker._admin(1, "nonsense", 0.0) == "ERROR\n"
+    assert worker.admin.answer(stream, "nonsense", 0.0) == "ERROR\n"
+    ws.close()
+
+
+def test_management_lists_keys_in_arrival_order_across_workers(tmp_path: Path) -> None:
+    """stats.js prints its objects in insertion order; two workers answer in that order too."""
+    ws = Workers(config(tmp_path, statsd_workers=2), 2)
+    ws.tick(T0)
+    names = ["z.first", "m.second", "b.third", "q.fourth;k=v", "q.fourth", "a.b", "foo"]
+    assert len({ws.workers[0].router.owner_of_key(n) for n in names}) == 2  # really spread
+    ws.handle("\n".join(f"{n}:1|c" for n in names).encode(), T0 + 0.1)
+    ws.handle(b"t.z:1|ms\nt.a:2|ms\nt.m:3|ms\ng;k=v:4|g\ng:3|g\ng.a:1|g", T0 + 0.2)
+    ws.pump(T0 + 0.2)
+    stream = ws.workers[0].open_stream("admin", ("127.0.0.1", 1))
+    for command in (b"counters\n", b"timers\n", b"gauges\n"):
+        stream.feed(command, T0 + 0.3)
+        ws.pump(T0 + 0.3)
+    text = ""
+    while (chunk := stream.outgoing()[0]):
+        text += chunk.decode()
+        stream.sent(len(chunk))
+    counters = text[text.index("'z.first'"):]
+    assert [counters.index(f"'{n}'" if not n.isidentifier() else n) for n in names] == sorted(
+        counters.index(f"'{n}'" if not n.isidentifier() else n) for n in names)
+    assert "{ 't.z': [ 1 ], 't.a': [ 2 ], 't.m': [ 3 ] }" in text
+    assert "{ 'g;k=v': 4, g: 3, 'g.a': 1 }" in text
     ws.close()

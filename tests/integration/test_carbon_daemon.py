@@ -128,6 +128,53 @@ def test_bad_clients_are_disconnected_while_a_good_one_keeps_flowing(tmp_path):
             assert bucky.stop() == 0
 
 
+def test_idle_and_trickling_clients_are_closed_and_a_big_number_is_refused(tmp_path):
+    """Issue 19: connections that send nothing, or one byte a second, were kept forever (1,024 of
+    them refuse every honest client); a value of 400 digits stopped the daemon through the status
+    server's tap. With carbon_idle_timeout = 1 s both idle clients are closed, the honest one and
+    the status server keep going, and the big value is counted, never relayed."""
+    with FakeCarbon() as carbon:
+        bucky = start(tmp_path, carbon, carbon_idle_timeout=1.0, self_metrics_interval=1.0,
+                      self_metrics_prefix="bucky")
+        try:
+            port, pport = bucky.options["carbon_line_port"], bucky.options["carbon_pickle_port"]
+            silent = socket.create_connection(("127.0.0.1", pport))
+            trickle = socket.create_connection(("127.0.0.1", port))
+            honest = socket.create_connection(("127.0.0.1", port))
+            started = time.monotonic()
+            sent = 0
+            while time.monotonic() - started < 4:
+                honest.sendall(b"honest.line %d %d\n" % (sent, TS + sent))
+                sent += 1
+                try:
+                    trickle.sendall(b"x")  # never a newline
+                except OSError:
+                    pass  # already closed by Bucky
+                time.sleep(0.25)
+            for sock in (silent, trickle):
+                assert closed_by_peer(sock, 5), "an idle client is still connected"
+                sock.close()
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                for _ in range(6):
+                    udp.sendto(b"crash.http 1" + b"0" * 400 + b" %d\n" % TS, ("127.0.0.1", port))
+            honest.sendall(b"honest.end 1 %d\n" % TS)
+            honest.close()
+            assert carbon.wait_for(lambda pts: ("honest.end", 1, TS) in pts, 15)
+            assert {int(v) for p, v, _ in carbon.points if p == "honest.line"} == set(range(sent))
+            idle_metric = "pre.bucky.carbon.tcp.idle_closed.post"
+            value_metric = "pre.bucky.carbon.bad_lines.bad-value.post"
+
+            def counted(points: list) -> bool:
+                return (sum(v for p, v, _ in points if p == idle_metric) >= 2
+                        and sum(v for p, v, _ in points if p == value_metric) == 6)
+
+            assert carbon.wait_for(counted, 15)
+            assert not [p for p in carbon.points if p[0] == "crash.http"]
+            assert bucky.proc.poll() is None  # nothing stopped
+        finally:
+            assert bucky.stop() == 0
+
+
 CARBON_CLIENT = textwrap.dedent("""
     import socket, sys
     from twisted.internet.testing import StringTransport

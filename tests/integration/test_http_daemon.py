@@ -1,7 +1,8 @@
 """The status server in the running daemon: /health follows carbon, /metrics parses, data shows.
 
-README promises checked here: /health is 200 while every process runs and each destination is
-connected or within its reconnect plan, 503 with the reasons otherwise; /metrics has every
+README promises checked here: /health is ok/200 while every process runs and each destination
+is connected, degraded/200 while the spool keeps what carbon does not take, failing/503 with the
+reasons while data is dropped; /metrics has every
 process's self-metrics and each destination's counters in the Prometheus format."""
 
 from __future__ import annotations
@@ -33,20 +34,28 @@ def health(bucky: Bucky) -> tuple[int, dict]:
     return status, json.loads(body)
 
 
-def test_health_flips_to_503_when_carbon_goes_away_and_back_when_it_returns(tmp_path) -> None:
+@pytest.mark.parametrize("options,state,code", [
+    ({"graphite_spool_max_bytes": 0}, "failing", 503),  # no spool: new data is dropped
+    ({}, "degraded", 200),  # the disk spool keeps the data: nothing is lost
+    ({"http_degraded_status": 503}, "degraded", 503),
+], ids=["no-spool", "spool", "spool-degraded-503"])
+def test_health_flips_when_carbon_goes_away_and_back_when_it_returns(tmp_path, options, state,
+                                                                     code) -> None:
     carbon = FakeCarbon().start()
     bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "graphite_max_reconnects": 2,
                              "graphite_reconnect_delay": 0.1, "graphite_backoff_max": 0.5,
-                             "statsd_flush_time": 0.5}).start()
+                             "statsd_flush_time": 0.5, **options}).start()
     try:
-        assert wait_until(lambda: health(bucky)[0] == 200), health(bucky)
+        assert wait_until(lambda: health(bucky)[1]["status"] == "ok"), health(bucky)
         carbon.stop()
         bucky.send_udp("statsd_port", b"flip:1|c")  # something to write makes the loss visible
-        assert wait_until(lambda: health(bucky)[0] == 503), health(bucky)
+        assert wait_until(lambda: any("reconnect plan is used up" in r
+                                      for r in health(bucky)[1]["reasons"])), health(bucky)
         status, body = health(bucky)
-        assert any("reconnect plan is used up" in r for r in body["reasons"]), body
+        assert status == code and body["status"] == state, body
         carbon.start()
         assert wait_until(lambda: health(bucky)[0] == 200, 30), health(bucky)
+        assert wait_until(lambda: health(bucky)[1]["status"] == "ok", 30), health(bucky)
     finally:
         assert bucky.stop() == 0
         carbon.stop()

@@ -150,7 +150,7 @@ def test_status_page_tree_plot_and_overlay(tmp_path) -> None:
                 float(p.get_attribute("data-value")))
         assert by_path == {"pagehost.disk.sda.gauge.temp": set(COLLECTD_VALUES),
                            "stats.gauges.page.load": set(STATSD_VALUES)}
-        assert wait_for(lambda: driver.find_element("css selector", "#health").text == "healthy")
+        assert wait_for(lambda: driver.find_element("css selector", "#health").text == "ok")
         assert wait_for(lambda: "up" in driver.find_element(
             "css selector", "#destinations tbody").text)
         artifacts = Path(os.environ.get("BUCKY_ARTIFACTS") or tmp_path)

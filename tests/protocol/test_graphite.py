@@ -6,6 +6,7 @@ import os
 import pickle
 import pickletools
 import struct
+import sys
 from decimal import Decimal
 
 import pytest
@@ -19,7 +20,9 @@ from bucky.protocol.graphite import (
     WHITESPACE,
     clean_path,
     decode_pickle_frames,
+    decode_pickle_payload,
     decode_plaintext,
+    decode_plaintext_lines,
     encode_pickle,
     encode_pickle_trusted,
     format_line,
@@ -175,6 +178,86 @@ def test_parse_plaintext_line() -> None:
         parse_plaintext_line(b"a.b x 1")
 
 
+BIG = "1" + "0" * 400  # float() of it is inf, int() of it does not fit a float
+
+
+@pytest.mark.parametrize(("line", "reason"), [
+    (f"crash.http {BIG} 1700000000", "bad-value"),
+    (f"a -{BIG} 1700000000", "bad-value"),
+    ("a 1e400 1700000000", "bad-value"),  # digits that overflow: not the spelled-out inf
+    ("a " + "9" * 5000 + " 1700000000", "bad-value"),  # more digits than int() reads
+    (f"a 1 {BIG}", "bad-timestamp"),
+    ("a 1 9223372036854775808", "bad-timestamp"),  # 2**63: beyond an int64
+    ("a 1 1e19", "bad-timestamp"),
+], ids=["400-digits", "minus-400-digits", "1e400", "5000-digits", "ts-400-digits", "ts-2**63",
+        "ts-1e19"])
+def test_numbers_beyond_a_float_or_an_int64_are_refused(line: str, reason: str) -> None:
+    with pytest.raises(ProtocolError) as info:
+        parse_plaintext_line(line.encode())
+    assert info.value.reason == reason
+    decoded = decode_plaintext_lines([line.encode(), b"ok 1 1700000000"])
+    assert decoded.records == [("ok", 1, 1700000000)]
+    assert [e.reason for e in decoded.errors] == [reason]
+
+
+def test_the_largest_numbers_that_fit_and_spelled_out_infinities_still_pass() -> None:
+    top = int(sys.float_info.max)
+    assert parse_plaintext_line(f"a {top} 9223372036854775807".encode()) == (
+        "a", top, 2**63 - 1)
+    assert parse_plaintext_line(b"a -inf -1")[1] == float("-inf")  # carbon keeps infinities
+    assert parse_plaintext_line(b"a 1e308 1.7e9") == ("a", 1e308, 1.7e9)
+
+
+def test_bad_lines_share_one_error_per_reason() -> None:
+    lines = [b"x"] * 1000 + [b"a y 1"] * 1000 + [b"\xff 1 1", b"a 1 1"]
+    decoded = decode_plaintext_lines(lines)
+    assert decoded.records == [("a", 1, 1)]
+    assert len(decoded.errors) == 2001  # one per bad line: the count is exact, the objects not
+    by_reason = {e.reason: e for e in decoded.errors}
+    assert {id(e) for e in decoded.errors} == {id(e) for e in by_reason.values()}
+    assert set(by_reason) == {"fields", "bad-value", "not-utf8"}
+    utf8 = decode_plaintext_lines([b"x"] * 10 + [b"a 1 1"])  # the bulk (all UTF-8) path as well
+    assert len(utf8.errors) == 10 and len({id(e) for e in utf8.errors}) == 1
+
+
+def test_carbons_receiver_rules_and_the_sample_shape_on_request() -> None:
+    lines = [b"a nan 1", b"b 1 -1", b"c 2 -1.5", b"d 3 -5", b"e inf 1", b"f 4 -1", b"bad"]
+    decoded = decode_plaintext_lines(lines, now=99.0, sample_host="H")
+    assert decoded.records == [("H", "b", 1, 99.0), ("H", "c", 2, 99.0), ("H", "d", 3, -5),
+                               ("H", "e", float("inf"), 1), ("H", "f", 4, 99.0)]
+    assert [e.reason for e in decoded.errors] == ["nan", "fields"]
+    plain = decode_plaintext_lines(lines)  # without: points as parse_plaintext_line reads them
+    assert [p[0] for p in plain.records] == ["a", "b", "c", "d", "e", "f"]
+    assert plain.records[1] == ("b", 1, -1)
+
+
+NUMBERISH = st.one_of(
+    st.sampled_from(["1", "-1", "1.5", "1e3", "1_000", "nan", "inf", "-Infinity", "0x10", "12.",
+                     ".5", "+7", "\u0661\u0662", "1e400", "-1e400", BIG, "9" * 5000, "1e19",
+                     "9223372036854775807", "9223372036854775808", "-9223372036854775808",
+                     "x", ""]),
+    st.integers().map(str), st.floats().map(repr))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(st.tuples(st.sampled_from(["a.b", "\u00e9"]), NUMBERISH, NUMBERISH)
+                          .map(" ".join), st.text(max_size=20)), max_size=8))
+def test_the_bulk_decoder_reads_each_line_as_parse_plaintext_line(texts: list[str]) -> None:
+    lines = [t.encode("utf-8", "surrogatepass").replace(b"\n", b" ") for t in texts]
+    want_points, want_reasons = [], []
+    for line in lines:
+        if not line.decode("utf-8", "replace").split():
+            continue
+        try:
+            want_points.append(parse_plaintext_line(line))
+        except ProtocolError as exc:
+            want_reasons.append(exc.reason)
+    decoded = decode_plaintext_lines(lines)
+    assert repr(decoded.records) == repr(want_points)  # repr: nan == nan, and ints stay ints
+    assert [type(v) for _, v, _ in decoded.records] == [type(v) for _, v, _ in want_points]
+    assert [e.reason for e in decoded.errors] == want_reasons
+
+
 plain_values = st.one_of(
     st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False),
@@ -255,6 +338,39 @@ def test_malicious_pickle_is_rejected(payload: bytes) -> None:
     decoded = decode_pickle_frames(struct.pack("!L", len(payload)) + payload + good)
     assert [error.reason for error in decoded.errors] == ["bad-pickle"]
     assert decoded.records == [("ok", (1, 2))]  # the framing holds: the next frame still counts
+
+
+@pytest.mark.parametrize("entry", [
+    ("a", (1700000000, 10**5000)),  # a pickle LONG far beyond a float
+    ("a", (10**5000, 1)),
+    ("a", (2**63, 1)),  # a timestamp beyond an int64
+    ("a", (float("inf"), 1)),
+    ("a", (float("nan"), 1)),
+    ("a", (1700000000, "1e400")),  # text that overflows a float
+    ("a", (1700000000, -(2**1024))),
+])
+def test_pickled_numbers_beyond_a_float_or_an_int64_are_bad_points(entry: tuple) -> None:
+    decoded = decode_pickle_payload(pickle.dumps([entry, ("ok", (1, 2))], protocol=2))
+    assert decoded.records == [("ok", (1, 2))]
+    assert [error.reason for error in decoded.errors] == ["bad-point"]
+    big = decode_pickle_payload(pickle.dumps([("a", (1, 2**1000)), ("b", (1, "inf"))]))
+    assert big.errors == [] and big.records == [("a", (1, 2**1000)), ("b", (1, float("inf")))]
+
+
+def test_pickle_cost_is_bounded_by_size_not_by_what_the_frame_holds() -> None:
+    """~500k references to one bad entry fill one 1 MiB frame: counted exactly, but with one
+    error object (main built a DecodeError with message and traceback per reference: ~10 s of
+    CPU and ~600 MB per frame), and so are distinct bad entries."""
+    refs = pickle.dumps([("a", ("x", 1))] * 500_000, protocol=2)
+    distinct = pickle.dumps(list(range(70_000, 270_000)), protocol=2)
+    for payload, count in ((refs, 500_000), (distinct, 200_000)):
+        assert len(payload) <= MAX_PICKLE_FRAME
+        decoded = decode_pickle_payload(payload)
+        assert decoded.records == [] and len(decoded.errors) == count
+        assert len({id(error) for error in decoded.errors}) == 1
+        assert decoded.errors[0].reason == "bad-point"
+    good = decode_pickle_payload(pickle.dumps([("a", (1, 2))] * 1000 + [("b", (3, 4))]))
+    assert good.records == [("a", (1, 2))] * 1000 + [("b", (3, 4))] and good.errors == []
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,6 @@
 """bucky.protocol is sans-I/O: its modules import no sockets, clocks, logging, processes or config.
+And the packages above it stay off the daemon: bucky/http and bucky.messages import nothing of
+bucky.daemon (the daemon runs them, not the other way round).
 
 Checked statically (ast) over every module under bucky/protocol/, sub-packages included
 (placement/), whoever wrote it: a module may import the standard library minus the I/O, clock
@@ -36,14 +38,15 @@ ALLOWED_THIRD_PARTY = {"Crypto", "mmh3"}  # mmh3: imported lazily by placement (
 MAY_OPEN_FILES = {"typesdb.py"}  # relative to bucky/protocol/
 
 
-def imported_modules(tree: ast.Module) -> list[str]:
+def imported_modules(tree: ast.Module, package: str = "bucky.protocol") -> list[str]:
+    """Every module a file imports, at any depth (function-level imports too)."""
     names = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: inside bucky.protocol
-                names.append("bucky.protocol" + (f".{node.module}" if node.module else ""))
+            if node.level:  # relative: inside `package`
+                names.append(package + (f".{node.module}" if node.module else ""))
             elif node.module:
                 names.append(node.module)
                 names += [f"{node.module}.{alias.name}" for alias in node.names]
@@ -126,3 +129,49 @@ def test_the_checker_catches_config_reads() -> None:
     bad = ast.parse("def plan(cfg):\n    return cfg.graphite_port\n"
                     "def ok(values, port):\n    return values['graphite_port'], port\n")
     assert config_reads(bad) == ["line 1: parameter cfg", "line 2: cfg.graphite_port"]
+
+
+def _imports_under(package_dir: Path, package: str, forbidden: str) -> dict[str, list[str]]:
+    found = {}
+    for path in sorted(package_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        bad = sorted({n for n in imported_modules(tree, package) if is_under(n, forbidden)})
+        if bad:
+            found[str(path.relative_to(package_dir.parent))] = bad
+    return found
+
+
+def test_http_imports_nothing_of_the_daemon() -> None:
+    import bucky.http
+
+    http_dir = Path(bucky.http.__file__).resolve().parent
+    assert (http_dir / "server.py").exists() and (http_dir / "state.py").exists()
+    assert _imports_under(http_dir, "bucky.http", "bucky.daemon") == {}
+
+
+def test_the_message_vocabulary_imports_nothing_of_bucky() -> None:
+    import bucky.messages
+
+    tree = ast.parse(Path(bucky.messages.__file__).read_text(encoding="utf-8"))
+    assert [n for n in imported_modules(tree, "bucky") if is_under(n, "bucky")] == []
+
+
+def test_the_package_checker_finds_nested_and_relative_imports(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "a.py").write_text("def f():\n    from bucky.daemon.channels import Channel\n")
+    (package / "b.py").write_text("from .c import x\nimport bucky.names\n")
+    assert _imports_under(package, "bucky.daemon", "bucky.daemon") == {
+        "pkg/a.py": ["bucky.daemon.channels", "bucky.daemon.channels.Channel"],
+        "pkg/b.py": ["bucky.daemon.c"],
+    }
+
+
+def test_inputs_import_nothing_of_the_daemon() -> None:
+    """bucky/inputs/ implement the input contract; processes, sockets and channels are the
+    daemon's, which imports the inputs, never the other way round."""
+    import bucky.inputs
+
+    inputs_dir = Path(bucky.inputs.__file__).resolve().parent
+    assert (inputs_dir / "statsd_workers.py").exists() and (inputs_dir / "carbon.py").exists()
+    assert _imports_under(inputs_dir, "bucky.inputs", "bucky.daemon") == {}

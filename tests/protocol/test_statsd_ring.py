@@ -92,6 +92,24 @@ def test_inspect_prints_what_node_prints() -> None:
     assert [admin.inspect(v) for v in values] == theirs
 
 
+def test_inspect_breaks_lines_where_node_does() -> None:
+    """Objects and arrays whose one-line form is just under, at and just over Node's 80 columns
+    (and number arrays grouped in columns of every width): a change of the line width, or of the
+    arithmetic around it, prints some of them differently."""
+    values: list[object] = []
+    for n in range(40, 80):
+        values.append({"k" + "x" * n: 1, "b": 22})  # one entry across the break
+        values.append({"stats.a": [1.5] * 3, "y" * (n - 30): 7})
+    for digits in range(1, 16):
+        for count in (7, 12, 26, 27, 40):
+            values.append([int("9" * digits) - i for i in range(count)])
+            values.append({"t": [int("7" * digits) + 0.5 for _ in range(count)]})
+    theirs = [json.loads(line) for line in run_node(INSPECT, json.dumps(values)).splitlines()]
+    ours = [admin.inspect(v) for v in values]
+    assert [i for i, (a, b) in enumerate(zip(ours, theirs, strict=True)) if a != b] == []
+    assert any("\n" in t for t in theirs) and any("\n" not in t for t in theirs[:80])
+
+
 def test_management_text() -> None:
     assert admin.parse_command("  delcounters a b \r\n") == ("delcounters", ["a", "b"])
     assert admin.health_command("up", ["DOWN"]) == "down"

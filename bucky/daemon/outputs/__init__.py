@@ -5,7 +5,10 @@ plans one output process per entry from the names alone, and each process calls 
 Files: base (the client contract), paths (the Graphite path cache), resolver (non-blocking name
 resolution), buffer (a destination's memory buffer), connection (one carbon destination),
 graphite (the Graphite client: paths, placement, encoding, fan-out; `graphite_router(cfg)` turns
-the config into the pure router of bucky/protocol/placement/), debug, influxdb, custom. Every
+the config into the pure router of bucky/protocol/placement/), debug, influxdb, custom, udp (UDP
+destinations: non-blocking resolution and sending, for influxdb and statsd_forward),
+statsd_forward and statsd_health (the StatsD forwarding proxy, which the StatsD input process
+runs: bucky.daemon.statsd). Every
 cache of computed answers here (paths, destination masks, InfluxDB prefixes) is
 bucky.cache.TwoGenerationCache.
 """

@@ -71,7 +71,8 @@ class GraphiteConnection:
     """One carbon: connect, back off, buffer, write. Encoded chunks in; never blocks.
 
     `label` names the destination in self-metrics and status (`host_port_instance`); `name`
-    prefixes its log messages.
+    prefixes its log messages: the destination as configured (`host:port[:instance]`), never the
+    output's name, which the process name in every log line already gives ("bucky: graphite").
     """
 
     def __init__(
@@ -81,7 +82,7 @@ class GraphiteConnection:
         port: int,
         *,
         label: str,
-        name: str = "graphite",
+        name: str = "",
         clock: Callable[[], float] = time.monotonic,
         connect_timeout: float = CONNECT_TIMEOUT,
         buffer: _ChunkBuffer | None = None,
@@ -89,7 +90,7 @@ class GraphiteConnection:
         self.host = host.strip("[]")
         self.port = int(port)
         self.label = label
-        self.name = name
+        self.name = name or format_address(self.host, self.port)
         self.counters: Counter[str] = Counter()
         self._clock = clock
         self._connect_timeout = connect_timeout
@@ -231,7 +232,7 @@ class GraphiteConnection:
                     self._connected(now)
                     return
                 if err not in _IN_PROGRESS:
-                    self._last_error = f"{self._peer}: {errno.errorcode.get(err, err)}"
+                    self._last_error = self._peer_note("{}: ") + errno.errorcode.get(err, str(err))
                     self._close_socket()
                     continue
             if wait_writable(self._sock, 0):
@@ -239,11 +240,11 @@ class GraphiteConnection:
                 if err == 0:
                     self._connected(now)
                     return
-                self._last_error = f"{self._peer}: {errno.errorcode.get(err, err)}"
+                self._last_error = self._peer_note("{}: ") + errno.errorcode.get(err, str(err))
                 self._close_socket()
                 continue
             if now >= self._attempt_deadline:
-                self._last_error = f"{self._peer}: connect timed out"
+                self._last_error = self._peer_note("{}: ") + "connect timed out"
                 self._close_socket()
                 self._attempt_failed(now, self._last_error)
             return
@@ -261,13 +262,17 @@ class GraphiteConnection:
         self.counters["connects"] += 1
         self._backoff.connected(now)
         if self._given_up or failed:
-            self._ratelog.warning("up", "%s: connected to %s after %d failed attempts; %d "
-                                  "datapoints buffered", self.name, self._peer, failed,
+            self._ratelog.warning("up", "%s: connected%s after %d failed attempts; %d "
+                                  "datapoints buffered", self.name, self._peer_note(), failed,
                                   self.pending())
         else:
-            log.info("%s: connected to %s", self.name, self._peer)
+            log.info("%s: connected%s", self.name, self._peer_note())
         self._given_up = False
         self._exhausted = False
+
+    def _peer_note(self, template: str = " to {}") -> str:
+        """The address connected to (` to 10.0.0.5:2003`), unless the name already says it."""
+        return "" if self._peer in self.name else template.format(self._peer)
 
     def _attempt_failed(self, now: float, reason: str) -> None:
         self._close_socket()
@@ -286,7 +291,7 @@ class GraphiteConnection:
             self._buffer.push_head(self._inflight_data, self._inflight_points)
             self._clear_inflight()
         exhausted = self._backoff.disconnected(now)
-        self._report_down(f"connection to {self._peer} lost: {reason}", exhausted)
+        self._report_down(f"connection{self._peer_note()} lost: {reason}", exhausted)
 
     def _report_down(self, reason: str, exhausted: bool) -> None:
         attempts = self._backoff.attempts
@@ -294,17 +299,18 @@ class GraphiteConnection:
         if exhausted:
             self._exhausted = True
         if exhausted and self._buffer.durable:
-            self._ratelog.warning("down", "%s: %s unreachable after %d attempts (%s); the disk "
-                                  "spool keeps the data; retrying in %.1f s", self.name,
-                                  format_address(self.host, self.port), attempts, reason, wait)
+            # Once an outage, and never through the rate limiter of the retry warnings: an
+            # operator must see that the reconnect plan is used up.
+            log.warning("%s: unreachable after %d attempts (%s); its reconnect plan is used up; "
+                        "the disk spool keeps the data; retrying in %.1f s", self.name,
+                        attempts, reason, wait)
         elif exhausted:
             dropped = self._buffer.clear()
             self.counters["dropped.reconnects_exhausted"] += dropped
             self._given_up = True
-            log.error("%s: %s unreachable after %d attempts (%s); dropped %d buffered "
+            log.error("%s: unreachable after %d attempts (%s); dropped %d buffered "
                       "datapoints; new data is dropped until a connection succeeds; retrying "
-                      "every %.1f s", self.name, format_address(self.host, self.port), attempts,
-                      reason, dropped, wait)
+                      "every %.1f s", self.name, attempts, reason, dropped, wait)
         elif attempts <= 1:
             log.warning("%s: %s; buffering up to %d datapoints, retrying in %.1f s",
                         self.name, reason, self._buffer.max_points, wait)

@@ -50,8 +50,8 @@ class CustomClientAdapter(OutputClient):
             except Exception as exc:
                 self._backoff.failure(now)
                 self.counters["errors.init"] += 1
-                self._ratelog.error("init", "%s: %s(cfg, None) failed: %r; retrying in %.0f s",
-                                    self.name, self._cls.__name__, exc,
+                self._ratelog.error("init", "%s(cfg, None) failed: %r; retrying in %.0f s",
+                                    self._cls.__name__, exc,
                                     self._backoff.current_delay())
         return self._instance
 
@@ -73,8 +73,8 @@ class CustomClientAdapter(OutputClient):
         self.counters["sent"] += len(samples) - errors
         if errors:
             self.counters["errors"] += errors
-            self._ratelog.error("send", "%s: send() failed for %d of %d samples, last: %r",
-                                self.name, errors, len(samples), error)
+            self._ratelog.error("send", "send() failed for %d of %d samples, last: %r",
+                                errors, len(samples), error)
 
     def notify(self, notification: Any) -> None:
         client = self._client(self._clock())
@@ -86,7 +86,7 @@ class CustomClientAdapter(OutputClient):
             self.counters["notifications"] += 1
         except Exception as exc:
             self.counters["errors"] += 1
-            self._ratelog.error("notify", "%s: notify() failed: %r", self.name, exc)
+            self._ratelog.error("notify", "notify() failed: %r", exc)
 
     def poll(self, now: float) -> float:
         client = self._client(now)
@@ -98,7 +98,7 @@ class CustomClientAdapter(OutputClient):
                 client.tick()
             except Exception as exc:
                 self.counters["errors"] += 1
-                self._ratelog.error("tick", "%s: tick() failed: %r", self.name, exc)
+                self._ratelog.error("tick", "tick() failed: %r", exc)
         return max(0.0, self._next_tick - now)
 
     def close(self) -> None:
@@ -107,6 +107,6 @@ class CustomClientAdapter(OutputClient):
             try:
                 client.close()
             except Exception as exc:
-                log.error("%s: close() failed: %r", self.name, exc)
+                log.error("close() failed: %r", exc)
 
 

@@ -45,7 +45,7 @@ class DebugClient(OutputClient):
             out.flush()
         except (OSError, ValueError) as exc:  # closed or broken stdout: count, never die
             self.counters["errors"] += 1
-            self._ratelog.error("write", "debug: cannot write to stdout: %s", exc)
+            self._ratelog.error("write", "cannot write to stdout: %s", exc)
             return
         self.counters["sent"] += len(samples) - skipped
         if skipped:

@@ -117,7 +117,7 @@ class GraphiteClient(OutputClient):
         self.connections = [
             GraphiteConnection(cfg, dest.host, dest.port, label=dest.label, clock=clock,
                                connect_timeout=connect_timeout,
-                               name=f"{self.name} {dest}" if self._labelled else self.name,
+                               name=str(dest),
                                buffer=self._buffer_for(cfg, dest.label, clock))
             for dest in router.destinations
         ]
@@ -277,7 +277,7 @@ class GraphiteClient(OutputClient):
                 spool.close()
                 self._orphans.pop(0)
                 _remove_spool_dir(spool.directory)
-                log.info("%s: re-routed the spool of removed destination %s", self.name,
+                log.info("re-routed the spool of removed destination %s",
                          os.path.basename(spool.directory))
                 continue
             budget -= 1
@@ -286,8 +286,8 @@ class GraphiteClient(OutputClient):
                 decoded = decode_record(data)
             except (DecodeError, ValueError) as exc:
                 self._own["dropped.spool_corrupt"] += points
-                log.error("%s: a record in %s cannot be decoded (%s); dropped %d datapoints",
-                          self.name, spool.directory, exc, points)
+                log.error("a record in %s cannot be decoded (%s); dropped %d datapoints",
+                          spool.directory, exc, points)
                 spool.ack()
                 continue
             suffix = self.path_suffix
@@ -315,18 +315,17 @@ class GraphiteClient(OutputClient):
         """Open a removed destination's spool for re-routing; False while another holds it."""
         entry = os.path.basename(path)
         spool = Spool(path, max(self._spool_max, 1 << 20), clock=self._clock,
-                      name=f"{self.name} (removed destination {entry})")
+                      name=f"removed destination {entry}")
         spool.counters = self._own
         try:
             if not spool.open():
                 return False
         except SpoolUnavailable as exc:
-            log.error("%s: cannot re-route the spool in %s: %s", self.name, path, exc)
+            log.error("cannot re-route the spool in %s: %s", path, exc)
             return True
         if spool.points:
-            log.warning("%s: %s is the spool of a destination no longer configured: re-routing "
-                        "its %d datapoints through the current destinations", self.name, path,
-                        spool.points)
+            log.warning("%s is the spool of a destination no longer configured: re-routing "
+                        "its %d datapoints through the current destinations", path, spool.points)
         self._orphans.append(spool)  # type: ignore[union-attr]
         return True
 
@@ -346,8 +345,8 @@ class GraphiteClient(OutputClient):
     def _invalid(self, count: int) -> None:
         if count:
             self._own["dropped.invalid"] += count
-            self._ratelog.warning("invalid", "%s: dropped %d samples with a name, value or "
-                                  "timestamp that cannot be written", self.name, count)
+            self._ratelog.warning("invalid", "dropped %d samples with a name, value or "
+                                  "timestamp that cannot be written", count)
 
     def _refused(self, conns: list[GraphiteConnection], count: int) -> bool:
         """True (and counted) when none of `conns` takes data: no point encoding it."""

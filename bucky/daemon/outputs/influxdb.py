@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 import logging
-import socket
 import time
-from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bucky.cache import TwoGenerationCache
 from bucky.daemon.outputs.base import BUSY_POLL, IDLE_POLL, OutputClient
-from bucky.daemon.outputs.resolver import Resolver
+from bucky.daemon.outputs.udp import Delivery, UdpDestination, UdpSender
 from bucky.errors import ConfigError
 from bucky.protocol.influxdb import influx_prefix, influx_timestamp_ns, pack_lines
 from bucky.ratelog import RateLimitedLog
@@ -54,17 +52,6 @@ def _prefix_of(key: tuple) -> str:
     return influx_prefix(*key)
 
 
-class _UdpDestination:
-    def __init__(self, host: str, port: int) -> None:
-        self.host = host
-        self.port = port
-        self.resolver = Resolver(host, port, socket.SOCK_DGRAM)
-        self.address: tuple | None = None
-        self.family = socket.AF_INET
-        self.resolved_at = float("-inf")
-        self.waiting: deque[bytes] = deque(maxlen=INFLUX_UNRESOLVED_QUEUE)
-
-
 class InfluxDBClient(OutputClient):
     """Bucky 2's InfluxDB output: UDP line protocol `name,host=h value=v ts_ns` to every host.
 
@@ -82,10 +69,11 @@ class InfluxDBClient(OutputClient):
         self._clock = clock
         self._max_datagram = max_datagram
         self._destinations = [
-            _UdpDestination(*parse_host_port(h, INFLUX_DEFAULT_PORT)) for h in cfg.influxdb_hosts
+            UdpDestination(*parse_host_port(h, INFLUX_DEFAULT_PORT), INFLUX_RESOLVE_EVERY,
+                           INFLUX_UNRESOLVED_QUEUE) for h in cfg.influxdb_hosts
         ]
         self._prefixes: TwoGenerationCache[tuple, str] = TwoGenerationCache(_prefix_of)
-        self._sockets: dict[int, socket.socket] = {}
+        self._udp = UdpSender()
         self._ratelog = RateLimitedLog(log, 60.0, clock)
 
     def _lines(self, samples: list[tuple]) -> list[str]:
@@ -113,22 +101,12 @@ class InfluxDBClient(OutputClient):
             return
         datagrams = pack_lines(lines, self._max_datagram)
         for dest in self._destinations:
-            self._refresh(dest, now)
-            if dest.address is None:
-                dropped = max(0, len(dest.waiting) + len(datagrams) - INFLUX_UNRESOLVED_QUEUE)
-                self.counters["dropped.unresolved_datagrams"] += dropped
-                dest.waiting.extend(datagrams)
-                continue
-            self._transmit(dest, datagrams)
+            self._count(dest, self._udp.send(dest, datagrams, now))
         self.counters["sent"] += len(lines)
 
     def poll(self, now: float) -> float:
         for dest in self._destinations:
-            self._refresh(dest, now)
-            if dest.address is not None and dest.waiting:
-                waiting = list(dest.waiting)
-                dest.waiting.clear()
-                self._transmit(dest, waiting)
+            self._count(dest, self._udp.poll(dest, now))
         if any(d.address is None for d in self._destinations):
             return BUSY_POLL * 10
         return IDLE_POLL
@@ -136,49 +114,26 @@ class InfluxDBClient(OutputClient):
     def pending(self) -> int:
         return 0  # datagrams are not counted in datapoints; UDP keeps no backlog worth waiting on
 
-    def _refresh(self, dest: _UdpDestination, now: float) -> None:
-        if dest.address is not None and now - dest.resolved_at < INFLUX_RESOLVE_EVERY:
-            return
-        try:
-            infos = dest.resolver.lookup()
-        except OSError as exc:
-            self.counters["resolve_failures"] += 1
-            self._ratelog.warning("resolve:" + dest.host, "influxdb: %s", exc)
-            dest.resolved_at = now  # keep the old address (if any) until the next interval
-            return
-        if infos:
-            family, _, _, _, address = infos[0]
-            dest.family, dest.address, dest.resolved_at = family, address, now
-
-    def _socket(self, family: int) -> socket.socket:
-        sock = self._sockets.get(family)
-        if sock is None:
-            sock = socket.socket(family, socket.SOCK_DGRAM)
-            sock.setblocking(False)
-            self._sockets[family] = sock
-        return sock
-
-    def _transmit(self, dest: _UdpDestination, datagrams: Sequence[bytes]) -> None:
-        try:
-            sock = self._socket(dest.family)
-        except OSError as exc:
-            self.counters["errors"] += len(datagrams)
-            self._ratelog.error("socket", "influxdb: cannot open a UDP socket: %s", exc)
-            return
-        for data in datagrams:
-            try:
-                sock.sendto(data, dest.address)
-                self.counters["bytes_sent"] += len(data)
-            except (BlockingIOError, InterruptedError):
-                self.counters["dropped.socket_full"] += 1
-            except OSError as exc:
-                self.counters["errors"] += 1
-                self._ratelog.warning("send:" + dest.host, "influxdb: sending to %s:%d: %s",
-                                      dest.host, dest.port, exc)
+    def _count(self, dest: UdpDestination, result: Delivery) -> None:
+        counters = self.counters
+        if result.resolve_error is not None:
+            counters["resolve_failures"] += 1
+            self._ratelog.warning("resolve:" + dest.host, "%s", result.resolve_error)
+        if result.sent:
+            counters["bytes_sent"] += sum(map(len, result.sent))
+        if result.displaced:
+            counters["dropped.unresolved_datagrams"] += result.displaced
+        if result.full:
+            counters["dropped.socket_full"] += result.full
+        if result.failed:
+            counters["errors"] += result.failed
+            if result.no_socket:
+                self._ratelog.error("socket", "cannot open a UDP socket: %s", result.error)
+            else:
+                self._ratelog.warning("send:" + dest.host, "sending to %s:%d: %s",
+                                      dest.host, dest.port, result.error)
 
     def close(self) -> None:
-        for sock in self._sockets.values():
-            sock.close()
-        self._sockets.clear()
+        self._udp.close()
 
 

@@ -37,8 +37,11 @@ async function refreshStatus() {
   try {
     const [health, status] = await Promise.all([getJSON("/health"), getJSON("/api/status")]);
     const badge = document.getElementById("health");
-    badge.textContent = health.status === 200 ? "healthy" : "unhealthy: " + health.body.reasons.join("; ");
-    badge.className = "badge " + (health.status === 200 ? "ok" : "bad");
+    // ok, degraded (an operator is needed, nothing is lost) or failing (data is being lost)
+    const state = health.body.status;
+    const reasons = health.body.reasons || [];
+    badge.textContent = state + (reasons.length ? ": " + reasons.join("; ") : "");
+    badge.className = "badge " + ({ok: "ok", degraded: "warn"}[state] || "bad");
     const s = status.body;
     document.getElementById("updated").textContent = "updated " + fmtTime(s.time);
     document.getElementById("history").textContent = s.history_seconds;

@@ -2,7 +2,8 @@
 
 The status server is not on the data path: an output hands it copies over its own channel
 (non-blocking; a full channel drops the message and counts `dropped.status_messages`), so a slow
-or dead http process never slows an output. Message formats: bucky/http/state.py.
+or dead http process never slows an output. Message kinds: bucky.messages; their formats:
+bucky/http/state.py. The output process's loop (bucky.daemon.output_runner) drives the feed.
 
 The tap: only the first output taps (every output gets the same batches). While fewer than
 TAP_BUDGET samples went to the tap in the current TAP_PERIOD, whole batches are copied; above it,
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bucky.daemon.channels import ChannelWriter
+from bucky.messages import STATUS, TAP
 
 TAP_PERIOD = 0.5  # seconds between tap frames and status snapshots
 TAP_BUDGET = 1000  # samples per TAP_PERIOD (2,000 a second)
@@ -90,7 +92,7 @@ class HttpFeed:
             return
         self._next = now + TAP_PERIOD
         if self._tap:
-            self._put(("tap", self.title, self._tap))
+            self._put((TAP, self.title, self._tap))
             self._tap = []
         self._used = 0
         snapshot = {
@@ -99,7 +101,7 @@ class HttpFeed:
             "counters": dict(self.counters),
             "destinations": destination_status(client),
         }
-        self._put(("status", self.title, snapshot))
+        self._put((STATUS, self.title, snapshot))
 
     def _put(self, msg: object) -> None:
         if not self.writer.put(msg):
