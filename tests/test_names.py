@@ -1,5 +1,7 @@
 from bucky.config import make_config
+from bucky.daemon.outputs.paths import PathCache
 from bucky.names import NameRules
+from bucky.protocol.graphite import WHITESPACE
 
 
 def rules(**kw):
@@ -58,3 +60,11 @@ def test_a_finished_graphite_path_is_left_alone_and_is_no_host():
     assert r.statname("\x00graphite", "x") == "pre.\x00graphite.x.post"
     (back,) = marshal.loads(marshal.dumps([(GRAPHITE_PATH, "a.b", 1, 2)]))
     assert back[0] is GRAPHITE_PATH and r.statname(back[0], back[1]) == "a.b"
+
+
+def test_every_unicode_space_in_any_part_becomes_an_underscore_in_the_graphite_path():
+    """Host, name and configured prefix alike: whatever the input, the Graphite path carries no
+    character str.split() (and so carbon) would split the line on."""
+    for char in sorted(WHITESPACE):
+        paths = PathCache(rules(name_prefix=f"p{char}q", name_postfix=f"x{char}"))
+        assert paths.path(f"h{char}1", f"a{char}b") == "p_q.h_1.a_b.x_", hex(ord(char))

@@ -24,18 +24,17 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from bucky.protocol.graphite import WHITESPACE
+
 Converter = Callable[[dict[str, Any]], Any]
 
 ENTRY_POINT_GROUP = "bucky.collectd.converters"
 DEFAULT_KEY = "_default"
 
 # Characters that must never reach a Graphite path: the C0 controls (NUL, TAB, LF, CR, ...), DEL,
-# the C1 controls, every other character str.isspace() accepts, and ";" (tag separator).
-_UNSAFE = (
-    [*range(0x00, 0x21), 0x7F, *range(0x80, 0xA1), 0x1680, *range(0x2000, 0x200B)]
-    + [0x2028, 0x2029, 0x202F, 0x205F, 0x3000, ord(";")]
-)
-_SANITISE_TABLE = dict.fromkeys(_UNSAFE, "_")
+# the C1 controls, every character str.isspace() accepts, and ";" (tag separator).
+_UNSAFE = {*map(chr, range(0x00, 0x20)), "\x7f", *map(chr, range(0x80, 0xA0)), *WHITESPACE, ";"}
+_SANITISE_TABLE = str.maketrans(dict.fromkeys(_UNSAFE, "_"))
 
 
 def sanitize(text: str) -> str:

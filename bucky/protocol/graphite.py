@@ -29,6 +29,7 @@ from __future__ import annotations
 import io
 import math
 import pickle
+import re
 import reprlib
 import struct
 import sys
@@ -48,12 +49,25 @@ _HEADER = struct.Struct("!L")
 Point = tuple[str, int | float, int | float]  # (path, value, timestamp), as a test or sink sees it
 PicklePoint = tuple[str, tuple[int | float, int | float]]  # (path, (timestamp, value)) on the wire
 
-_WHITESPACE = str.maketrans({c: "_" for c in " \t\n\r\v\f\x00\x1c\x1d\x1e\x1f\x85\u2028\u2029"})
+# Every character str.split() splits on (str.isspace(): ASCII whitespace, the information
+# separators, NEL, no-break and typographic spaces, line and paragraph separators), spelled out
+# so that importing stays cheap; tests/protocol/test_graphite.py checks it against str.isspace()
+# over the whole of Unicode. Carbon 1.x splits its lines with str.split(), so any of these inside
+# a path would split the line there (or, at the end of a line, inject the next one).
+WHITESPACE = frozenset(
+    "\t\n\v\f\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006"
+    "\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+# For str patterns \s is str.isspace(): this matches WHITESPACE and NUL exactly (tested).
+_PATH_UNSAFE = re.compile(r"[\s\x00]")
 
 
 def clean_path(path: str) -> str:
-    """A path safe for the line protocol: whitespace (which would split or inject lines) -> "_"."""
-    return path.translate(_WHITESPACE)
+    """A path safe for the line protocol: whitespace (which would split or inject lines) and NUL
+    -> "_". Every Graphite path of every input passes here once (outputs/paths.py caches it)."""
+    if " " not in path and path.isprintable():  # the usual path; both checks run in C
+        return path  # every WHITESPACE character but " ", and NUL, is unprintable
+    return _PATH_UNSAFE.sub("_", path)
 
 
 def format_value(value: object) -> str | None:
@@ -499,6 +513,7 @@ __all__ = [
     "PicklePoint",
     "Point",
     "ProtocolError",
+    "WHITESPACE",
     "clean_path",
     "decode_pickle_frames",
     "decode_pickle_payload",

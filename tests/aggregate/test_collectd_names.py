@@ -20,6 +20,7 @@ from bucky.aggregate.collectd_names import (
     sanitize,
 )
 from bucky.protocol.collectd_records import DERIVE, GAUGE, ValueList
+from bucky.protocol.graphite import WHITESPACE
 from bucky.protocol.typesdb import DataSet, DataSource
 
 DATASETS = {
@@ -279,6 +280,16 @@ def test_sanitise_covers_every_whitespace_and_control_character():
         if char.isspace() or not char.isprintable() and code < 0xA0:
             assert sanitize(char) == "_", hex(code)
     assert sanitize("ok.name-1_ü") == "ok.name-1_ü"
+
+
+def test_every_unicode_space_from_the_wire_or_a_converter_becomes_an_underscore():
+    table = build_converter_table({"cpu": lambda s: [f"my{s['plugin_instance']}", "x"]}, False)
+    for char in sorted(WHITESPACE):
+        name, host, _, error = run_converter(
+            table, sample("cpu", f"0{char}1", "cpu", "user", host=f"web{char}01"))
+        assert (name, host, error) == ("my0_1.x", "web_01", None), hex(ord(char))
+        assert name_of(build_converter_table(None, False), "nginx", f"a{char}b", "connections",
+                       f"c{char}d") == "nginx.a_b.connections.c_d"
 
 
 @settings(max_examples=200, deadline=None)

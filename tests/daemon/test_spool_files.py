@@ -1,10 +1,13 @@
-"""The on-disk spool: order, acknowledgement, bounds, crash recovery, corruption, full disks."""
+"""The on-disk spool: order, acknowledgement, bounds, crash recovery, corruption, full disks,
+private modes and files planted in its folder."""
 
 from __future__ import annotations
 
 import errno
+import logging
 import os
 import shutil
+import stat
 import subprocess
 import uuid
 
@@ -13,6 +16,7 @@ import pytest
 from bucky.daemon.outputs.spool_files import (
     REC_HEADER_SIZE,
     Spool,
+    SpoolRefused,
     SpoolUnavailable,
     check_directory,
 )
@@ -336,3 +340,161 @@ def test_real_full_tmpfs(tmp_path):
         sp.close()
     finally:
         subprocess.run(["umount", str(mnt)], check=False)
+
+
+# -- private modes, and what an attacker may plant in the folder
+
+
+def mode(path) -> int:
+    return stat.S_IMODE(os.lstat(path).st_mode)
+
+
+def victim(tmp_path, content: bytes = b"precious\n"):
+    path = tmp_path / "victim"
+    path.write_bytes(content)
+    return path
+
+
+def test_a_symlink_planted_as_the_next_segment_is_refused_not_truncated(tmp_path):
+    spool_dir = tmp_path / "spool"
+    target = victim(tmp_path)
+    sp = make(spool_dir, segment_bytes=600)
+    recs = records(3, size=400)  # one record per segment
+    assert sp.append(*recs[0])
+    nxt = spool_dir / f"{sp._next_seq:016d}.seg"
+    os.symlink(target, nxt)
+    for rec in recs[1:]:
+        assert sp.append(*rec)  # the first needs a new segment: the planted name is skipped
+    assert target.read_bytes() == b"precious\n"
+    assert os.path.islink(nxt)
+    assert sp.counters["spool_refused_files"] == 1
+    assert drain(sp) == recs
+
+
+def test_planted_files_found_at_open_are_refused_and_never_read(tmp_path):
+    spool_dir = tmp_path / "spool"
+    target = victim(tmp_path)
+    sp = make(spool_dir)
+    recs = records(2)
+    for rec in recs:
+        sp.append(*rec)
+    sp.close()
+    os.symlink(target, spool_dir / f"{9:016d}.seg")  # would be read and sent to carbon
+    os.mkfifo(spool_dir / f"{10:016d}.seg")  # would block a reader forever
+    os.mkdir(spool_dir / f"{11:016d}.seg")
+    os.unlink(spool_dir / "cursor")
+    os.symlink(target, spool_dir / "cursor")
+    sp = make(spool_dir)
+    assert sp.counters["spool_refused_files"] == 4
+    assert drain(sp) == recs
+    assert sp._next_seq == 12  # a new segment never takes a refused name
+    sp.append(*recs[0])
+    sp.sync()
+    assert target.read_bytes() == b"precious\n"
+    assert not os.path.islink(spool_dir / "cursor") and mode(spool_dir / "cursor") == 0o600
+    assert os.path.islink(spool_dir / f"{9:016d}.seg")  # left for the operator to look at
+
+
+def test_planted_cursor_tmp_and_probe_links_are_not_followed(tmp_path):
+    spool_dir = tmp_path / "spool"
+    target = victim(tmp_path)
+    spool_dir.mkdir(mode=0o700)
+    os.symlink(target, spool_dir / f".probe.{os.getpid()}")
+    os.symlink(target, spool_dir / "cursor.tmp")
+    check_directory(str(spool_dir))
+    sp = make(spool_dir)
+    os.symlink(target, spool_dir / "cursor.tmp")  # planted again after open's clean-up
+    sp.append(b"abc", 1)
+    drain(sp)
+    sp.sync()
+    assert target.read_bytes() == b"precious\n"
+    assert not os.path.lexists(spool_dir / "cursor.tmp")
+    assert os.path.isfile(spool_dir / "cursor") and not os.path.islink(spool_dir / "cursor")
+
+
+def test_a_symlinked_lock_or_destination_folder_is_refused(tmp_path):
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    linked = tmp_path / "linked"
+    os.symlink(elsewhere, linked)
+    sp = Spool(str(linked), 1 << 20)
+    with pytest.raises(SpoolRefused):
+        sp.open()
+    with pytest.raises(SpoolRefused):
+        sp.open()  # retried every second by its owner: counted once
+    assert sp.counters["spool_refused_files"] == 1 and not sp.is_open
+    assert os.listdir(elsewhere) == []
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir(mode=0o700)
+    target = victim(tmp_path)
+    os.symlink(target, spool_dir / "lock")
+    sp = Spool(str(spool_dir), 1 << 20)
+    with pytest.raises(SpoolRefused):
+        sp.open()
+    assert sp.counters["spool_refused_files"] == 1
+    assert target.read_bytes() == b"precious\n"
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_bytes(b"x")
+    with pytest.raises(SpoolRefused):
+        check_directory(str(not_a_folder))
+
+
+def test_folders_0700_and_files_0600_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        spool_dir = tmp_path / "root" / "dest"
+        sp = make(spool_dir, segment_bytes=600)
+        for rec in records(5):
+            sp.append(*rec)
+        sp.sync()
+    finally:
+        os.umask(old)
+    assert mode(tmp_path / "root") == mode(spool_dir) == 0o700
+    names = os.listdir(spool_dir)
+    assert "lock" in names and "cursor" in names and len(segments(spool_dir)) > 1
+    assert {name: mode(spool_dir / name) for name in names} == {name: 0o600 for name in names}
+
+
+def test_a_folder_and_files_open_to_others_are_narrowed_with_a_warning(tmp_path, caplog):
+    spool_dir = tmp_path / "spool"
+    sp = make(spool_dir)
+    recs = records(2)
+    for rec in recs:
+        sp.append(*rec)
+    sp.close()
+    os.chmod(spool_dir, 0o755)  # as Bucky before 0700 left it
+    for name in os.listdir(spool_dir):
+        os.chmod(spool_dir / name, 0o644)
+    with caplog.at_level(logging.WARNING):
+        sp = make(spool_dir)
+    assert "narrowed to 0700" in caplog.text
+    assert mode(spool_dir) == 0o700
+    assert drain(sp) == recs
+    assert mode(spool_dir / "lock") == mode(spool_dir / "cursor") == 0o600
+
+
+def test_a_folder_that_cannot_be_narrowed_is_refused(tmp_path, monkeypatch):
+    spool_dir = tmp_path / "spool"
+    spool_dir.mkdir()
+    os.chmod(spool_dir, 0o777)
+
+    def not_the_owner(fd, mode):
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "fchmod", not_the_owner)
+    sp = Spool(str(spool_dir), 1 << 20)
+    with pytest.raises(SpoolRefused, match="cannot be narrowed"):
+        sp.open()
+    assert sp.counters["spool_refused_files"] == 1
+
+
+def test_the_operators_root_is_followed_and_keeps_its_mode(tmp_path):
+    real = tmp_path / "disk"
+    real.mkdir()
+    os.chmod(real, 0o750)
+    root = tmp_path / "root"
+    os.symlink(real, root)
+    check_directory(str(root), private=False)
+    assert mode(real) == 0o750
+    check_directory(str(root / "dest"))
+    assert mode(real / "dest") == 0o700

@@ -297,7 +297,7 @@ def test_a_full_disk_at_start_is_not_a_config_error(tmp_path, monkeypatch):
     from bucky.daemon.outputs import spooled_buffer as module
     from bucky.daemon.outputs.spool_files import SpoolUnavailable
 
-    def full(path):
+    def full(path, private=True):
         raise SpoolUnavailable(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(module, "check_directory", full)

@@ -13,9 +13,11 @@ from collections import Counter
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from bucky.config import make_config
+from bucky.daemon.outputs.paths import PathCache
 from bucky.inputs.carbon import MAX_LINE_LENGTH, CarbonInput
 from bucky.names import NameRules
-from bucky.protocol.graphite import encode_pickle
+from bucky.protocol.graphite import WHITESPACE, encode_pickle
 from bucky.sample import GRAPHITE_PATH
 
 NOW = 1_700_000_000.0
@@ -82,6 +84,21 @@ def test_paths_pass_the_name_rules_unchanged() -> None:
     assert [rules.statname(h, n) for h, n, _, _ in sink.samples] == [
         "servers.web.web.cpu", "a..b;tag=v"]
     assert rules.statname(None, "servers.web.web.cpu") == "pre.servers.web.cpu.post"
+
+
+def test_unicode_spaces_split_a_line_as_in_carbon_and_become_underscores_from_pickle() -> None:
+    """Carbon 1.x splits a line with str.split(): a U+00A0 (or any str.isspace() character)
+    inside a plaintext path splits it there (the line has too many fields and is refused, as
+    carbon refuses it). A pickled path may hold any of them: it reaches Graphite with "_"."""
+    paths = PathCache(NameRules.from_config(make_config()))
+    for char in sorted(WHITESPACE - {"\n"}):
+        carbon, sink = make()
+        line = carbon.open_stream("line", ADDR)
+        assert line.feed(f"a{char}b 1 1699999990\n".encode(), NOW)
+        assert sink.samples == [] and carbon.counters["bad_lines.fields"] == 1, hex(ord(char))
+        stream = carbon.open_stream("pickle", ADDR)
+        assert stream.feed(frame([(f"a{char}b.c{char}", (1699999990, 1))]), NOW)
+        assert [paths.path(host, name) for host, name, _, _ in sink.samples] == ["a_b.c_"]
 
 
 def test_tcp_line_stream_frames_lines_across_reads() -> None:

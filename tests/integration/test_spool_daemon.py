@@ -2,17 +2,25 @@
 
 (a) a carbon-cache outage under >= 50,000 collectd values/s with graphite_buffer_size = 20,000:
 afterwards every (name, timestamp) sent is in whisper with its value; RSS stays bounded.
-(b) the same with a SIGKILL of the whole daemon mid-outage and a restart.
+What carbon-cache had not read when it stopped (TCP's buffers, measured) or had not written yet
+(up to a second of load) may be missing of what was sent in the second before the outage; what
+was sent earlier is all there, and everything sent during the outage goes through the spool.
+(b) the same with a SIGKILL of the whole daemon mid-outage and a restart. Every point is accounted
+for: sent before the kill, all in whisper but at most what README.rst allows lost (two sync
+intervals of load plus 0.2 s of batches), plus what the kernel still queued for the killed daemon,
+all of them among the newest; sent after the new daemon bound its socket: all in whisper; sent
+while no daemon had the port open: never accepted, so not checked (counted in the output).
 (c) a SIGHUP switching plaintext -> pickle (another port, so another destination) mid-outage.
 (d) the spool on a 256 KiB tmpfs that fills: the daemon lives, every point is delivered or counted.
 (e) truncated and bit-flipped segments at start: the good records are sent, the bad ones counted.
 
 The load: 2,000 gauges `spoolhost.sp.gauge.v<i>` (value i) per round, 25 rounds per second, each
 round with its own timestamp (T0 + round), so whisper (1 s resolution) keeps every point apart.
-The outage lasts BUCKY_SPOOL_OUTAGE seconds (default 20; the issue's 60 s with
-BUCKY_SPOOL_OUTAGE=60): the replay into one carbon-cache on this shared 2-core machine is what
-makes it slow. Datagrams the kernel dropped before Bucky read them (visible in /proc/net/udp)
-were never accepted; the checks allow for exactly those.
+Every case asserts the offered rate (>= 50,000 values/s over the outage). The outage lasts
+BUCKY_SPOOL_OUTAGE seconds: in CI (BUCKY_REQUIRE_PEERS=1 or CI=true) README.rst's 60 s, and a
+shorter setting fails there; locally 20 s by default (the replay into one carbon-cache on a
+shared 2-core machine is what makes it slow). Datagrams the kernel dropped before Bucky read
+them (visible in /proc/net/udp) were never accepted; the checks allow for exactly those.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ import pytest
 from buckyproc import Bucky, process_tree
 from carboncache import CarbonCache
 from fakecarbon import FakeCarbon
+from peers import in_ci
 
 from bucky.daemon.outputs.spool_files import REC_HEADER_SIZE, Spool
 from bucky.protocol.collectd import encode
@@ -40,8 +49,12 @@ from bucky.protocol.collectd_records import GAUGE, ValueList
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAMES = 2000
-RATE = 50_000
-OUTAGE = float(os.environ.get("BUCKY_SPOOL_OUTAGE", "20"))
+RATE = 50_000  # README.rst, "Carbon outages: the disk spool"
+README_OUTAGE = 60.0  # the outage CI proves
+OUTAGE = float(os.environ.get("BUCKY_SPOOL_OUTAGE", README_OUTAGE if in_ci() else 20))
+SYNC_INTERVAL = 1.0  # graphite_spool_sync_interval of these runs
+BATCH_SECONDS = 0.2  # what the processes in front of the output hold at most (README.rst)
+CARBON_STOP_LOSS = 1.0  # seconds of load a stopping carbon-cache may have received, never written
 TEMPLATE_TIME = 1_000_000_000
 _TIME_PART = b"\x00\x08\x00\x0c"
 
@@ -64,7 +77,8 @@ class Load:
         self.template = encode(records, max_size=1452)
         self.old = _TIME_PART + _hr(TEMPLATE_TIME)
         assert all(g.count(self.old) == 1 for g in self.template)
-        self.sent_at: list[float] = []  # monotonic time each round went out
+        self.started_at: list[float] = []  # monotonic time each round's first datagram went out
+        self.sent_at: list[float] = []  # ... and its last
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -91,6 +105,7 @@ class Load:
             if now < due:
                 time.sleep(due - now)
             new = _TIME_PART + _hr(self.t0 + k)
+            self.started_at.append(time.monotonic())
             for gram in self.template:
                 sock.sendto(gram.replace(self.old, new), dest)
             self.sent_at.append(time.monotonic())
@@ -98,19 +113,90 @@ class Load:
         sock.close()
 
     def rounds_sent_between(self, begin: float, end: float) -> list[int]:
-        return [k for k, at in enumerate(self.sent_at) if begin <= at <= end]
+        """Rounds wholly sent within [begin, end]."""
+        return [k for k, at in enumerate(self.sent_at)
+                if begin <= self.started_at[k] and at <= end]
+
+
+def _udp_sockets(port: int) -> list[list[str]]:
+    with open("/proc/net/udp") as f:
+        next(f)
+        return [fields for fields in map(str.split, f)
+                if int(fields[1].split(":")[1], 16) == port]
 
 
 def udp_drops(port: int) -> int:
     """Datagrams the kernel dropped on the UDP socket(s) bound to `port` (all of them)."""
-    total = 0
-    with open("/proc/net/udp") as f:
-        next(f)
-        for line in f:
-            fields = line.split()
-            if int(fields[1].split(":")[1], 16) == port:
-                total += int(fields[-1])
-    return total
+    return sum(int(fields[-1]) for fields in _udp_sockets(port))
+
+
+def udp_queued_bytes(port: int) -> int:
+    """Bytes the kernel holds in the receive queue(s) of `port` (memory charged: >= payload)."""
+    return sum(int(fields[4].split(":")[1], 16) for fields in _udp_sockets(port))
+
+
+class TcpInFlight:
+    """The most bytes TCP held at once, in both directions, on connections to `port` (the sender's
+    send queue plus the receiver's unread queue), while the watch runs: what a receiver that goes
+    away can lose without the sender knowing."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.most = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _queued(self) -> int:
+        total = 0
+        for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+            try:
+                with open(table) as f:
+                    next(f)
+                    for fields in map(str.split, f):
+                        ports = {int(fields[1].rsplit(":", 1)[1], 16),
+                                 int(fields[2].rsplit(":", 1)[1], 16)}
+                        if self.port in ports and fields[3] != "0A":  # not the listener
+                            tx, rx = fields[4].split(":")
+                            total += int(tx, 16) + int(rx, 16)
+            except OSError:
+                continue
+        return total
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.most = max(self.most, self._queued())
+            time.sleep(0.002)
+
+    def stop(self) -> int:
+        self._stop.set()
+        self._thread.join(5)
+        return self.most
+
+
+class BindWatch:
+    """Records when a new UDP socket on `port` appears (the restarted daemon binding it): one
+    whose inode is not among those bound when the watch started (the killed daemon's may linger
+    until its last process is gone)."""
+
+    def __init__(self, port: int) -> None:
+        self.port = port
+        self.old = {fields[9] for fields in _udp_sockets(port)}
+        self.bound_at: float | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        deadline = time.monotonic() + 60
+        while self.bound_at is None and time.monotonic() < deadline:
+            if {fields[9] for fields in _udp_sockets(self.port)} - self.old:
+                self.bound_at = time.monotonic()
+            time.sleep(0.002)
+
+    def wait(self) -> float:
+        self._thread.join(61)
+        assert self.bound_at is not None, "the restarted daemon never bound its port"
+        return self.bound_at
 
 
 def tree_rss_mb(pid: int) -> float:
@@ -143,6 +229,35 @@ def missing_points(carbon: CarbonCache, load: Load, rounds: list[int]) -> tuple[
     return missing, wrong
 
 
+def missing_by_round(carbon: CarbonCache, load: Load, rounds: list[int]) -> dict[int, int]:
+    """{round: points missing} for the rounds with any missing (for a failure's message)."""
+    if not rounds:
+        return {}
+    lo, hi = load.t0 + min(rounds), load.t0 + max(rounds)
+    missing: dict[int, int] = {}
+    for i in range(load.names):
+        stored = dict(carbon.fetch(f"spoolhost.sp.gauge.v{i}", lo - 1, hi + 1))
+        for k in rounds:
+            if load.t0 + k not in stored:
+                missing[k] = missing.get(k, 0) + 1
+    return missing
+
+
+def where_missing(carbon: CarbonCache, load: Load, rounds: list[int], zero: float) -> str:
+    """Runs of rounds with missing points: 'rounds a-b (sent at s1..s2 s): n points', times
+    relative to `zero` (the kill)."""
+    per_round = missing_by_round(carbon, load, rounds)
+    runs: list[list[int]] = []
+    for k in sorted(per_round):
+        if runs and k == runs[-1][1] + 1:
+            runs[-1][1] = k
+        else:
+            runs.append([k, k])
+    return "; ".join(
+        f"rounds {a}-{b} (sent {load.started_at[a] - zero:+.2f}..{load.sent_at[b] - zero:+.2f} s):"
+        f" {sum(per_round[k] for k in range(a, b + 1))} points" for a, b in runs[:12])
+
+
 def wait_complete(carbon: CarbonCache, load: Load, rounds: list[int], allowed: int,
                   timeout: float) -> tuple[int, int]:
     """Poll whisper until at most `allowed` points of `rounds` are missing, or the deadline."""
@@ -171,14 +286,19 @@ def per_datagram(load: Load) -> int:
 
 
 def run_outage(tmp_path: Path, *, kill: bool = False, reload_pickle: bool = False) -> None:
+    if in_ci() and OUTAGE < README_OUTAGE:
+        pytest.fail(f"BUCKY_SPOOL_OUTAGE={OUTAGE:g}: CI proves README.rst's {README_OUTAGE:g} s")
     carbon = CarbonCache(tmp_path / "carbon").start()
     bucky = Bucky(tmp_path, options(carbon)).start()
     port = bucky.ports["collectd_port"]
     load = Load(port).start()
     try:
         time.sleep(3)
+        in_flight = TcpInFlight(carbon.line_port)
+        stop_sent_at = time.monotonic()
         carbon.stop()
         outage_start = time.monotonic()
+        in_flight_bytes = in_flight.stop()
         peak = 0.0
         killed_at = restarted_at = None
         while time.monotonic() - outage_start < OUTAGE:
@@ -186,12 +306,13 @@ def run_outage(tmp_path: Path, *, kill: bool = False, reload_pickle: bool = Fals
             peak = max(peak, tree_rss_mb(bucky.proc.pid))
             elapsed = time.monotonic() - outage_start
             if kill and killed_at is None and elapsed > OUTAGE / 2:
+                watch = BindWatch(port)
+                queued_at_kill = udp_queued_bytes(port)
                 drops_before_kill = udp_drops(port)
+                killed_at = time.monotonic()  # the SIGKILL goes out now
                 bucky.kill()
-                killed_at = time.monotonic()
                 bucky = Bucky(tmp_path, {**bucky.options}).start()
-                restarted_at = time.monotonic()
-                drops_after_restart = udp_drops(port)
+                restarted_at = watch.wait()
             if reload_pickle and restarted_at is None and elapsed > OUTAGE / 2:
                 bucky.config_path.write_text(
                     bucky.config_path.read_text()
@@ -199,28 +320,75 @@ def run_outage(tmp_path: Path, *, kill: bool = False, reload_pickle: bool = Fals
                 bucky.send_signal(signal.SIGHUP)
                 bucky.wait_stderr(lambda line: "configuration reloaded" in line, 30)
                 restarted_at = time.monotonic()
+        outage_end = time.monotonic()
         carbon.start()
         time.sleep(3)
         load.stop()
         assert bucky.proc.poll() is None, "bucky died"
         drops = udp_drops(port)
-        print(f"outage {OUTAGE:.0f} s, {len(load.sent_at)} rounds, peak RSS {peak:.0f} MB, "
-              f"kernel-dropped datagrams {drops}")
+        outage = outage_end - outage_start
+        in_outage = load.rounds_sent_between(outage_start, outage_end)
+        offered = len(in_outage) * load.names / outage
+        print(f"outage {outage:.1f} s, {len(load.sent_at)} rounds, offered {offered:,.0f} "
+              f"values/s during the outage, peak RSS {peak:.0f} MB, kernel-dropped datagrams "
+              f"{drops}")
+        assert outage >= OUTAGE
+        # README.rst's load, with one round (40 ms) of slack at each end of the outage
+        assert offered >= RATE * (1 - 2 * load.names / RATE / outage), f"{offered:,.0f}/s"
         assert peak < 400, f"RSS {peak:.0f} MB"  # bounded: buffer 20,000 + queues, not the outage
         everything = list(range(len(load.sent_at)))
         allowed = drops * per_datagram(load)
+        # Sent while carbon was up: what TCP still held when carbon-cache stopped is lost without
+        # Bucky knowing (README.rst: "Delivery is at least once"), counted generously: the most
+        # bytes in flight over the shortest line; and carbon-cache itself drops, at its stop, some
+        # of what it received last and had not written yet. Both are the newest points before
+        # the stop: what was sent a second earlier must be complete, and everything sent later
+        # went through the spool.
+        stopping = [k for k in everything if load.sent_at[k] >= stop_sent_at - CARBON_STOP_LOSS
+                    and load.started_at[k] < outage_start]
+        up_bound = (in_flight_bytes // len(f"spoolhost.sp.gauge.v0 0 {load.t0}\n")
+                    + int(RATE * CARBON_STOP_LOSS))
+        while_up = [k for k in everything if load.started_at[k] < outage_start]
         if kill:
             assert killed_at is not None and restarted_at is not None
-            # spooled more than a sync interval before the kill, plus the memory buffer's
-            # 0.4 s and the pipeline's queues: 3 s
-            before = load.rounds_sent_between(0, killed_at - 3.0)
-            after = load.rounds_sent_between(restarted_at + 0.5, time.monotonic())
-            allowed = (drops_before_kill + drops - drops_after_restart) * per_datagram(load)
-            missing, wrong = wait_complete(carbon, load, before + after, allowed, 300)
+            # the old socket's drops, then the new one's
+            allowed = (drops_before_kill + drops) * per_datagram(load)
+            # README.rst: a SIGKILL loses at most one to two sync intervals plus 0.2 s of
+            # batches. Datagrams the kernel still queued for the killed daemon were never read
+            # (its receive queue, counted generously: memory charged over payload bytes). Both
+            # are the newest datagrams before the kill: every older round must be in whisper.
+            queued = queued_at_kill // min(map(len, load.template)) * per_datagram(load)
+            may_lose = RATE * (2 * SYNC_INTERVAL + BATCH_SECONDS) + queued
+            before = [k for k in load.rounds_sent_between(0, killed_at) if k > max(while_up)]
+            newest = before[len(before) - (-(-int(may_lose) // load.names) + 1):]
+            older = before[: len(before) - len(newest)]
+            after = load.rounds_sent_between(restarted_at, time.monotonic())
+            unheard = sorted(set(everything) - set(while_up) - set(before) - set(after))
+            checked = [k for k in while_up if k not in stopping] + older + after
+            missing, wrong = wait_complete(carbon, load, checked, allowed, 300)
+            lost, wrong_newest = missing_points(carbon, load, newest)
+            bound = may_lose + allowed - missing
+            print(f"SIGKILL: {len(newest)} rounds before it lost {lost} points (bound "
+                  f"{bound:.0f}: {queued} queued in the kernel); {len(unheard)} rounds sent while "
+                  f"no daemon had the port ({restarted_at - killed_at:.2f} s); {len(older)} "
+                  f"older and {len(after)} later rounds complete but {missing} points")
+            assert wrong_newest == 0
+            assert lost <= bound, (lost, bound, where_missing(carbon, load, newest, killed_at))
+            assert missing <= allowed, (missing, allowed,
+                                        where_missing(carbon, load, checked, killed_at))
+            allowed -= max(0, lost - may_lose)  # drops that explain the newest rounds' loss
         else:
-            missing, wrong = wait_complete(carbon, load, everything, allowed, 300)
+            checked = [k for k in everything if k not in stopping]
+            missing, wrong = wait_complete(carbon, load, checked, allowed, 300)
         assert wrong == 0
-        assert missing <= allowed, (missing, allowed)
+        assert missing <= allowed, (missing, allowed,
+                                    where_missing(carbon, load, everything, outage_start))
+        lost_up, wrong_up = missing_points(carbon, load, stopping)
+        print(f"carbon stopped: {lost_up} points sent in the second before are missing (bound "
+              f"{up_bound}: {in_flight_bytes} bytes in flight)")
+        assert wrong_up == 0
+        assert lost_up <= up_bound + allowed - missing, (
+            lost_up, up_bound, where_missing(carbon, load, stopping, stop_sent_at))
     finally:
         load.stop()
         bucky.kill()

@@ -17,6 +17,7 @@ from bucky.errors import ProtocolError
 from bucky.protocol.decoded import Decoded
 from bucky.protocol.graphite import (
     MAX_PICKLE_FRAME,
+    WHITESPACE,
     clean_path,
     decode_pickle_frames,
     decode_pickle_payload,
@@ -73,6 +74,21 @@ def test_format_line_truncates_timestamps_to_seconds() -> None:
 def test_clean_path_removes_whitespace_that_would_split_or_inject_lines() -> None:
     assert clean_path("a b\tc\nd.e") == "a_b_c_d.e"
     assert clean_path("servers.web-1.cpu.0") == "servers.web-1.cpu.0"
+
+
+def test_whitespace_is_everything_str_split_splits_on() -> None:
+    assert WHITESPACE == {chr(c) for c in range(0x110000) if chr(c).isspace()}
+    changed = {chr(c) for c in range(0x110000) if clean_path(chr(c)) != chr(c)}
+    assert changed == WHITESPACE | {"\0"}
+    assert {"\xa0", "\u2000", "\u200a", "\u3000", "\u1680", "\u202f", "\u205f"} <= WHITESPACE
+
+
+def test_clean_path_turns_every_unicode_space_into_an_underscore() -> None:
+    for char in sorted(WHITESPACE | {"\0"}):
+        assert clean_path(f"a{char}b.c{char}") == "a_b.c_", hex(ord(char))
+        line = format_plaintext([(f"a{char}b", 1, 10)])
+        assert line == b"a_b 1 10\n" and len(line.decode().split()) == 3
+    assert clean_path("caf\u00e9.\u00fcber\u200b") == "caf\u00e9.\u00fcber\u200b"  # not spaces
 
 
 def test_format_plaintext_points() -> None:

@@ -13,12 +13,14 @@ from hypothesis import strategies as st
 
 from bucky.errors import DecodeError
 from bucky.protocol.decoded import Decoded
+from bucky.protocol.graphite import WHITESPACE
 from bucky.protocol.statsd import (
     REASONS,
     Kind,
     StatsdEvent,
     StatsdMetric,
     StatsdParser,
+    _RecordCollector,
     make_key,
     parse,
     parse_number,
@@ -213,6 +215,18 @@ def test_sanitize_and_keys() -> None:
     assert make_key("%%", []) is None
     assert split_key("n;a=1;b=2") == ("n", (("a", "1"), ("b", "2")))
     assert split_key("n") == ("n", ())
+
+
+def test_every_unicode_space_in_a_name_becomes_an_underscore_on_both_paths() -> None:
+    for fast in (True, False):
+        parser = StatsdParser(fast_path=fast)
+        for char in sorted(WHITESPACE - {"\n"}):  # "\n" ends the line
+            lines = [f"a{char}b:1|c", f"a{char}b;k=v:2|ms", f"a{char}b:3|g|#k:v{char}w"]
+            collector = _RecordCollector()
+            parser.feed("\n".join(lines), collector)
+            got = [(m.name, m.tags) for m in collector.records]
+            want = [("a_b", ()), ("a_b", (("k", "v"),)), ("a_b", (("k", "v_w"),))]
+            assert got == want, (fast, hex(ord(char)))
 
 
 def test_parse_number_is_strict() -> None:

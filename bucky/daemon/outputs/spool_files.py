@@ -14,6 +14,13 @@ Layout of a spool directory (one per destination):
   Records acknowledged after the last sync are returned again after a crash (at-least-once).
 - `lock`: an flock held while a process owns the spool, so two processes never share one.
 
+Spooled metrics are private and nothing planted in the folder is followed: the folder is created
+0700 (an existing one open to other users is narrowed to 0700, with a warning; one that cannot be
+narrowed is refused), files are created 0600 (`O_EXCL` where the file must be new) and every file
+is opened with `O_NOFOLLOW`. A symbolic link or anything else that is not a regular file where a
+spool file (or the folder) belongs is refused: logged once, counted in `spool_refused_files`,
+never read, written or truncated (a refused folder or lock leaves the spool memory-only).
+
 Writes are plain appends (the page cache survives a crash of the process); fsync runs on a timer
 (`tick`, at most every `sync_interval` seconds), never per write. Segments are deleted once all
 their records were acknowledged. Beyond `max_bytes` whole oldest segments are dropped
@@ -27,6 +34,7 @@ import errno
 import fcntl
 import logging
 import os
+import stat
 import struct
 import time
 import zlib
@@ -48,20 +56,93 @@ DEFAULT_SEGMENT_BYTES = 16 * 1024 * 1024
 RETRY_DELAY = 30.0
 
 
+FOLDER_MODE = 0o700
+FILE_MODE = 0o600
+_NEW_FILE = os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
+
+
 class SpoolUnavailable(OSError):
     """The spool directory cannot be created or written (a config error at start)."""
 
 
-def check_directory(path: str) -> None:
-    """Create `path` if needed and prove it writable; raises SpoolUnavailable with the reason."""
+class SpoolRefused(SpoolUnavailable):
+    """A symbolic link or other non-regular file where a spool file or folder belongs."""
+
+    def __init__(self, path: str, why: str, code: int = errno.EPERM) -> None:
+        super().__init__(code, f"{path}: {why}, refused")
+        self.path = path
+
+
+def check_directory(path: str, *, private: bool = True) -> None:
+    """Create `path` if needed (each missing level 0700) and prove it writable; raises
+    SpoolUnavailable with the reason (SpoolRefused: not a directory, or cannot be made private).
+
+    `private`: the folder holds spool files (a destination's folder): a symbolic link there is
+    refused and a mode open to other users narrowed to 0700. The root above the destinations
+    (`graphite_spool_dir`) is the operator's: followed and left with the mode it has."""
     try:
-        os.makedirs(path, exist_ok=True)
+        _make_folders(path)
+        if private:
+            _make_private(path)
+        elif not os.path.isdir(path):
+            raise SpoolRefused(path, "not a directory", errno.ENOTDIR)
         probe = os.path.join(path, f".probe.{os.getpid()}")
-        with open(probe, "wb") as f:
-            f.write(b"x")
+        _unlink_quietly(probe)  # a leftover of a process with this pid (or something planted)
+        fd = os.open(probe, os.O_WRONLY | _NEW_FILE, FILE_MODE)
+        try:
+            os.write(fd, b"x")
+        finally:
+            os.close(fd)
         os.unlink(probe)
+    except SpoolUnavailable:
+        raise
     except OSError as exc:
         raise SpoolUnavailable(exc.errno or 0, f"{path}: {exc.strerror or exc}") from None
+
+
+def _make_folders(path: str) -> None:
+    """mkdir -p with mode 0700 for every level it creates (os.makedirs gives only the leaf it)."""
+    missing = []
+    head = os.path.abspath(path)
+    while not os.path.lexists(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    for folder in reversed(missing):
+        try:
+            os.mkdir(folder, FOLDER_MODE)
+        except FileExistsError:
+            pass  # made meanwhile by another process
+
+
+def _make_private(path: str) -> None:
+    """Refuse a folder that is a symbolic link or not a folder; narrow a wider mode to 0700."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise SpoolRefused(path, "a symbolic link, not a folder", errno.ELOOP) from None
+        if exc.errno == errno.ENOTDIR:
+            raise SpoolRefused(path, "not a folder", errno.ENOTDIR) from None
+        raise
+    try:
+        mode = stat.S_IMODE(os.fstat(fd).st_mode)
+        if mode & ~FOLDER_MODE:
+            try:
+                os.fchmod(fd, FOLDER_MODE)
+            except OSError as exc:
+                raise SpoolRefused(path, f"mode {mode:04o} is open to other users and cannot be "
+                                         f"narrowed to 0700 ({exc.strerror})") from None
+            log.warning("%s: the spool folder had mode %04o, open to other users: narrowed to "
+                        "0700", path, mode)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)  # a symbolic link is removed itself, its target is never touched
+    except OSError:
+        pass
 
 
 def _seg_name(seq: int) -> str:
@@ -119,6 +200,7 @@ class Spool:
         self._last_sync = clock()
         self._down_until: float | None = None  # memory-only until then (a write error)
         self._lock_fd: int | None = None
+        self._refused: set[str] = set()  # paths refused and logged (once each)
         self.is_open = False
         # the system calls, replaceable by tests that inject faults
         self._os_write: Callable[[int, bytes], int] = os.write
@@ -160,9 +242,14 @@ class Spool:
 
         Raises SpoolUnavailable when the directory cannot be created or locked for a reason other
         than another owner."""
-        check_directory(self.directory)
         try:
-            fd = os.open(os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            check_directory(self.directory)
+            fd = self._open_file(os.path.join(self.directory, "lock"), os.O_RDWR | os.O_CREAT)
+        except SpoolRefused as exc:
+            self._refuse(exc)
+            raise
+        except SpoolUnavailable:
+            raise
         except OSError as exc:
             raise SpoolUnavailable(exc.errno or 0, f"{self.directory}: {exc.strerror}") from None
         try:
@@ -215,12 +302,48 @@ class Spool:
         self._consumed = 0
         self.is_open = False
 
+    def _open_file(self, path: str, flags: int) -> int:
+        """os.open that never follows a symbolic link and opens only a regular file (raises
+        SpoolRefused otherwise); a file created gets 0600, an existing wider one is narrowed."""
+        try:
+            fd = os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK, FILE_MODE)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise SpoolRefused(path, "a symbolic link", errno.ELOOP) from None
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SpoolRefused(path, "not a regular file", errno.EINVAL)
+            if stat.S_IMODE(st.st_mode) & ~FILE_MODE:
+                os.fchmod(fd, FILE_MODE)  # written by an older version (0644)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def _refuse(self, exc: SpoolRefused) -> None:
+        """Count and log a refused path once (the spool retries opening every second)."""
+        if exc.path in self._refused:
+            return
+        self._refused.add(exc.path)
+        self.counters["spool_refused_files"] += 1
+        log.error("%s: %s", self.name, exc.strerror)
+
     def _load_cursor(self) -> tuple[int, int]:
         try:
-            with open(os.path.join(self.directory, "cursor"), "rb") as f:
-                raw = f.read(_CURSOR.size + 1)
+            fd = self._open_file(os.path.join(self.directory, "cursor"), os.O_RDONLY)
+        except SpoolRefused as exc:  # read the segments from their start (at least once)
+            self._refuse(exc)
+            return (0, 0)
         except OSError:
             return (0, 0)
+        try:
+            raw = os.read(fd, _CURSOR.size + 1)
+        except OSError:
+            return (0, 0)
+        finally:
+            os.close(fd)
         if len(raw) != _CURSOR.size:
             return (0, 0)
         seq, offset, crc = _CURSOR.unpack(raw)
@@ -231,7 +354,15 @@ class Spool:
     def _scan(self, seg: _Segment, start: int) -> bool:
         """Sum the good records of a segment left by an earlier process; False: not a segment."""
         try:
-            with open(seg.path, "rb") as f:
+            fd = self._open_file(seg.path, os.O_RDONLY)
+        except SpoolRefused as exc:  # left where it is, for the operator to look at
+            self._refuse(exc)
+            return False
+        except OSError as exc:
+            log.error("%s: cannot read %s: %s; skipped", self.name, seg.path, exc)
+            return False
+        try:
+            with os.fdopen(fd, "rb") as f:
                 data = f.read()
         except OSError as exc:
             log.error("%s: cannot read %s: %s; skipped", self.name, seg.path, exc)
@@ -333,9 +464,7 @@ class Spool:
                 and last.size + need <= max(self.segment_bytes, _SEG_HEADER.size + need)):
             return last
         self._seal()
-        seq = self._next_seq
-        path = os.path.join(self.directory, _seg_name(seq))
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND, 0o644)
+        fd, seq, path = self._new_segment_file()
         seg = _Segment(seq, path)
         self._wfd = fd
         self._next_seq = seq + 1
@@ -346,6 +475,20 @@ class Spool:
         self._write_all(seg, _SEG_HEADER.pack(SEGMENT_MAGIC, VERSION, 0))
         seg.end = seg.size
         return seg
+
+    def _new_segment_file(self) -> tuple[int, int, str]:
+        """Create the next segment file, new (O_EXCL): a name taken meanwhile (a planted file or
+        link) is refused and counted, and skipped for the next number."""
+        for _ in range(3):
+            seq = self._next_seq
+            self._next_seq = seq + 1
+            path = os.path.join(self.directory, _seg_name(seq))
+            try:
+                return os.open(path, os.O_WRONLY | os.O_APPEND | _NEW_FILE, FILE_MODE), seq, path
+            except FileExistsError:
+                self._refuse(SpoolRefused(path, "exists (not written by this spool)",
+                                          errno.EEXIST))
+        raise OSError(errno.EEXIST, "the next segment names are taken")
 
     def _write_all(self, seg: _Segment, blob: bytes) -> None:
         assert self._wfd is not None
@@ -442,7 +585,7 @@ class Spool:
                 continue
             try:
                 if self._rfd is None:
-                    self._rfd = os.open(seg.path, os.O_RDONLY)
+                    self._rfd = self._open_file(seg.path, os.O_RDONLY)
                 data = os.pread(self._rfd, REC_HEADER_SIZE, self._rpos)
                 if len(data) == REC_HEADER_SIZE and data[:2] == _REC_MAGIC:
                     length = _REC_HEAD.unpack_from(data)[1]
@@ -453,6 +596,8 @@ class Spool:
                     data = os.pread(self._rfd, seg.end - self._rpos, self._rpos)
                     kind, points, nxt = self._parse(data, 0)
             except OSError as exc:
+                if isinstance(exc, SpoolRefused):
+                    self._refuse(exc)
                 log.error("%s: reading %s failed: %s; dropped", self.name, seg.path, exc)
                 self.counters["dropped.spool_corrupt"] += seg.points - self._consumed
                 self._consumed = seg.points
@@ -528,7 +673,8 @@ class Spool:
         raw = struct.pack("<QQ", *cursor)
         raw += struct.pack("<I", zlib.crc32(raw))
         try:
-            fd = os.open(path + ".tmp", os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            _unlink_quietly(path + ".tmp")  # a torn save's leftover, or something planted
+            fd = os.open(path + ".tmp", os.O_WRONLY | _NEW_FILE, FILE_MODE)
             try:
                 self._os_write(fd, raw)
                 self._os_fsync(fd)
@@ -540,9 +686,4 @@ class Spool:
             self.counters["spool_errors"] += 1
             log.error("%s: saving the spool cursor failed: %s", self.name, exc)
 
-    @staticmethod
-    def _unlink(path: str) -> None:
-        try:
-            os.unlink(path)
-        except OSError:
-            pass
+    _unlink = staticmethod(_unlink_quietly)

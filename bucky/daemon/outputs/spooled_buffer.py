@@ -278,7 +278,7 @@ def spool_problem(cfg: Config, *, trial: bool = False, handed_over: bool = False
                 f"(or graphite_spool_max_bytes = 0), got {root!r}: {what}")
     try:
         with statedir.trial_directories(root) if trial else contextlib.nullcontext():
-            check_directory(root)
+            check_directory(root, private=False)  # the destinations' folders inside are private
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):  # a full disk is not a wrong setting
             log.error("the spool in %s cannot be written now (%s): memory only until it can",
