@@ -22,6 +22,7 @@ from typing import IO, Any
 
 from bucky.aggregate.collectd_names import DEFAULT_KEY
 from bucky.cache import TwoGenerationCache
+from bucky.config import Config
 from bucky.errors import ConfigError
 from bucky.names import NameRules
 from bucky.protocol.graphite import clean_path, format_line, parse_plaintext_line
@@ -54,7 +55,7 @@ class _ListSink:
         return samples
 
 
-def _placement(cfg: Any) -> tuple[str, Callable[[str], tuple[str, tuple[str, ...]]]]:
+def _placement(cfg: Config) -> tuple[str, Callable[[str], tuple[str, tuple[str, ...]]]]:
     """(description, path -> (path as sent, destination names)) for the Graphite output."""
     if not cfg.graphite_enabled:
         return "off (graphite_enabled = False)", lambda path: (path, ())
@@ -84,7 +85,7 @@ def _placement(cfg: Any) -> tuple[str, Callable[[str], tuple[str, tuple[str, ...
 class Explainer:
     """Samples -> processor -> name rules -> placement, written as text to `emit`."""
 
-    def __init__(self, cfg: Any, emit: Emit) -> None:
+    def __init__(self, cfg: Config, emit: Emit) -> None:
         self.cfg = cfg
         self.emit = emit
         self.rules = NameRules.from_config(cfg)
@@ -143,7 +144,7 @@ class Explainer:
             emit(f"{indent}  graphite: {line.rstrip()}{note} -> {where}")
 
 
-def explain_statsd(cfg: Any, data: bytes, now: float, emit: Emit) -> None:
+def explain_statsd(cfg: Config, data: bytes, now: float, emit: Emit) -> None:
     from bucky.aggregate.statsd import StatsdAggregator, StatsdSettings
 
     explainer = Explainer(cfg, emit)
@@ -166,7 +167,7 @@ def explain_statsd(cfg: Any, data: bytes, now: float, emit: Emit) -> None:
     explainer.samples(samples)
 
 
-def explain_graphite(cfg: Any, data: bytes, now: float, emit: Emit) -> None:
+def explain_graphite(cfg: Config, data: bytes, now: float, emit: Emit) -> None:
     from bucky.errors import DecodeError
     from bucky.inputs.carbon import CarbonInput
 
@@ -205,7 +206,7 @@ def _converter(table: Any, plugin: str) -> str:
     return f"{module}.{name} ({table.sources.get(key, '?')}{', default' if key != plugin else ''})"
 
 
-def explain_collectd(cfg: Any, datagrams: Iterable[bytes], now: float, emit: Emit) -> None:
+def explain_collectd(cfg: Config, datagrams: Iterable[bytes], now: float, emit: Emit) -> None:
     from bucky.inputs.collectd import CollectdInput
     from bucky.protocol.collectd_records import SEVERITY_NAMES, Notification, ValueList
 
@@ -241,7 +242,7 @@ def explain_collectd(cfg: Any, datagrams: Iterable[bytes], now: float, emit: Emi
             explainer.samples(samples, indent="    ")
 
 
-def explain_metricsd(cfg: Any, datagrams: Iterable[tuple[bytes, str]], now: float,
+def explain_metricsd(cfg: Config, datagrams: Iterable[tuple[bytes, str]], now: float,
                      emit: Emit) -> None:
     """MetricsD datagrams (with their senders) through the input, then its final flush."""
     from bucky.inputs.metricsd import MetricsdInput
@@ -262,7 +263,7 @@ def explain_metricsd(cfg: Any, datagrams: Iterable[tuple[bytes, str]], now: floa
     explainer.samples(samples)
 
 
-def explain_capture(cfg: Any, path: str, now: float, emit: Emit) -> None:
+def explain_capture(cfg: Config, path: str, now: float, emit: Emit) -> None:
     """`--pkts FILE`: a `.pkts` capture holds collectd datagrams; from a pcap capture (tcpdump
     -w) the UDP datagrams to the configured collectd, StatsD and MetricsD ports are explained,
     each protocol in turn, and the others are counted."""
@@ -298,7 +299,7 @@ def explain_capture(cfg: Any, path: str, now: float, emit: Emit) -> None:
             explain_metricsd(cfg, found, now, emit)
 
 
-def run(cfg: Any, mode: str, stdin: IO[bytes], out: IO[str], now: float,
+def run(cfg: Config, mode: str, stdin: IO[bytes], out: IO[str], now: float,
         pkts: str | None = None) -> int:
     """The --explain command; returns the exit status."""
     def emit(text: str) -> None:
@@ -314,7 +315,7 @@ def run(cfg: Any, mode: str, stdin: IO[bytes], out: IO[str], now: float,
     return 0
 
 
-def explain_text(cfg: Any, mode: str, data: bytes, now: float, pkts: str | None = None) -> str:
+def explain_text(cfg: Config, mode: str, data: bytes, now: float, pkts: str | None = None) -> str:
     """The --explain output as a string (tests, golden files)."""
     out = io.StringIO()
     run(cfg, mode, io.BytesIO(data), out, now, pkts)

@@ -15,8 +15,8 @@ A Graphite 1.1 tag suffix (`;k=v...`, from StatsD tags) is kept out of the rules
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
 
+from bucky.config import Config
 from bucky.sample import GRAPHITE_PATH
 
 
@@ -48,7 +48,7 @@ class NameRules:
         ]
 
     @classmethod
-    def from_config(cls, cfg: Any) -> NameRules:
+    def from_config(cls, cfg: Config) -> NameRules:
         return cls(
             prefix=cfg.name_prefix,
             prefix_parts=cfg.name_prefix_parts,

@@ -15,7 +15,8 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from typing import Any
+
+from bucky.config import Config
 
 STATE_DIRECTORY = "/var/lib/bucky"  # StateDirectory=bucky: systemd makes it, writable
 SHIPPED_COMMAND = "/usr/local/bin/bucky"
@@ -114,7 +115,7 @@ def running_bucky(argv0: str | None = None, executable: str | None = None) -> li
     return [os.path.abspath(executable), "-m", "bucky"]
 
 
-def writable_folders(cfg: Any) -> list[str]:
+def writable_folders(cfg: Config) -> list[str]:
     """Folders outside the StateDirectory that Bucky writes with this config."""
     from bucky.daemon.outputs.spooled_buffer import spool_root
 
@@ -130,7 +131,7 @@ def writable_folders(cfg: Any) -> list[str]:
     return folders
 
 
-def render(cfg: Any, config_file: str | None, command: list[str]) -> str:
+def render(cfg: Config, config_file: str | None, command: list[str]) -> str:
     """The unit text."""
     config = os.path.abspath(config_file) if config_file else None
     config_arg = f" {_quoted(config)}" if config else ""

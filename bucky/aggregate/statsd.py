@@ -41,11 +41,14 @@ from decimal import Decimal
 from functools import reduce
 from itertools import accumulate, islice, repeat
 from operator import add, mul, sub
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bucky.aggregate.schedule import FlushGrid, stamp
 from bucky.protocol.statsd import Kind, StatsdMetric, StatsdParser, make_key, sanitize
 from bucky.sample import Sample
+
+if TYPE_CHECKING:  # aggregate/ takes plain values; the config object only as a type
+    from bucky.config import Config
 
 TIMER_STATS = ("mean", "upper", "lower", "count", "count_ps", "sum", "sum_squares", "median", "std")
 
@@ -78,7 +81,7 @@ class StatsdSettings:
     histogram: tuple[tuple[str, tuple[float, ...]], ...] = ()
 
     @classmethod
-    def from_config(cls, cfg: Any) -> StatsdSettings:
+    def from_config(cls, cfg: Config) -> StatsdSettings:
         idle = bool(cfg.statsd_delete_idlestats)
         return cls(
             flush_time=float(cfg.statsd_flush_time),

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any
 
+from bucky.config import Config
 from bucky.daemon.channels import Channel
 from bucky.daemon.input_runner import InputRunner
 from bucky.daemon.output_runner import OutputRunner
@@ -35,7 +36,7 @@ class ChildSpec:
     role: str  # "input", "processor", "output" or "http"
     kind: str  # input kind ("statsd", ...), "processor", or the output's name
     title: str  # process title suffix and self-metric process name, e.g. "collectd.1"
-    cfg: Any
+    cfg: Config
     index: int = 0  # which output, for role "output"
     udp: list[socket.socket] = dataclasses.field(default_factory=list)
     # TCP listeners, (stream kind, listener): an input's open_stream(kind), the http server's

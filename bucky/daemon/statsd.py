@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from bucky.config import Config
 from bucky.daemon.outputs.statsd_forward import StatsdProxyInput
 from bucky.inputs.base import InputHandler
 from bucky.inputs.statsd_workers import StatsdMesh, StatsdWorker
 
 
-def mesh_from_spec(cfg: Any, mesh: dict) -> StatsdMesh:
+def mesh_from_spec(cfg: Config, mesh: dict) -> StatsdMesh:
     """The supervisor's {"title": t, "out": {title: Channel}, "in": {title: Channel}} (see
     bucky.daemon.plan.statsd_mesh) -> this worker's StatsdMesh."""
     n = int(cfg.statsd_workers)
@@ -26,7 +27,7 @@ def mesh_from_spec(cfg: Any, mesh: dict) -> StatsdMesh:
     return StatsdMesh(index, n, out, inp)
 
 
-def make_statsd_input(cfg: Any, sink: Any, state: object = None,
+def make_statsd_input(cfg: Config, sink: Any, state: object = None,
                       mesh: StatsdMesh | dict | None = None) -> InputHandler:
     if cfg.statsd_forward:
         return StatsdProxyInput(cfg, sink, state)

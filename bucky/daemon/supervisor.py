@@ -442,7 +442,7 @@ class Supervisor:
 
     # -- the supervisor's self-metrics -------------------------------------------------------------
     @staticmethod
-    def _new_selfmetrics(cfg: Any) -> SelfMetrics:
+    def _new_selfmetrics(cfg: Config) -> SelfMetrics:
         return SelfMetrics("supervisor", cfg.self_metrics_interval, time.time,
                            prefix_from_config(cfg))
 

@@ -41,6 +41,7 @@ from operator import attrgetter
 from typing import Any
 
 from bucky.addresses import format_peer
+from bucky.config import Config
 from bucky.errors import DecodeError, ProtocolError
 from bucky.inputs.base import InputHandler, Sink, Stream
 from bucky.inputs.streams import LineStream
@@ -76,7 +77,7 @@ class CarbonInput(InputHandler):
     max_tcp_connections = MAX_CONNECTIONS
     max_tcp_connections_per_listener = MAX_CONNECTIONS_PER_PORT
 
-    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
+    def __init__(self, cfg: Config, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         if isinstance(state, dict):
             self.counters.update(state.get("counters") or {})

@@ -34,6 +34,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from bucky.aggregate.statsd import StatsdAggregator, StatsdSettings
+from bucky.config import Config
 from bucky.errors import DecodeError
 from bucky.inputs.base import InputHandler, Sink, Stream
 from bucky.inputs.streams import LinesCallback, LineStream
@@ -147,7 +148,7 @@ def _move_aside(path: str) -> str:
 TCP_STREAM = "lines"  # the stream kind of the StatsD TCP listener
 
 
-def tcp_stream(kind: str, on_lines: LinesCallback, cfg: Any, counters: Counter[str]) -> Stream:
+def tcp_stream(kind: str, on_lines: LinesCallback, cfg: Config, counters: Counter[str]) -> Stream:
     """The stream for a StatsD TCP client (every StatsD handler's open_stream)."""
     if kind != TCP_STREAM:
         raise ValueError(f"statsd input: unknown stream kind {kind!r}")
@@ -159,7 +160,7 @@ class StatsdInput(InputHandler):
 
     name = "statsd"
 
-    def __init__(self, cfg: Any, sink: Sink, state: object = None) -> None:
+    def __init__(self, cfg: Config, sink: Sink, state: object = None) -> None:
         self.counters: Counter[str] = Counter()
         self.max_tcp_connections = int(cfg.statsd_tcp_max_connections)
         self._cfg = cfg

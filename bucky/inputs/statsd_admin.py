@@ -23,6 +23,7 @@ from collections import Counter, deque
 from collections.abc import Callable
 from typing import Any
 
+from bucky.config import Config
 from bucky.protocol import statsd_admin as admin
 from bucky.protocol.statsd_route import in_first_seen_order
 
@@ -144,7 +145,7 @@ class AdminStream:
         return False
 
 
-def statsd_options(cfg: Any) -> dict[str, Any]:
+def statsd_options(cfg: Config) -> dict[str, Any]:
     """What `config` prints: the StatsD options in effect."""
     names = sorted(f.name for f in dataclasses.fields(cfg) if f.name.startswith("statsd_"))
     return {name: getattr(cfg, name) for name in names}
@@ -165,7 +166,7 @@ class WorkerAdmin:
     back through `part()`) and answered merged, the keys in the order one process would list
     them (the order their names were first routed, `first_seen`)."""
 
-    def __init__(self, cfg: Any, workers: int, view: Callable[[], Any],
+    def __init__(self, cfg: Config, workers: int, view: Callable[[], Any],
                  last_msg: Callable[[], float], started: float,
                  ask_others: Callable[[int, str, list[str]], None],
                  counters: Counter[str], first_seen: dict[str, int]) -> None:

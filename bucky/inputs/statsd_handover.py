@@ -16,8 +16,8 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable
-from typing import Any
 
+from bucky.config import Config
 from bucky.errors import DecodeError
 from bucky.inputs.statsd import StatsdInput, decode_gauges
 
@@ -27,9 +27,8 @@ MAX_GAUGE_FILES = 64
 _KEYED_FIELDS = ("counters", "timers", "timer_extra", "gauges", "gauge_updated", "sets")
 
 
-def gauge_file(cfg: Any, index: int, workers: int) -> str:
-    """The saved-gauges file of worker `index` of `workers`."""
-    base = cfg.statsd_gauges_savefile
+def gauge_file(base: str, index: int, workers: int) -> str:
+    """The saved-gauges file of worker `index` of `workers` (`base`: statsd_gauges_savefile)."""
     return base if workers <= 1 else f"{base}.w{index + 1}"
 
 
@@ -73,7 +72,7 @@ def adopt_states(local_input: StatsdInput, states: list[dict], index: int, worke
             local_input.counters["errors.state"] += 1
 
 
-def restore_all_gauges(local_input: StatsdInput, cfg: Any, index: int, workers: int,
+def restore_all_gauges(local_input: StatsdInput, cfg: Config, index: int, workers: int,
                        owned: Callable[[str], bool]) -> None:
     """Every gauge file (N = 1's and every worker's), newest update winning, owned keys."""
     base = cfg.statsd_gauges_savefile
@@ -81,7 +80,7 @@ def restore_all_gauges(local_input: StatsdInput, cfg: Any, index: int, workers: 
     merged: dict[str, tuple[float, float | None]] = dict(local_input.restored_gauges or {})
     for name in names:
         path = os.path.join(cfg.directory, name)
-        if name == gauge_file(cfg, index, workers) or not os.path.exists(path):
+        if name == gauge_file(base, index, workers) or not os.path.exists(path):
             continue  # the local input read (or moved aside) its own file
         try:
             with open(path, "rb") as f:

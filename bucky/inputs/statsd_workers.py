@@ -33,6 +33,7 @@ from typing import Any, Protocol
 
 from bucky.aggregate.statsd import StatsdSettings, own_stat_names
 from bucky.aggregate.statsd_merge import StatsMerger
+from bucky.config import Config
 from bucky.inputs.base import InputHandler, Stream
 from bucky.inputs.statsd import StatsdInput, tcp_stream
 from bucky.inputs.statsd_admin import ADMIN_STREAM, AdminStream, WorkerAdmin
@@ -108,7 +109,7 @@ class StatsdWorker(InputHandler):
 
     name = "statsd"
 
-    def __init__(self, cfg: Any, sink: Any, state: object = None, mesh: StatsdMesh | None = None,
+    def __init__(self, cfg: Config, sink: Any, state: object = None, mesh: StatsdMesh | None = None,
                  clock: Callable[[], float] = time.time,
                  mono_clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
@@ -123,7 +124,7 @@ class StatsdWorker(InputHandler):
         local_cfg = dataclasses.replace(
             cfg,
             statsd_max_keys=math.ceil(max_keys / n) if max_keys else 0,
-            statsd_gauges_savefile=gauge_file(cfg, i, n),
+            statsd_gauges_savefile=gauge_file(cfg.statsd_gauges_savefile, i, n),
         )
         states = predecessor_states(state)
         own_names = own_stat_names(StatsdSettings.from_config(local_cfg))

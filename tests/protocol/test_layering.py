@@ -1,6 +1,8 @@
 """bucky.protocol is sans-I/O: its modules import no sockets, clocks, logging, processes or config.
 And the packages above it stay off the daemon: bucky/http and bucky.messages import nothing of
-bucky.daemon (the daemon runs them, not the other way round).
+bucky.daemon (the daemon runs them, not the other way round). bucky/aggregate (state over time)
+imports at run time only errors, sample, protocol and itself: the config object only as a type,
+under `if TYPE_CHECKING:`.
 
 Checked statically (ast) over every module under bucky/protocol/, sub-packages included
 (placement/), whoever wrote it: a module may import the standard library minus the I/O, clock
@@ -175,3 +177,43 @@ def test_inputs_import_nothing_of_the_daemon() -> None:
     inputs_dir = Path(bucky.inputs.__file__).resolve().parent
     assert (inputs_dir / "statsd_workers.py").exists() and (inputs_dir / "carbon.py").exists()
     assert _imports_under(inputs_dir, "bucky.inputs", "bucky.daemon") == {}
+
+
+def runtime_imports(tree: ast.Module, package: str) -> list[str]:
+    """imported_modules, minus what an `if TYPE_CHECKING:` block imports (types only)."""
+    hidden = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and ast.unparse(node.test) in {"TYPE_CHECKING",
+                                                                    "typing.TYPE_CHECKING"}:
+            hidden.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    kept = ast.Module(body=[], type_ignores=[])
+    kept.body = [n for n in ast.walk(tree)
+                 if isinstance(n, ast.Import | ast.ImportFrom) and id(n) not in hidden]
+    return imported_modules(kept, package)
+
+
+AGGREGATE_MAY_IMPORT = ("bucky.errors", "bucky.sample", "bucky.protocol", "bucky.aggregate")
+
+
+def test_aggregate_imports_only_what_is_below_it() -> None:
+    import bucky.aggregate
+
+    aggregate_dir = Path(bucky.aggregate.__file__).resolve().parent
+    found = {}
+    for path in sorted(aggregate_dir.rglob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+        bad = sorted({n for n in runtime_imports(tree, "bucky.aggregate")
+                      if is_under(n, "bucky") and n != "bucky"
+                      and not any(is_under(n, ok) for ok in AGGREGATE_MAY_IMPORT)})
+        if bad:
+            found[path.name] = bad
+    assert (aggregate_dir / "statsd.py").exists() and found == {}
+
+
+def test_the_runtime_checker_skips_type_checking_imports_only() -> None:
+    tree = ast.parse("from typing import TYPE_CHECKING\n"
+                     "import bucky.daemon\n"
+                     "if TYPE_CHECKING:\n    from bucky.config import Config\n"
+                     "def f():\n    from bucky.names import NameRules\n")
+    names = [n for n in runtime_imports(tree, "bucky.aggregate") if is_under(n, "bucky")]
+    assert names == ["bucky.daemon", "bucky.names", "bucky.names.NameRules"]

@@ -22,6 +22,7 @@ from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from bucky.config import Config
 from bucky.daemon.outputs.statsd_health import HealthChecker
 from bucky.daemon.outputs.udp import Delivery, UdpDestination, UdpSender
 from bucky.inputs.base import InputHandler, Stream
@@ -48,7 +49,7 @@ class StatsdProxyInput(InputHandler):
 
     name = "statsd"
 
-    def __init__(self, cfg: Any, sink: Any, state: object = None,
+    def __init__(self, cfg: Config, sink: Any, state: object = None,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self.cfg = cfg
         self.counters: Counter[str] = Counter()
