@@ -36,7 +36,7 @@ from bucky.daemon.runner_loop import (
     queue_bytes,
     stop_deadline,
 )
-from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
+from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sink import BatchSink
 from bucky.daemon.tcp_streams import StreamConnections
 from bucky.inputs.base import InputHandler
@@ -83,8 +83,7 @@ class InputRunner(Runner):
         self.readers = [ch.reader() for ch in spec.in_channels]
         self.handlers = {RECORDS: self._records, NOTIFICATION: self._notification}
         self._delivered: list = []
-        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time,
-                                       prefix_from_config(cfg))
+        self.selfmetrics = SelfMetrics.from_config(spec.title, cfg, time.time)
         self.counters: Counter[str] = Counter()
         self.ratelog = RateLimitedLog(log)
         self.sel = selectors.DefaultSelector()

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from bucky.daemon.http_feed import MAX_PENDING_BYTES, HttpFeed
 from bucky.daemon.runner_loop import LOOP_TIMEOUT, OUTPUT_STOP_SHARE, Flags, Runner, stop_deadline
-from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
+from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.messages import BATCH, NOTIFICATION, SELF_METRICS, self_metrics
 
 if TYPE_CHECKING:
@@ -37,8 +37,7 @@ class OutputRunner(Runner):
         super().__init__(spec, flags)
         self.client = output_factories(spec.cfg)[spec.index].build()
         self.readers = [ch.reader() for ch in spec.in_channels]
-        self.selfmetrics = SelfMetrics(spec.title, spec.cfg.self_metrics_interval, time.time,
-                                       prefix_from_config(spec.cfg))
+        self.selfmetrics = SelfMetrics.from_config(spec.title, spec.cfg, time.time)
         self.counters: Counter[str] = Counter()
         self.feed: HttpFeed | None = None
         if spec.out_channels:  # an output's only way out of the process: the status server

@@ -25,7 +25,7 @@ from bucky.daemon.runner_loop import (
     queue_bytes,
     stop_deadline,
 )
-from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
+from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sink import BatchSink
 from bucky.messages import BATCH, NOTIFICATION, SELF_METRICS, self_metrics_gauges
 from bucky.ratelog import RateLimitedLog
@@ -46,8 +46,7 @@ class ProcessorRunner(Runner):
         qbytes = queue_bytes(cfg)
         self.sink = BatchSink([ch.writer(qbytes) for ch in spec.out_channels],
                               batch_size=BATCH_SIZE, max_age=BATCH_MAX_AGE)
-        self.selfmetrics = SelfMetrics(spec.title, cfg.self_metrics_interval, time.time,
-                                       prefix_from_config(cfg))
+        self.selfmetrics = SelfMetrics.from_config(spec.title, cfg, time.time)
         self.handlers = {BATCH: self._batch, SELF_METRICS: self._self_metrics,
                          NOTIFICATION: self._notification}
 

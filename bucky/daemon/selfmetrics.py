@@ -60,6 +60,11 @@ class SelfMetrics:
         self._grid = FlushGrid(interval) if interval > 0 else None
         self.gauge_names: list[str] = []
 
+    @classmethod
+    def from_config(cls, process: str, cfg: Config, wallclock: Callable[[], float]) -> SelfMetrics:
+        """The self-metrics of `process` as the config sets them (interval, prefix)."""
+        return cls(process, cfg.self_metrics_interval, wallclock, prefix_from_config(cfg))
+
     def due(self, now: float) -> bool:
         """`now` is monotonic time."""
         grid = self._grid

@@ -116,18 +116,24 @@ def as_daemon_user(cfg: Config, check: Callable[[], str | None]) -> str | None:
     return b"".join(chunks).decode(errors="replace") or None
 
 
+def missing_folders(path: str) -> list[str]:
+    """The folders of `path` (itself included) that do not exist yet, outermost first: what a
+    `mkdir -p path` would create."""
+    missing = []
+    head = os.path.abspath(path)
+    while not os.path.lexists(head):
+        missing.append(head)
+        head = os.path.dirname(head)
+    return missing[::-1]
+
+
 @contextlib.contextmanager
 def trial_directories(path: str) -> Iterator[list[str]]:
     """Create `path` and its missing parents (OSError if that fails); yield the folders made;
     remove them again, deepest first, at the end."""
     created: list[str] = []
     try:
-        missing = []
-        head = os.path.abspath(path)
-        while not os.path.lexists(head):
-            missing.append(head)
-            head = os.path.dirname(head)
-        for folder in reversed(missing):
+        for folder in missing_folders(path):
             os.mkdir(folder)
             created.append(folder)
         if not os.path.isdir(path):

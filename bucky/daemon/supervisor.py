@@ -62,7 +62,7 @@ from bucky.daemon.plan import (
     handover_state,
 )
 from bucky.daemon.preflight import preflight
-from bucky.daemon.selfmetrics import SelfMetrics, prefix_from_config
+from bucky.daemon.selfmetrics import SelfMetrics
 from bucky.daemon.sockets import BindError, bind_tcp, bind_udp_workers, report_receive_buffers
 from bucky.errors import BuckyError, ConfigError
 from bucky.messages import PROCS, self_metrics
@@ -443,8 +443,7 @@ class Supervisor:
     # -- the supervisor's self-metrics -------------------------------------------------------------
     @staticmethod
     def _new_selfmetrics(cfg: Config) -> SelfMetrics:
-        return SelfMetrics("supervisor", cfg.self_metrics_interval, time.time,
-                           prefix_from_config(cfg))
+        return SelfMetrics.from_config("supervisor", cfg, time.time)
 
     def _attach_self_channels(self, slots: list[Slot]) -> None:
         """A channel from the supervisor into each output process (one reader each: a new

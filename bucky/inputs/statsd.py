@@ -196,16 +196,9 @@ class StatsdInput(InputHandler):
         return tcp_stream(kind, self.handle_lines, self._cfg, self.counters)
 
     def handle_lines(self, lines: list[bytes], now: float, mono: float | None = None) -> None:
-        """Complete lines from a TCP stream, without re-joining them into a datagram."""
-        if mono is None:
-            mono = now
-        try:
-            agg = self._agg
-            if mono >= agg.next_flush:
-                self._due(now, mono)
-            agg.ingest_lines(lines, now, mono)
-        except Exception:
-            self._internal_error(mono)
+        """Complete lines from a TCP stream: one chunk, counted as one packet."""
+        # Joining then splitting once is ~3x cheaper than decoding line by line.
+        self.handle(b"\n".join(lines), None, now, mono)
 
     def tick(self, now: float, mono: float | None = None) -> None:
         if self._closed:

@@ -128,3 +128,14 @@ def test_self_metrics_keep_their_schedule_across_clock_steps():
     assert len(reports) >= 9 and all(5.0 <= g <= 20.1 for g in gaps), gaps
     assert all(s % 10 == 0 for s in stamps)
     assert all(a != b for a, b in zip(stamps, stamps[1:], strict=False))
+
+
+def test_self_metrics_from_config_take_interval_and_prefix_from_the_config():
+    from bucky.config import make_config
+
+    cfg = make_config(self_metrics_interval=10.0, self_metrics_prefix="relay.eu")
+    sm = SelfMetrics.from_config("collectd.1", cfg, lambda: 1700000000.0)
+    assert sm.collect(0.0, [{"datagrams": 2}]) == [
+        (None, "relay.eu.collectd_1.datagrams", 2, 1700000000)]
+    off = make_config(self_metrics_interval=0)
+    assert not SelfMetrics.from_config("x", off, time.time).due(1e9)

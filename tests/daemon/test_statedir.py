@@ -19,6 +19,15 @@ def test_a_trial_removes_exactly_what_it_made(tmp_path):
     assert sorted(p.name for p in (tmp_path / "kept").iterdir()) == ["mine"]
 
 
+def test_missing_folders_are_what_mkdir_p_would_make_outermost_first(tmp_path):
+    (tmp_path / "kept").mkdir()
+    (tmp_path / "file").write_text("x")
+    assert statedir.missing_folders(str(tmp_path / "kept" / "a" / "b")) == [
+        str(tmp_path / "kept" / "a"), str(tmp_path / "kept" / "a" / "b")]
+    assert statedir.missing_folders(str(tmp_path / "kept")) == []
+    assert statedir.missing_folders(str(tmp_path / "file")) == []  # exists: not a folder to make
+
+
 def test_a_trial_on_a_file_is_not_a_directory(tmp_path):
     (tmp_path / "f").write_text("x")
     with pytest.raises(NotADirectoryError), statedir.trial_directories(str(tmp_path / "f")):

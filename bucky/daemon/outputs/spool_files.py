@@ -41,6 +41,8 @@ import zlib
 from collections import Counter
 from collections.abc import Callable
 
+from bucky.daemon.statedir import missing_folders
+
 log = logging.getLogger(__name__)
 
 SEGMENT_MAGIC = b"BKSP"
@@ -102,12 +104,7 @@ def check_directory(path: str, *, private: bool = True) -> None:
 
 def _make_folders(path: str) -> None:
     """mkdir -p with mode 0700 for every level it creates (os.makedirs gives only the leaf it)."""
-    missing = []
-    head = os.path.abspath(path)
-    while not os.path.lexists(head):
-        missing.append(head)
-        head = os.path.dirname(head)
-    for folder in reversed(missing):
+    for folder in missing_folders(path):
         try:
             os.mkdir(folder, FOLDER_MODE)
         except FileExistsError:
