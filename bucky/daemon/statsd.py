@@ -1,5 +1,5 @@
-"""Which StatsD handler the daemon runs (children.INPUT_HANDLERS["statsd"]), and the mesh of
-StatsD workers as the supervisor hands it over.
+"""Which StatsD handler the daemon runs (bucky.daemon.input_runner.INPUT_HANDLERS["statsd"]), and
+the mesh of StatsD workers as the supervisor hands it over.
 
 - `statsd_forward` set: the forwarding proxy (bucky.daemon.outputs.statsd_forward);
 - otherwise StatsD worker `index` of `statsd_workers` (bucky.inputs.statsd_workers; 1 = one

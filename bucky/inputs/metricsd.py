@@ -71,7 +71,6 @@ class MetricsdInput(InputHandler):
             max_metrics=cfg.metricsd_max_metrics,
             expire_intervals=cfg.metricsd_expire_intervals,
         )
-        self._handed_over = False
         if state is not None:
             self._table.adopt(state.metrics)
 

@@ -3,7 +3,8 @@
 `output_factories(cfg)` names the configured outputs and how to build each one: the supervisor
 plans one output process per entry from the names alone, and each process calls its own factory.
 Files: base (the client contract), paths (the Graphite path cache), resolver (non-blocking name
-resolution), buffer (a destination's memory buffer), connection (one carbon destination),
+resolution), buffer (a destination's memory buffer), spooled_buffer and spool_files (the disk
+spool behind it), connection (one carbon destination),
 graphite (the Graphite client: paths, placement, encoding, fan-out; `graphite_router(cfg)` turns
 the config into the pure router of bucky/protocol/placement/), debug, influxdb, custom, udp (UDP
 destinations: non-blocking resolution and sending, for influxdb and statsd_forward),
