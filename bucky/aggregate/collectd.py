@@ -192,7 +192,8 @@ class CollectdAggregator:
                 if n == 1 and step is not None:
                     # Fast path for the one-DS types (most of collectd's): the same rules as
                     # the general loop below, without its per-list allocations. The tests feed
-                    # both paths the same data and compare.
+                    # both paths the same data and compare
+                    # (test_collectd_rates.py: test_one_ds_fast_path_equals_the_general_loop).
                     ((wtype, v),) = values
                     kind, name, host, lo, hi, why = step
                     if wtype != kind:

@@ -132,6 +132,10 @@ def format_plaintext_batch(batch: Sequence[tuple], prefixes: Sequence[str]) -> t
 
     `prefixes[i]` is sample i's cleaned path followed by one space (the caller keeps them in a
     cache). Samples whose value or timestamp is unusable are skipped and counted.
+
+    A fast path of `format_line`: plain int/float values are formatted by one %-template per
+    batch, anything else line by line; a property test holds the text equal to `format_line`'s
+    (tests/protocol/test_graphite.py: test_batch_formatting_matches_line_by_line).
     """
     count = len(batch)
     if not count:
@@ -227,7 +231,9 @@ def decode_plaintext_lines(lines: Sequence[bytes], now: float | None = None,
     (bucky.sample's shape), built at once rather than copied from a point.
 
     The relay's hot path: the common case (UTF-8, three fields, plain numbers in range) is read in
-    bulk, anything else by `_parse_fields` for its reason. Bad lines with the same reason share
+    bulk, anything else by `_parse_fields` for its reason (a property test holds the bulk path
+    equal to `parse_plaintext_line`: test_the_bulk_decoder_reads_each_line_as_parse_plaintext_line).
+    Bad lines with the same reason share
     one DecodeError object (the first one's text): `len(errors)` counts them, and a flood of bad
     lines costs no exception, message or traceback per line."""
     try:
