@@ -217,3 +217,29 @@ def test_the_runtime_checker_skips_type_checking_imports_only() -> None:
                      "def f():\n    from bucky.names import NameRules\n")
     names = [n for n in runtime_imports(tree, "bucky.aggregate") if is_under(n, "bucky")]
     assert names == ["bucky.daemon", "bucky.names", "bucky.names.NameRules"]
+
+
+def test_the_readmes_architecture_names_only_what_exists() -> None:
+    """README.rst's "Architecture" describes these layers: each file, folder, class and function
+    it names must exist (a reshape that renames one updates the README)."""
+    import re
+
+    root = Path(bucky.protocol.__file__).resolve().parents[2]
+    readme = (root / "README.rst").read_text(encoding="utf-8")
+    section = readme[readme.index("\nArchitecture\n====="):readme.index("\nDevelopment\n=====")]
+    files = [p.relative_to(root).as_posix() for p in (root / "bucky").rglob("*")]
+    files += [p.relative_to(root).as_posix() for p in (root / "tests").rglob("*.py")]
+    source = "\n".join(p.read_text(encoding="utf-8") for p in (root / "bucky").rglob("*.py"))
+    missing = []
+    for name in re.findall(r"``([^`]+)``", section):
+        if name.endswith((".py", "/")):
+            if not any(f == name.rstrip("/") or f.endswith("/" + name.rstrip("/")) for f in files):
+                missing.append(name)
+        elif re.fullmatch(r"(\w+\.)?[A-Za-z_]\w*(\(.*\))?", name) and not name.startswith("-"):
+            ident = re.sub(r"\(.*\)", "", name).split(".")[-1]
+            if ident[0].isupper() or "_" in ident or "(" in name:
+                defined = re.search(rf"^\s*(def|class) {ident}\b|^{ident}\s*=", source, re.M)
+                if not defined and not any(f.endswith(f"/{ident}.py") for f in files):
+                    missing.append(name)
+    assert "``bucky/protocol/``" in section
+    assert missing == []
