@@ -95,6 +95,21 @@ def report_receive_buffers(socks: list[tuple[str, socket.socket]], euid: int | N
         log.warning("%s", advice)
 
 
+def _bind_error(sock: socket.socket, proto: str, host: str, port: int, purpose: str,
+                exc: OSError) -> BindError:
+    sock.close()
+    return BindError(
+        f"cannot bind {_describe(proto, host, port)} for {purpose}: {exc.strerror or exc}")
+
+
+def _for_the_children(sock: socket.socket) -> socket.socket:
+    """A bound socket as every child gets it: non-blocking (the loops never wait on a socket)
+    and inheritable (a restarted child is handed the same socket)."""
+    sock.setblocking(False)
+    sock.set_inheritable(True)
+    return sock
+
+
 def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> socket.socket:
     family, sockaddr = _resolve(host, port, socket.SOCK_DGRAM)
     multicast = _is_multicast(host)
@@ -112,13 +127,8 @@ def bind_udp(host: str, port: int, purpose: str, reuseport: bool = False) -> soc
             sock.bind(sockaddr)
         _grow_rcvbuf(sock)
     except OSError as exc:
-        sock.close()
-        raise BindError(
-            f"cannot bind {_describe('UDP', host, port)} for {purpose}: {exc.strerror or exc}"
-        ) from None
-    sock.setblocking(False)
-    sock.set_inheritable(True)
-    return sock
+        raise _bind_error(sock, "UDP", host, port, purpose, exc) from None
+    return _for_the_children(sock)
 
 
 def join_multicast(sock: socket.socket, group: str, interfaces: list[int]) -> None:
@@ -177,10 +187,5 @@ def bind_tcp(host: str, port: int, purpose: str, backlog: int = 128) -> socket.s
         sock.bind(sockaddr)
         sock.listen(backlog)
     except OSError as exc:
-        sock.close()
-        raise BindError(
-            f"cannot bind {_describe('TCP', host, port)} for {purpose}: {exc.strerror or exc}"
-        ) from None
-    sock.setblocking(False)
-    sock.set_inheritable(True)
-    return sock
+        raise _bind_error(sock, "TCP", host, port, purpose, exc) from None
+    return _for_the_children(sock)

@@ -2,7 +2,8 @@
 And the packages above it stay off the daemon: bucky/http and bucky.messages import nothing of
 bucky.daemon (the daemon runs them, not the other way round). bucky/aggregate (state over time)
 imports at run time only errors, sample, protocol and itself: the config object only as a type,
-under `if TYPE_CHECKING:`.
+under `if TYPE_CHECKING:`. README.rst's "Architecture" section, which states these rules, names
+only files, classes and functions that exist.
 
 Checked statically (ast) over every module under bucky/protocol/, sub-packages included
 (placement/), whoever wrote it: a module may import the standard library minus the I/O, clock
