@@ -71,7 +71,7 @@ class InputRunner(Runner):
     def __init__(self, spec: ChildSpec, flags: Flags) -> None:
         super().__init__(spec, flags)
         cfg = spec.cfg
-        qbytes = queue_bytes(cfg)
+        qbytes = queue_bytes(cfg.max_sample_queue)
         self.sink = BatchSink(
             [ch.writer(qbytes) for ch in spec.out_channels],
             record_writers=[ch.writer(qbytes) for ch in spec.record_channels],
@@ -190,7 +190,7 @@ class InputRunner(Runner):
     # -- stopping ------------------------------------------------------------------------------
     def finish(self) -> Any:
         cfg = self.spec.cfg
-        deadline = stop_deadline(cfg, INPUT_STOP_SHARE, time.monotonic())
+        deadline = stop_deadline(cfg.process_join_timeout, INPUT_STOP_SHARE, time.monotonic())
         for sock in self.spec.udp:
             while time.monotonic() < deadline and self._read_udp(sock, _UDP_BURST_AT_STOP):
                 pass
@@ -211,5 +211,5 @@ class InputRunner(Runner):
         mono = time.monotonic()
         if cfg.self_metrics_interval > 0:
             self._send_self_metrics(mono)
-        self.sink.drain(stop_deadline(cfg, INPUT_STOP_SHARE, mono))
+        self.sink.drain(stop_deadline(cfg.process_join_timeout, INPUT_STOP_SHARE, mono))
         return state

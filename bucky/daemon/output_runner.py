@@ -91,7 +91,8 @@ class OutputRunner(Runner):
         now = time.monotonic()
         if self.spec.cfg.self_metrics_interval > 0:
             client.send(self._self_samples(now), now, front=True)
-        if not client.flush(stop_deadline(self.spec.cfg, OUTPUT_STOP_SHARE, now)):
+        deadline = stop_deadline(self.spec.cfg.process_join_timeout, OUTPUT_STOP_SHARE, now)
+        if not client.flush(deadline):
             log.error("%s: %d datapoints could not be delivered before the shutdown deadline",
                       self.spec.title, client.pending())
         client.close()

@@ -43,7 +43,7 @@ class ProcessorRunner(Runner):
         self.processor = Processor(cfg.processor, cfg.processor_drop_on_error,
                                    RateLimitedLog(log))
         self.readers = [ch.reader() for ch in spec.in_channels]
-        qbytes = queue_bytes(cfg)
+        qbytes = queue_bytes(cfg.max_sample_queue)
         self.sink = BatchSink([ch.writer(qbytes) for ch in spec.out_channels],
                               batch_size=BATCH_SIZE, max_age=BATCH_MAX_AGE)
         self.selfmetrics = SelfMetrics.from_config(spec.title, cfg, time.time)
@@ -78,7 +78,8 @@ class ProcessorRunner(Runner):
         mono = time.monotonic()
         if self.spec.cfg.self_metrics_interval > 0:
             self._send_self_metrics(mono)
-        self.sink.drain(stop_deadline(self.spec.cfg, PROCESSOR_STOP_SHARE, mono))
+        stage_time = self.spec.cfg.process_join_timeout
+        self.sink.drain(stop_deadline(stage_time, PROCESSOR_STOP_SHARE, mono))
         return None
 
     def _send_self_metrics(self, mono: float) -> None:

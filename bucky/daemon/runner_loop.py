@@ -32,7 +32,6 @@ from bucky.daemon.memory import Trimmer
 from bucky.messages import kind_of
 
 if TYPE_CHECKING:
-    from bucky.config import Config
     from bucky.daemon.children import ChildSpec
 
 _DEFAULT_QUEUE_SAMPLES = 1_000_000
@@ -51,15 +50,17 @@ PROCESSOR_STOP_SHARE = 0.4
 OUTPUT_STOP_SHARE = 0.8
 
 
-def queue_bytes(cfg: Config) -> int:
-    """How many encoded bytes a channel writer may hold (`max_sample_queue` samples)."""
-    samples = cfg.max_sample_queue or _DEFAULT_QUEUE_SAMPLES
+def queue_bytes(max_sample_queue: int) -> int:
+    """How many encoded bytes a channel writer may hold (`max_sample_queue` samples; 0: the
+    default)."""
+    samples = max_sample_queue or _DEFAULT_QUEUE_SAMPLES
     return max(samples * _BYTES_PER_SAMPLE, 1 << 20)
 
 
-def stop_deadline(cfg: Config, share: float, now: float) -> float:
-    """The monotonic time by which a stopping stage is done with its `share` of the stage time."""
-    return now + max(cfg.process_join_timeout * share, _MIN_STOP_SECONDS)
+def stop_deadline(stage_time: float, share: float, now: float) -> float:
+    """The monotonic time by which a stopping stage is done with its `share` of the stage time
+    (`process_join_timeout`)."""
+    return now + max(stage_time * share, _MIN_STOP_SECONDS)
 
 
 class Flags:

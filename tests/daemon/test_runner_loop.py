@@ -74,7 +74,6 @@ def test_read_rest_reads_until_the_channels_are_empty() -> None:
 
 
 def test_stop_deadline_is_a_share_of_the_stage_time_with_a_floor() -> None:
-    cfg = types.SimpleNamespace(process_join_timeout=10.0)
-    assert stop_deadline(cfg, INPUT_STOP_SHARE, 100.0) == 104.0
-    assert stop_deadline(cfg, OUTPUT_STOP_SHARE, 100.0) == 108.0
-    assert stop_deadline(types.SimpleNamespace(process_join_timeout=0.0), 0.4, 5.0) == 5.2
+    assert stop_deadline(10.0, INPUT_STOP_SHARE, 100.0) == 104.0
+    assert stop_deadline(10.0, OUTPUT_STOP_SHARE, 100.0) == 108.0
+    assert stop_deadline(0.0, 0.4, 5.0) == 5.2
