@@ -156,20 +156,27 @@ async function drawPlot(div, paths) {
   const r = await getJSON("/api/series?" + q);
   const data = {};
   for (const p of paths) data[p] = r.body.series[p] || [];
+  const drawn = JSON.stringify(data);
+  if (div.dataset.drawn === drawn && div.firstChild) return;  // unchanged: no flicker
+  div.dataset.drawn = drawn;
   plotSeries(div, data);
 }
 
 function togglePlot(li, path) {
   const div = li.querySelector(".series-plot");
   if (openPlots.has(path)) {
-    openPlots.delete(path); div.textContent = ""; li.classList.remove("plotted");
+    openPlots.delete(path); div.textContent = ""; delete div.dataset.drawn;
+    li.classList.remove("plotted");
   }
   else { openPlots.add(path); li.classList.add("plotted"); drawPlot(div, [path]); }
 }
 
 async function refreshOverlay() {
   const div = document.getElementById("overlay-plot");
-  if (!selected.size) { div.textContent = "Tick series in the tree to overlay them here."; return; }
+  if (!selected.size) {
+    div.textContent = "Tick series in the tree to overlay them here."; delete div.dataset.drawn;
+    return;
+  }
   await drawPlot(div, Array.from(selected).sort());
 }
 

@@ -62,7 +62,10 @@ function plotSeries(container, seriesMap, opts) {
     svgEl("text", {x: L, y: H / 2}, svg).textContent = "no points in the history window";
     return svg;
   }
-  if (opts.zero) vmin = Math.min(vmin, 0);  // rates and levels: the axis starts at 0
+  if (opts.zero) {  // rates and levels: the axis starts at 0 (and a flat 0 reads 0 to 1)
+    vmin = Math.min(vmin, 0);
+    if (vmax === vmin) vmax = vmin + 1;
+  }
   if (tmax === tmin) { tmin -= 1; tmax += 1; }
   if (vmax === vmin) { vmin -= Math.abs(vmin) * 0.1 || 1; vmax += Math.abs(vmax) * 0.1 || 1; }
   const x = t => L + (t - tmin) / (tmax - tmin) * (W - L - R);
