@@ -572,6 +572,9 @@ class StatusState:
             {"process": "http"}, float(len(self.series)))
         add("bucky_http_evicted_series_total", "counter", "series evicted to keep the bound",
             {"process": "http"}, float(self.series.evicted_series))
+        add("bucky_http_dropped_history_lines_total", "counter",
+            "lines of the relay's history not kept (beyond the bound)",
+            {"process": "http"}, float(self.relay_history.dropped_lines))
         lines = []
         for name, (kind, help_text, samples) in families.items():
             family = name[: -len("_total")] if kind == "counter" else name
