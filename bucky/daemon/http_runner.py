@@ -1,7 +1,8 @@
 """The http process's loop: feeds the status server (bucky.http) from its channels.
 
 The messages (PROCS from the supervisor; STATUS, TAP and SELF_METRICS from the outputs, formats
-in bucky/http/state.py) go into a StatusState under the app's lock; the StatusServer
+in bucky/http/state.py) go into a StatusState under the app's lock, which is also ticked every
+loop (its history of the relay's own figures takes a point when one is due); the StatusServer
 (bucky.http.server) answers requests in its own threads from that state. Old series are expired
 every EXPIRE_EVERY seconds. Stopping: the server is shut down; nothing is handed on (the status
 page is not on the data path).
@@ -59,6 +60,8 @@ class HttpRunner(Runner):
                 with lock:
                     for msg in msgs:
                         state.handle(msg, now)
+        with lock:
+            state.tick(time.time())  # the relay's own history, when a point is due
         mono = time.monotonic()
         if mono >= self.next_expire:
             self.next_expire = mono + EXPIRE_EVERY

@@ -48,6 +48,7 @@ from collections import Counter, deque
 from multiprocessing.connection import Connection, wait
 from typing import TYPE_CHECKING, Any
 
+import bucky
 from bucky import config as config_mod
 from bucky.addresses import format_address
 from bucky.daemon.backoff import Backoff
@@ -245,6 +246,10 @@ class Supervisor:
         self.sockets: Sockets | None = None
         self.notifier = notifier or Notifier(None)
         self.started = False
+        # What the status page says runs it (sent with the process list)
+        self.about = {"version": bucky.__version__, "host": socket.gethostname(),
+                      "config_file": os.path.abspath(config_path) if config_path else None,
+                      "started": time.time()}
         self.reload: Reload | None = None
         self.hup_again = False
         self._wakeup_r: socket.socket | None = None
@@ -490,7 +495,8 @@ class Supervisor:
                  for s in self.slots]
         if force or procs != self._http_last or now - self._http_reported >= HTTP_REPORT_INTERVAL:
             self._http_reported, self._http_last = now, procs
-            self._http_writer.put((PROCS, {"time": time.time(), "processes": procs}))
+            self._http_writer.put((PROCS, {"time": time.time(), "processes": procs,
+                                           "about": self.about}))
 
     def _progress(self) -> None:
         """Move the start or a reload on when the children it waits for have booted."""

@@ -1,4 +1,4 @@
-"""The `http` child process: the status server (GET /, /health, /metrics, /api/...).
+"""The `http` child process: the status server (GET /, /health, /metrics, /api, /api/...).
 
 The process's loop (bucky.daemon.http_runner) reads its channels (status snapshots, tap and
 self-metrics from the outputs; the process list from the supervisor) and keeps them in a
@@ -46,6 +46,21 @@ _CONTENT_TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; 
                   ".css": "text/css; charset=utf-8", ".png": "image/png",
                   ".svg": "image/svg+xml"}
 PROMETHEUS_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# What GET /api answers: every endpoint, and what it gives.
+API_INDEX = [
+    {"path": "/health", "gives": "ok, degraded or failing, with the reasons (503 when failing)"},
+    {"path": "/metrics", "gives": "self-metrics and destination figures, Prometheus text"},
+    {"path": "/api/status", "gives": "processes, inputs, destinations, rejects, counters, about"},
+    {"path": "/api/history", "gives": "the relay's own figures over http_history_seconds"},
+    {"path": "/api/tree?prefix=P", "gives": "the children of P in the series tree"},
+    {"path": "/api/series?path=P[&path=Q...]",
+     "gives": f"the points of up to {MAX_SERIES_PER_REQUEST} series"},
+]
+# The page's icon (also linked from index.html): a small SVG, served at the path browsers try.
+FAVICON = (b'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+           b'<rect width="16" height="16" rx="3" fill="#243447"/>'
+           b'<path d="M3 12 L6 7 L9 9 L13 3" stroke="#4caf50" stroke-width="2" fill="none"/>'
+           b'</svg>')
 
 
 def _load_static() -> dict[str, tuple[str, bytes]]:
@@ -87,6 +102,14 @@ class StatusApp:
             with self.lock:
                 body = self.state.status(now)
             return 200, "application/json", _json(body)
+        if path == "/api/history":
+            with self.lock:
+                body = self.state.history(now)
+            return 200, "application/json", _json(body)
+        if path in ("/api", "/api/"):
+            return 200, "application/json", _json({"endpoints": API_INDEX})
+        if path == "/favicon.ico":
+            return 200, _CONTENT_TYPES[".svg"], FAVICON
         if path == "/api/tree":
             prefix = (query.get("prefix") or [""])[0].strip(".")
             with self.lock:

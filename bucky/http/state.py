@@ -11,16 +11,26 @@ bounded whatever the cardinality:
 - self-metrics: at most MAX_SELF_SERIES (process, counter) pairs, further ones are ignored and
   counted in `dropped_self_metrics`.
 - destinations: what the output processes report (one entry per configured destination).
+- rates: over the last RATE_WINDOW seconds, at most RATE_POINTS totals per rate.
+- the relay's own history (RelayHistory): one point every `history_seconds / HISTORY_POINTS`
+  seconds (at least HISTORY_MIN_STEP) per line, at most HISTORY_POINTS points, at most
+  MAX_HISTORY_LINES lines (further ones are counted in `dropped_history_lines`).
+
+Self-metrics also go into the series store under their Graphite names, so the relay's own
+counters are in the series tree like any tapped series.
 
 Messages (all plain tuples, sent over a Channel; unknown ones are counted and ignored):
 
-- ("procs", {"time": wall s, "processes": [{"title", "role", "kind", "up", "restarts"}]})
-  from the supervisor: which processes run.
+- ("procs", {"time": wall s, "processes": [{"title", "role", "kind", "up", "restarts"}],
+             "about": {"version", "host", "config_file", "started": wall s}})
+  from the supervisor: which processes run, and what runs them ("about" is optional).
 - ("status", output_title, snapshot) from each output process, about once a second. A snapshot is
   {"time": wall s, "pending": int, "counters": {name: cumulative count},
    "destinations": [{"label": str, "address": str, "state": "up" | "connecting" | "down",
                      "accepting": bool, "pending": int, "counters": {name: cumulative count},
-                     "reconnects_exhausted": bool, "spool": datapoints on disk or None}]}.
+                     "reconnects_exhausted": bool, "spool": datapoints on disk or None,
+                     "spool_age": s since the oldest spooled datapoint was written or None,
+                     "placement": how the output places metrics (optional)}]}.
   `accepting` is False once a destination has used up its reconnect plan
   (graphite_max_reconnects failed attempts) and drops new data until it connects again;
   with a disk spool it keeps accepting (nothing is dropped) and `reconnects_exhausted` says
@@ -42,6 +52,16 @@ from bucky.messages import PROCS, SELF_METRICS, STATUS, TAP, kind_of, self_metri
 MAX_SERIES = 2000
 MAX_POINTS = 120
 MAX_SELF_SERIES = 5000
+RATE_WINDOW = 10.0  # seconds a rate is averaged over: snapshots come every 0.5 s
+RATE_POINTS = 64  # totals kept per rate (21 at one snapshot each 0.5 s)
+HISTORY_POINTS = 300  # points per line of the relay's own history
+HISTORY_MIN_STEP = 1.0  # seconds between two points of that history, at least
+MAX_HISTORY_LINES = 200
+# The plots of the relay's own history: key -> title (the page draws them in this order)
+HISTORY_PLOTS = {"in": "samples in /s per input", "out": "points out /s per destination",
+                 "drops": "drops and rejects /s per process",
+                 "backlog": "backlog per destination (datapoints)",
+                 "spool": "spool per destination (datapoints)"}
 STATUS_STALE = 10.0  # seconds without a status snapshot before an output counts as silent
 PROCS_STALE = 10.0
 HEALTH_STATES = ("ok", "degraded", "failing")
@@ -140,20 +160,81 @@ def _json_number(value: float) -> float | None:
 
 
 class Rate:
-    """Events per second from successive cumulative totals."""
+    """Events per second from successive cumulative totals, over the last `window` seconds.
 
-    __slots__ = ("last_total", "last_time", "rate")
+    The oldest total kept is the last one at or before `now - window`, so the rate spans a whole
+    window once there is one. A total lower than the one before (a restarted process) starts
+    over."""
 
-    def __init__(self) -> None:
-        self.last_total: float | None = None
-        self.last_time = 0.0
-        self.rate = 0.0
+    __slots__ = ("points", "window")
+
+    def __init__(self, window: float = RATE_WINDOW) -> None:
+        self.window = window
+        self.points: deque[tuple[float, float]] = deque(maxlen=RATE_POINTS)
 
     def update(self, total: float, now: float) -> None:
-        if self.last_total is not None and now > self.last_time:
-            delta = total - self.last_total
-            self.rate = delta / (now - self.last_time) if delta >= 0 else 0.0
-        self.last_total, self.last_time = total, now
+        points = self.points
+        if points and (total < points[-1][1] or now < points[-1][0]):
+            points.clear()
+        if points and now == points[-1][0]:
+            points[-1] = (now, total)
+        else:
+            points.append((now, total))
+        cutoff = now - self.window
+        while len(points) > 2 and points[1][0] <= cutoff:
+            points.popleft()
+
+    @property
+    def rate(self) -> float:
+        if len(self.points) < 2:
+            return 0.0
+        (t0, v0), (t1, v1) = self.points[0], self.points[-1]
+        return (v1 - v0) / (t1 - t0)
+
+
+class RelayHistory:
+    """The relay's own figures over the last `history_seconds`, as lines of (time, value) points
+    grouped in plots (HISTORY_PLOTS). Bounded: see the module doc."""
+
+    def __init__(self, history_seconds: float, max_points: int = HISTORY_POINTS,
+                 max_lines: int = MAX_HISTORY_LINES) -> None:
+        self.history = history_seconds
+        self.step = max(HISTORY_MIN_STEP, history_seconds / max_points)
+        self.max_points = max_points
+        self.max_lines = max_lines
+        self.lines: dict[tuple[str, str], deque[tuple[float, float]]] = {}
+        self.next_time = -math.inf
+        self.dropped_lines = 0
+
+    def due(self, now: float) -> bool:
+        return now >= self.next_time
+
+    def record(self, now: float, values: Iterable[tuple[str, str, float]]) -> None:
+        """One point per (plot, label, value); lines not in `values` get none this time."""
+        self.next_time = now + self.step
+        for plot, label, value in values:
+            line = self.lines.get((plot, label))
+            if line is None:
+                if len(self.lines) >= self.max_lines:
+                    self.dropped_lines += 1
+                    continue
+                line = self.lines[(plot, label)] = deque(maxlen=self.max_points)
+            line.append((now, value))
+        cutoff = now - self.history
+        for key, line in list(self.lines.items()):
+            while line and line[0][0] < cutoff:
+                line.popleft()
+            if not line:
+                del self.lines[key]
+
+    def plots(self) -> list[dict[str, Any]]:
+        """[{"key", "title", "lines": {label: [[time, value], ...]}}] in HISTORY_PLOTS order."""
+        out = []
+        for key, title in HISTORY_PLOTS.items():
+            lines = {label: [[t, _json_number(v)] for t, v in points]
+                     for (plot, label), points in sorted(self.lines.items()) if plot == key}
+            out.append({"key": key, "title": title, "lines": lines})
+        return out
 
 
 class StatusState:
@@ -163,6 +244,7 @@ class StatusState:
                  degraded_status: int = 200) -> None:
         self.self_prefix = self_prefix + "." if self_prefix else ""
         self.series = SeriesStore(history_seconds, max_series, max_points)
+        self.relay_history = RelayHistory(history_seconds)
         self._statname = statname
         self.procs: dict[str, Any] | None = None
         self.procs_seen = 0.0
@@ -175,6 +257,7 @@ class StatusState:
         # (process, counter) -> [kind, total, last delta, last report time]
         self.selfm: dict[tuple[str, str], list] = {}
         self.self_rates: dict[tuple[str, str], Rate] = {}
+        self.self_reported: dict[str, float] = {}  # process -> when its last report came
         self.counters: dict[str, float] = {"messages": 0, "unknown_messages": 0,
                                            "dropped_self_metrics": 0, "tap_samples": 0,
                                            "requests": 0, "refused": 0, "slow_clients": 0}
@@ -202,6 +285,36 @@ class StatusState:
 
     def expire(self, now: float) -> None:
         self.series.expire(now)
+
+    def tick(self, now: float) -> None:
+        """Called often (each loop of the http process): a point of the relay's history when
+        one is due."""
+        if self.relay_history.due(now):
+            self.relay_history.record(now, self._history_values())
+
+    def _history_values(self) -> list[tuple[str, str, float]]:
+        values: list[tuple[str, str, float]] = []
+        roles = {process_key(p.get("title", "")): p.get("role")
+                 for p in (self.procs or {}).get("processes") or ()}
+        drops: dict[str, float] = {}
+        for (process, counter), (kind, _total, _last, _seen) in self.selfm.items():
+            if kind != "counter":
+                continue
+            if counter == "queued" and roles.get(process) == "input":
+                values.append(("in", process, self.self_rates[(process, counter)].rate))
+            elif counter.split(".", 1)[0] in REJECT_KINDS:
+                drops[process] = drops.get(process, 0.0) + self.self_rates[(process, counter)].rate
+        values.extend(("drops", process, rate) for process, rate in drops.items())
+        for title, snap in self.outputs.items():
+            for dest in snap.get("destinations") or ():
+                label = str(dest.get("label"))
+                name = label if len(self.outputs) == 1 else f"{title}:{label}"
+                rate = self.dest_rates.get((title, label))
+                values.append(("out", name, rate.rate if rate else 0.0))
+                values.append(("backlog", name, float(dest.get("pending") or 0)))
+                if isinstance(dest.get("spool"), (int, float)):
+                    values.append(("spool", name, float(dest["spool"])))
+        return values
 
     def _status(self, title: str, snap: dict[str, Any], now: float) -> None:
         self.outputs[title] = snap
@@ -236,12 +349,20 @@ class StatusState:
 
     def _self(self, samples: Iterable[tuple], gauges: set, now: float) -> None:
         prefix = self.self_prefix
-        for _host, name, value, _ts in samples:
+        statname, add = self._statname, self.series.add
+        reported: dict[str, float] = {}
+        for host, name, value, ts in samples:
             if not name.startswith(prefix):
                 continue
             process, _, counter = name[len(prefix):].partition(".")
             if not counter:
                 continue
+            try:  # the relay's own series, in the tree like any other
+                timestamp = float(ts)
+                if math.isfinite(timestamp):
+                    add(statname(host, name), float(value), timestamp, now)
+            except Exception:
+                pass
             key = (process, counter)
             entry = self.selfm.get(key)
             if entry is None:
@@ -249,13 +370,20 @@ class StatusState:
                     self.counters["dropped_self_metrics"] += 1
                     continue
                 entry = self.selfm[key] = ["gauge" if name in gauges else "counter", 0.0, 0.0, 0]
-                self.self_rates[key] = Rate()
+                rate = self.self_rates[key] = Rate()
+                before = self.self_reported.get(process)
+                if before is not None and before < now:
+                    # A counter new in this report counted from 0 since the process's report
+                    # before: it gets a rate at once, like the counters reported all along.
+                    rate.update(0.0, before)
             if entry[0] == "gauge":
                 entry[1] = float(value)
             else:
                 entry[1] += float(value)
                 self.self_rates[key].update(entry[1], now)
             entry[2], entry[3] = float(value), now
+            reported[process] = now
+        self.self_reported.update(reported)
 
     # -- answers ---------------------------------------------------------------------------------
     def health(self, now: float) -> tuple[bool, dict[str, Any]]:
@@ -359,7 +487,8 @@ class StatusState:
                     "output": title, "label": dest.get("label"),
                     "address": dest.get("address"), "state": dest.get("state"),
                     "accepting": dest.get("accepting", True), "pending": dest.get("pending", 0),
-                    "spool": dest.get("spool"), "sent": dcounters.get("sent", 0),
+                    "spool": dest.get("spool"), "spool_age": dest.get("spool_age"),
+                    "placement": dest.get("placement"), "sent": dcounters.get("sent", 0),
                     "rate_out": _json_number(rate.rate) if rate else 0.0,
                     "dropped": sum(v for k, v in dcounters.items() if k.startswith("dropped")),
                 })
@@ -373,10 +502,20 @@ class StatusState:
                            0.0)
             rate_out = (by_name.get("queued") or {}).get("rate") or 0.0
             inputs.append({"process": process, "rate_in": rate_in, "rate_out": rate_out})
-        return {"time": now, "processes": list(procs.values()), "inputs": inputs,
+        about = dict((self.procs or {}).get("about") or {})
+        started = about.get("started")
+        about["uptime"] = (now - float(started)) if isinstance(started, (int, float)) else None
+        return {"time": now, "about": about, "processes": list(procs.values()),
+                "inputs": inputs,
                 "destinations": destinations, "rejects": rejects, "counters": counters,
                 "series": len(self.series), "history_seconds": self.series.history,
-                "http": dict(self.counters, evicted_series=self.series.evicted_series)}
+                "http": dict(self.counters, evicted_series=self.series.evicted_series,
+                             dropped_history_lines=self.relay_history.dropped_lines)}
+
+    def history(self, now: float) -> dict[str, Any]:
+        """The relay's own history: the plots of /api/history."""
+        return {"time": now, "history_seconds": self.relay_history.history,
+                "step": self.relay_history.step, "plots": self.relay_history.plots()}
 
     def prometheus(self, now: float) -> str:
         """Every self-metric and destination figure in the Prometheus text format."""
@@ -433,6 +572,9 @@ class StatusState:
             {"process": "http"}, float(len(self.series)))
         add("bucky_http_evicted_series_total", "counter", "series evicted to keep the bound",
             {"process": "http"}, float(self.series.evicted_series))
+        add("bucky_http_dropped_history_lines_total", "counter",
+            "lines of the relay's history not kept (beyond the bound)",
+            {"process": "http"}, float(self.relay_history.dropped_lines))
         lines = []
         for name, (kind, help_text, samples) in families.items():
             family = name[: -len("_total")] if kind == "counter" else name

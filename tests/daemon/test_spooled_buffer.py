@@ -327,3 +327,16 @@ def test_the_reconnect_plan_used_up_is_logged_whatever_the_retry_warnings(tmp_pa
     assert any("(attempt 2)" in m for m in messages), messages
     assert sum("unreachable after 3 attempts" in m and "reconnect plan is used up" in m
                for m in messages) == 1, messages
+
+
+def test_status_names_the_placement_and_the_age_of_the_spool(tmp_path):
+    client = client_for(free_port(), str(tmp_path), graphite_max_reconnects=2)
+    for batch in batches("age", 15):  # 1,500 datapoints: beyond memory (1,000), to disk
+        client.send(batch, time.monotonic())
+    assert run_until(client, lambda: (client.status()[0]["spool"] or 0) > 0, 5)
+    time.sleep(0.3)
+    client.poll(time.monotonic())
+    status = client.status()[0]
+    assert status["placement"] == "consistent-hashing (carbon_ch, replication 1) over 1 destination"
+    assert 0.25 <= status["spool_age"] < 30
+    client.close()

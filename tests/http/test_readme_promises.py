@@ -70,6 +70,11 @@ def test_bounds_quoted_are_the_constants() -> None:
     assert f"{server.REQUEST_DEADLINE:.0f} s per request" in text
     assert f"{server.MAX_REQUEST_BYTES // 1024} KiB of request line and headers" in text
     assert f"(up to {server.MAX_SERIES_PER_REQUEST})" in text
+    assert f"the average over the last {state.RATE_WINDOW:.0f} s" in text
+    assert f"``http_history_seconds / {state.HISTORY_POINTS}`` seconds" in text
+    assert f"(at least {'one' if state.HISTORY_MIN_STEP == 1 else '?'} a second)" in text
+    assert (f"at most {state.HISTORY_POINTS} points per line and {state.MAX_HISTORY_LINES} lines"
+            in text)
 
 
 def test_the_screenshot_is_shipped_and_shown() -> None:

@@ -199,3 +199,25 @@ def test_a_slow_client_is_dropped_after_the_timeout(srv, monkeypatch) -> None:
         t0 = time.monotonic()
         assert s.recv(100) == b""  # closed by the server, no answer
         assert time.monotonic() - t0 < 3
+
+
+def test_api_answers_an_index_of_the_api_and_every_listed_endpoint_answers(srv) -> None:
+    status, headers, body = request(srv, "GET", "/api")
+    assert status == 200 and headers["Content-Type"] == "application/json"
+    paths = [e["path"] for e in json.loads(body)["endpoints"]]
+    assert {"/health", "/metrics", "/api/status", "/api/history", "/api/tree?prefix=P"} <= set(
+        paths)
+    for path in paths:
+        code = request(srv, "GET", path.split("[")[0].replace("=P", "=a"))[0]
+        assert code in (200, 503), path  # 503: /health before the first process list
+
+
+def test_the_page_has_a_favicon_and_the_relay_history(srv) -> None:
+    status, headers, body = request(srv, "GET", "/favicon.ico")
+    assert status == 200 and headers["Content-Type"] == "image/svg+xml"
+    assert body.startswith(b"<svg")
+    assert b'rel="icon"' in request(srv, "GET", "/")[2]
+    status, _, body = request(srv, "GET", "/api/history")
+    history = json.loads(body)
+    assert status == 200 and history["history_seconds"] == 600.0
+    assert [p["key"] for p in history["plots"]] == ["in", "out", "drops", "backlog", "spool"]

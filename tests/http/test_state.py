@@ -10,7 +10,16 @@ from prometheus_client.parser import text_string_to_metric_families
 from bucky.daemon.channels import Channel
 from bucky.daemon.http_feed import TAP_BUDGET, HttpFeed, destination_status
 from bucky.daemon.selfmetrics import SelfMetrics, expand_prefix, short_host
-from bucky.http.state import LOSS_WINDOW, MAX_SELF_SERIES, SeriesStore, StatusState
+from bucky.http.state import (
+    HISTORY_PLOTS,
+    HISTORY_POINTS,
+    LOSS_WINDOW,
+    MAX_SELF_SERIES,
+    Rate,
+    RelayHistory,
+    SeriesStore,
+    StatusState,
+)
 from bucky.names import NameRules
 
 PREFIX = "bucky.h1"
@@ -358,3 +367,110 @@ def test_metrics_carry_the_health_state() -> None:
     families = {f.name: f for f in text_string_to_metric_families(state.prometheus(10.0))}
     values = {s.labels["state"]: s.value for s in families["bucky_health"].samples}
     assert values == {"ok": 0.0, "degraded": 1.0, "failing": 0.0}
+
+
+def test_rates_span_a_sliding_window_so_bursts_do_not_read_as_zero() -> None:
+    rate = Rate()
+    seen = []
+    for tick in range(80):  # a snapshot every 0.5 s; the total grows by 100 every 2 s
+        now = 100.0 + tick * 0.5
+        rate.update(float(100 * (tick // 4)), now)
+        if now >= 112.0:  # once a whole window is there
+            seen.append(rate.rate)
+    assert all(40.0 <= r <= 60.0 for r in seen), seen  # 50 /s, never 0 between bursts
+    assert len(rate.points) <= 22  # bounded by the window
+    rate.update(5.0, 200.0)  # a restarted process counts from 0 again: no negative rate
+    assert rate.rate == 0.0
+    rate.update(25.0, 202.0)
+    assert rate.rate == 10.0
+
+
+def test_a_destinations_sent_rate_is_steady_between_polls() -> None:
+    state = new_state()
+    state.handle(procs(("graphite", "output", True)), now=0.0)
+    rates = []
+    for tick in range(60):
+        now = 100.0 + tick * 0.5
+        state.handle(status("graphite", sent=1000 * (tick // 3)), now=now)  # a flush every 1.5 s
+        if now >= 111.0:
+            rates.append(state.status(now)["destinations"][0]["rate_out"])
+    assert rates and all(550 <= r <= 800 for r in rates), rates  # 667 /s, never 0
+
+
+def test_a_reject_reason_that_just_appeared_has_a_rate_at_once() -> None:
+    state = new_state()
+    state.handle(procs(("statsd", "input", True)), now=0.0)
+    sm = SelfMetrics("statsd", 10.0, lambda: 1000.0, PREFIX)
+    state.handle(("self", sm.collect(10.0, [{"errors": 2}])), now=10.0)
+    state.handle(("self", sm.collect(20.0, [{"errors": 7, "errors.handler": 5}])), now=20.0)
+    rejects = {r["counter"]: r for r in state.status(20.0)["rejects"]}
+    assert rejects["errors"]["rate"] == 0.5
+    assert rejects["errors.handler"]["rate"] == 0.5  # 5 since the report 10 s before
+
+
+def test_self_metrics_are_in_the_series_tree() -> None:
+    state = new_state()
+    sm = SelfMetrics("statsd", 1.0, lambda: 1000.0, PREFIX)
+    state.handle(("self", sm.collect(1.0, [{"datagrams": 10}], {"queue_bytes": 77}),
+                  sm.gauge_names), now=1000.0)
+    assert [n["path"] for n in state.series.tree("")] == ["bucky"]
+    leaves = {n["path"]: n["last"] for n in state.series.tree(f"{PREFIX}.statsd")}
+    assert leaves == {f"{PREFIX}.statsd.datagrams": 10.0, f"{PREFIX}.statsd.queue_bytes": 77.0}
+
+
+def spooled_status(title: str, sent: int, pending: int, spool: int) -> tuple:
+    return ("status", title, {"time": 0, "pending": pending, "counters": {},
+                              "destinations": [{"label": "c1", "address": "127.0.0.1:2003",
+                                                "state": "down", "pending": pending,
+                                                "counters": {"sent": sent}, "spool": spool,
+                                                "spool_age": 12.5,
+                                                "placement": "consistent-hashing"}]})
+
+
+def test_the_relay_history_has_a_line_per_input_destination_and_process() -> None:
+    state = new_state()
+    state.handle(procs(("statsd", "input", True), ("graphite", "output", True)), now=0.0)
+    sm = SelfMetrics("statsd", 1.0, lambda: 1000.0, PREFIX)
+    for second in range(1, 31):
+        now = 1000.0 + second
+        state.handle(("self", sm.collect(now, [{"queued": 50 * second,
+                                                "bad_lines": 2 * second}])), now=now)
+        state.handle(spooled_status("graphite", 40 * second, 7, 100 + second), now=now)
+        state.tick(now)
+    plots = {p["key"]: p for p in state.history(1030.0)["plots"]}
+    assert list(plots) == list(HISTORY_PLOTS)
+    assert plots["in"]["lines"]["statsd"][-1][1] == 50.0
+    assert plots["out"]["lines"]["c1"][-1][1] == 40.0
+    assert plots["drops"]["lines"]["statsd"][-1][1] == 2.0
+    assert plots["backlog"]["lines"]["c1"][-1] == [1029.0, 7.0]  # a point every 2 s
+    assert plots["spool"]["lines"]["c1"][-1] == [1029.0, 129.0]
+    assert state.history(1030.0)["history_seconds"] == 600.0
+
+
+def test_the_relay_history_is_bounded_by_its_window_points_and_lines() -> None:
+    history = RelayHistory(60.0, max_points=30, max_lines=5)
+    assert history.step == 2.0
+    for tick in range(2000):
+        now = tick * 0.2
+        if history.due(now):
+            history.record(now, [("out", f"d{i}", float(tick)) for i in range(8)])
+    assert len(history.lines) == 5 and history.dropped_lines > 0
+    for line in history.lines.values():
+        assert len(line) <= 30 and line[0][0] >= 399.8 - 60.0
+    history.record(1000.0, [])
+    assert history.lines == {}  # nothing in the window any more
+    assert RelayHistory(600.0).step == 600.0 / HISTORY_POINTS
+
+
+def test_status_says_what_runs_and_where_each_destination_stands() -> None:
+    state = new_state()
+    about = {"version": "9.9", "host": "relay1", "config_file": "/etc/bucky.conf",
+             "started": 1000.0}
+    state.handle(("procs", {"time": 0, "processes": [], "about": about}), now=1000.0)
+    state.handle(spooled_status("graphite", 10, 3, 40), now=1060.0)
+    body = state.status(1075.0)
+    assert body["about"] == dict(about, uptime=75.0)
+    dest = body["destinations"][0]
+    assert (dest["placement"], dest["spool"], dest["spool_age"]) == ("consistent-hashing", 40,
+                                                                      12.5)
+    assert new_state().status(1.0)["about"] == {"uptime": None}

@@ -2,13 +2,17 @@
 
 After StatsD and collectd data flow through the daemon, the page's tree shows their branches;
 expanding one down to a series and clicking it shows a plot whose points are the values sent;
-ticking two series overlays both in one plot. A screenshot is kept: in $BUCKY_ARTIFACTS when set
-(CI keeps that directory), else in the test's tmp_path (the README's docs/status-page.png is
-such a screenshot)."""
+ticking two series overlays both in one plot. An open branch and an open plot follow a new
+value without a click; rates read steady (a window, not 0.5 s snapshots) with three significant
+digits; the relay's own history is plotted; Bucky's self-metrics are in the tree; the header says
+version, host, uptime and config; the page has a favicon and a tree that grows the page. A
+screenshot is kept: in $BUCKY_ARTIFACTS when set (CI keeps that directory), else in the test's
+tmp_path (the README's docs/status-page.png is such a screenshot)."""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import threading
@@ -20,6 +24,7 @@ from buckyproc import Bucky
 from fakecarbon import FakeCarbon
 from peers import missing
 
+from bucky import __version__
 from bucky.protocol.collectd import encode
 from bucky.protocol.collectd_records import GAUGE, ValueList
 
@@ -78,6 +83,13 @@ def send_data(bucky: Bucky) -> None:
         time.sleep(0.6)  # statsd_flush_time 0.5: each value is flushed at least once
 
 
+def send_collectd(bucky: Bucky, value: float) -> None:
+    vl = ValueList("pagehost", "disk", "sda", "gauge", "temp", time.time(), 10.0,
+                   ((GAUGE, value),))
+    for datagram in encode([vl]):
+        bucky.send_udp("collectd_port", datagram)
+
+
 def test_status_page_tree_plot_and_overlay(tmp_path) -> None:
     carbon = FakeCarbon().start()
     bucky = Bucky(tmp_path, {"graphite_port": carbon.port, "statsd_flush_time": 0.5,
@@ -118,9 +130,13 @@ def test_status_page_tree_plot_and_overlay(tmp_path) -> None:
             expand(path)
         leaf = 'li.leaf[data-path="pagehost.disk.sda.gauge.temp"]'
         driver.find_element("css selector", leaf + " .leaf-name").click()
-        points = wait_for(lambda: css("css selector", leaf + " svg.plot circle.pt"))
-        assert points, driver.page_source[:3000]
-        values = sorted(float(p.get_attribute("data-value")) for p in points)
+
+        def plot_values(li: str) -> list[float]:  # open plots are redrawn as data comes
+            return sorted(float(p.get_attribute("data-value"))
+                          for p in css("css selector", li + " svg.plot circle.pt"))
+
+        values = wait_for(lambda: plot_values(leaf))
+        assert values, driver.page_source[:3000]
         assert values == sorted(COLLECTD_VALUES)  # one point per value sent, and only those
         last = driver.find_element("css selector", leaf + " .last").text
         assert last == "= 30"
@@ -130,8 +146,7 @@ def test_status_page_tree_plot_and_overlay(tmp_path) -> None:
             expand(path)
         gauge = 'li.leaf[data-path="stats.gauges.page.load"]'
         driver.find_element("css selector", gauge + " .leaf-name").click()
-        gpoints = wait_for(lambda: css("css selector", gauge + " svg.plot circle.pt"))
-        assert {float(p.get_attribute("data-value")) for p in gpoints} == set(STATSD_VALUES)
+        assert set(wait_for(lambda: plot_values(gauge))) == set(STATSD_VALUES)
 
         # Overlay: tick two series, both are drawn in one plot.
         driver.find_element("css selector", leaf + " input.select").click()
@@ -143,13 +158,70 @@ def test_status_page_tree_plot_and_overlay(tmp_path) -> None:
 
         wanted = {"pagehost.disk.sda.gauge.temp", "stats.gauges.page.load"}
         assert wait_for(lambda: overlay_paths() == wanted), overlay_paths()
-        overlay_pts = css("css selector", "#overlay-plot circle.pt")
-        by_path: dict[str, set[float]] = {}
-        for p in overlay_pts:
-            by_path.setdefault(p.get_attribute("data-path"), set()).add(
-                float(p.get_attribute("data-value")))
+
+        def overlay_values() -> dict[str, set[float]]:  # the plot is redrawn as data comes
+            by_path: dict[str, set[float]] = {}
+            for p in css("css selector", "#overlay-plot circle.pt"):
+                by_path.setdefault(p.get_attribute("data-path"), set()).add(
+                    float(p.get_attribute("data-value")))
+            return by_path
+
+        by_path = wait_for(overlay_values)
         assert by_path == {"pagehost.disk.sda.gauge.temp": set(COLLECTD_VALUES),
                            "stats.gauges.page.load": set(STATSD_VALUES)}
+        # An open branch and an open plot refresh: a new value shows without a click.
+        send_collectd(bucky, 99.0)
+        assert wait_for(lambda: driver.find_element("css selector", leaf + " .last").text
+                        == "= 99", 15), driver.find_element("css selector", leaf + " .last").text
+        assert wait_for(lambda: 99.0 in plot_values(leaf), 15)
+        assert css("css selector", 'li.node.open[data-path="pagehost.disk.sda"]')  # still open
+
+        # Numbers: three significant digits with k / M; rates over a window stay steady.
+        assert driver.execute_script(
+            "return [fmtNum(1234.5), fmtNum(17.5), fmtNum(0.012345), fmtNum(2345678), fmtNum(30)]"
+        ) == ["1.23k", "17.5", "0.0123", "2.35M", "30"]
+
+        heads = [th.text for th in css("css selector", "#destinations thead th")]
+        rate_column = heads.index("sent /s")
+
+        def sent_rate() -> str:
+            row = css("css selector", "#destinations tbody tr")[0]
+            return row.find_elements("css selector", "td")[rate_column].text
+
+        assert wait_for(lambda: sent_rate() not in ("", "0", "–"), 15), sent_rate()
+        polls = []
+        for _ in range(4):  # the page polls every 2 s
+            polls.append(sent_rate())
+            time.sleep(2.1)
+        # never 0 between flushes, and at most three significant digits (no "78.947")
+        assert all(p not in ("0", "–") and len(re.sub(r"\D", "", p).lstrip("0")) <= 3
+                   for p in polls), polls
+        row = css("css selector", "#destinations tbody tr")[0].text
+        assert "consistent-hashing" in row, row  # the placement
+
+        # The relay's own history: samples in per input, points out, backlog per destination.
+        def history_lines(key: str) -> set[str]:
+            lines = css("css selector",
+                        f'#relay-history div[data-key="{key}"] svg.plot polyline.line')
+            return {line.get_attribute("data-path") for line in lines}
+
+        assert wait_for(lambda: "statsd" in history_lines("in"), 20), history_lines("in")
+        assert wait_for(lambda: history_lines("out") and history_lines("backlog"), 10)
+
+        # Bucky's own self-metrics are in the series tree like any other series.
+        assert wait_for(lambda: top("bucky"), 20), driver.page_source[:2000]
+
+        # Who and what; a favicon; the tree grows the page instead of scrolling in a box.
+        about = driver.find_element("css selector", "#about").text
+        assert f"version {__version__}" in about and " up " in f" {about}", about
+        assert driver.execute_script(
+            "return document.querySelector('link[rel=icon]').getAttribute('href')"
+        ) == "/favicon.ico"
+        assert driver.execute_script(
+            "const t = document.getElementById('tree'); "
+            "return getComputedStyle(t).overflowY === 'visible' && t.scrollHeight <= t.clientHeight"
+        )
+
         assert wait_for(lambda: driver.find_element("css selector", "#health").text == "ok")
         assert wait_for(lambda: "up" in driver.find_element(
             "css selector", "#destinations tbody").text)

@@ -112,6 +112,7 @@ class GraphiteClient(OutputClient):
         self._clock = clock
         self._ratelog = RateLimitedLog(log, 60.0, clock)
         router = graphite_router(cfg)
+        self._placement = router.describe()  # for the status page
         self._labelled = bool(cfg.graphite_destinations)
         self._spool_on = int(getattr(cfg, "graphite_spool_max_bytes", 0) or 0) > 0
         self.connections = [
@@ -230,6 +231,10 @@ class GraphiteClient(OutputClient):
         for index, conn in enumerate(self.connections):
             entry = conn.status()
             entry["pending"] += self._unframed_points(index)
+            entry["placement"] = self._placement
+            buffer = conn._buffer
+            if isinstance(buffer, SpooledBuffer):
+                entry["spool_age"] = buffer.gauges()["spool_oldest_age"]
             out.append(entry)
         return out
 

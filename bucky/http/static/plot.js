@@ -1,6 +1,7 @@
 // Small inline-SVG line plots for the status page (no library, no network).
 // plotSeries(container, {path: [[time, value], ...], ...}) draws every series in one plot with
-// shared axes; each point is a <circle class="pt" data-path data-time data-value>.
+// shared axes; each point is a <circle class="pt" data-path data-time data-value> unless
+// opts.dots is false (long histories: the line alone); opts.zero puts 0 on the value axis.
 "use strict";
 const PLOT_COLORS = ["#1565c0", "#c62828", "#2e7d32", "#6a1b9a", "#ef6c00", "#00838f", "#5d4037", "#ad1457"];
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -12,11 +13,30 @@ function svgEl(name, attrs, parent) {
   return el;
 }
 
+// Three significant digits, with k / M / G for thousands, millions, billions: 1234.5 -> "1.23k",
+// 17.5 -> "17.5", 0.012345 -> "0.0123", 30 -> "30".
 function fmtNum(v) {
   if (v === null || v === undefined) return "–";
-  const a = Math.abs(v);
-  if (a !== 0 && (a >= 1e6 || a < 1e-3)) return v.toExponential(2);
-  return (Math.round(v * 1000) / 1000).toString();
+  if (!isFinite(v)) return String(v);
+  const r = Number(v.toPrecision(3));
+  const a = Math.abs(r);
+  if (a >= 1e12) return r.toExponential(2);
+  for (const [div, suffix] of [[1e9, "G"], [1e6, "M"], [1e3, "k"]]) {
+    if (a >= div) return Number((r / div).toPrecision(3)) + suffix;
+  }
+  return String(r);
+}
+
+// A duration in seconds as the page shows it: "42 s", "7 min", "3 h 05 min", "2 d 4 h".
+function fmtDuration(s) {
+  if (s === null || s === undefined) return "–";
+  s = Math.max(0, Math.round(s));
+  if (s < 120) return `${s} s`;
+  const m = Math.floor(s / 60);
+  if (m < 120) return `${m} min`;
+  const h = Math.floor(m / 60);
+  if (h < 48) return `${h} h ${String(m % 60).padStart(2, "0")} min`;
+  return `${Math.floor(h / 24)} d ${h % 24} h`;
 }
 
 function fmtTime(t) {
@@ -42,6 +62,10 @@ function plotSeries(container, seriesMap, opts) {
     svgEl("text", {x: L, y: H / 2}, svg).textContent = "no points in the history window";
     return svg;
   }
+  if (opts.zero) {  // rates and levels: the axis starts at 0 (and a flat 0 reads 0 to 1)
+    vmin = Math.min(vmin, 0);
+    if (vmax === vmin) vmax = vmin + 1;
+  }
   if (tmax === tmin) { tmin -= 1; tmax += 1; }
   if (vmax === vmin) { vmin -= Math.abs(vmin) * 0.1 || 1; vmax += Math.abs(vmax) * 0.1 || 1; }
   const x = t => L + (t - tmin) / (tmax - tmin) * (W - L - R);
@@ -58,6 +82,7 @@ function plotSeries(container, seriesMap, opts) {
     const pts = (seriesMap[p] || []).filter(pt => pt[1] !== null).sort((a, b) => a[0] - b[0]);
     svgEl("polyline", {class: "line", "data-path": p, stroke: color,
       points: pts.map(([t, v]) => `${x(t).toFixed(1)},${y(v).toFixed(1)}`).join(" ")}, svg);
+    if (opts.dots === false) return;
     for (const [t, v] of pts) {
       const c = svgEl("circle", {class: "pt", cx: x(t).toFixed(1), cy: y(v).toFixed(1), r: 2.5,
         fill: color, "data-path": p, "data-time": t, "data-value": v}, svg);
