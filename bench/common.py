@@ -71,6 +71,20 @@ class LineSink:
                 return
             time.sleep(0.05)
 
+    def wait_stable(self, measure, stable: float = 2.5, timeout: float = 120.0) -> None:
+        """Return once `measure()` (what the benchmark counts as delivered) has not changed for
+        `stable` seconds (or after `timeout`). Unlike wait_idle, this ends while StatsD still
+        writes its own statistics and zero counters every flush interval."""
+        deadline = time.monotonic() + timeout
+        value, since = measure(), time.monotonic()
+        while time.monotonic() < deadline:
+            time.sleep(0.1)
+            now_value = measure()
+            if now_value != value:
+                value, since = now_value, time.monotonic()
+            elif time.monotonic() - since >= stable:
+                return
+
     def close(self) -> None:
         self._stop = True
         self.sock.close()

@@ -44,7 +44,7 @@ def passthrough(host, name, value, timestamp):  # noqa: ANN001, ANN201 - the Buc
 
 def generate(channel: Channel, total: int, cfg: object, paths: bool = False,
              distinct: int = 10000) -> None:
-    writer = channel.writer(queue_bytes(cfg))
+    writer = channel.writer(queue_bytes(cfg.max_sample_queue))
     sink = BatchSink([writer], batch_size=BATCH_SIZE)
     now = int(time.time())
     names = [f"bench.host{i % 100}.metric{i}" for i in range(distinct)]

@@ -74,7 +74,9 @@ def run_workers(n: int, rate: float, seconds: float) -> dict[str, float]:
     sent, took = send(port, datagrams(), PER, rate, seconds, sockets=8)
     drops = udp_drops() - drops0
     time.sleep(2.5)
-    sink.wait_idle(idle=1.5, timeout=120)
+    # StatsD writes its own statistics every flush: wait for the delivered count to settle
+    sink.wait_stable(lambda: sum(float(line.split()[1]) for line in list(sink.kept)),
+                     stable=2.5, timeout=120)
     cpu = cpu_seconds(descendants(proc.pid)) - cpu0
     proc.terminate()
     proc.wait(60)

@@ -135,26 +135,28 @@ def main() -> None:
     cpu0 = cpu_seconds(descendants(proc.pid))
     sent, took = send(port, grams, per, args.rate, args.seconds,
                       sockets=max(4, args.workers * 4))
+    def delivered_now() -> int:
+        if args.kind == "collectd":
+            return sink.lines
+        if args.kind == "metricsd":
+            # counters are cumulative: the last value of each metric is its total
+            last: dict[str, float] = {}
+            for line in list(sink.kept):
+                path, value, _ = line.split()
+                last[path] = float(value)
+            return int(sum(v for p, v in last.items() if p.endswith(".count")))
+        return int(sum(float(line.split()[1]) for line in list(sink.kept)))
+
     time.sleep(2.5)  # the last flush interval
-    sink.wait_idle(idle=1.5, timeout=120)
+    # StatsD writes its own statistics every flush: wait for the delivered count to settle
+    sink.wait_stable(delivered_now, stable=2.5, timeout=120)
     pids = descendants(proc.pid)
     cpu = cpu_seconds(pids) - cpu0
     rss = rss_mb(pids, peak=True)
     proc.terminate()
     proc.wait(60)
     sink.wait_idle(idle=0.5, timeout=10)
-    if args.kind == "collectd":
-        delivered = sink.lines
-    else:
-        if args.kind == "metricsd":
-            # counters are cumulative: the last value of each metric is its total
-            last: dict[str, float] = {}
-            for line in sink.kept:
-                path, value, _ = line.split()
-                last[path] = float(value)
-            delivered = int(sum(v for p, v in last.items() if p.endswith(".count")))
-        else:
-            delivered = int(sum(float(line.split()[1]) for line in sink.kept))
+    delivered = delivered_now()
     loss = 1 - delivered / sent if sent else 0.0
     label = args.kind + (f" {args.per_datagram}/datagram" if args.kind == "statsd" else "")
     label += f" workers={args.workers}" if args.kind == "collectd" else ""
