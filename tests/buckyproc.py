@@ -220,3 +220,14 @@ def process_tree(root: int) -> list[int]:
             stack.append(child)
     return out
 
+
+def wait_until(pred, timeout: float = 20.0, step: float = 0.05):  # type: ignore[no-untyped-def]
+    """Poll `pred()` until it is truthy or `timeout` passes; return its last value."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = pred()
+        if last:
+            return last
+        time.sleep(step)
+    return last

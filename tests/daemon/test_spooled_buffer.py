@@ -8,13 +8,13 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from typing import Any
 
 from fakecarbon import FakeCarbon, free_port
+from outputdrive import run_until
 
 from bucky.config import make_config
-from bucky.daemon.outputs import GraphiteClient, OutputClient, build_outputs
+from bucky.daemon.outputs import GraphiteClient, build_outputs
 from bucky.daemon.outputs.spooled_buffer import SpooledBuffer, spool_problem
 
 FAST = dict(graphite_reconnect_delay=0.02, graphite_backoff_factor=1.5,
@@ -30,18 +30,6 @@ def client_for(port: int, spool_dir: str, pickle: bool = False, **kw: Any) -> Gr
     (client,) = build_outputs(make_config(**options))
     assert isinstance(client, GraphiteClient)
     return client
-
-
-def run_until(client: OutputClient, done: Callable[[], bool], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        now = time.monotonic()
-        wait = client.poll(now)
-        if done():
-            return True
-        if now >= deadline:
-            return False
-        time.sleep(min(max(wait, 0.0005), 0.01))
 
 
 def batches(prefix: str, n: int, size: int = 100) -> list[list[tuple]]:

@@ -15,20 +15,9 @@ import socket
 import time
 
 import pytest
-from buckyproc import Bucky, carbon_ports
+from buckyproc import Bucky, carbon_ports, wait_until
 
 pytestmark = pytest.mark.integration
-
-
-def wait_until(pred, timeout: float = 20.0, step: float = 0.1):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(step)
-    return last
 
 
 def relayed(bucky: Bucky, name: str) -> bool:

@@ -8,25 +8,13 @@ process's self-metrics and each destination's counters in the Prometheus format.
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
-from buckyproc import Bucky
+from buckyproc import Bucky, wait_until
 from fakecarbon import FakeCarbon
 from prometheus_client.parser import text_string_to_metric_families
 
 pytestmark = pytest.mark.integration
-
-
-def wait_until(pred, timeout: float = 20.0, step: float = 0.05):  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = pred()
-        if last:
-            return last
-        time.sleep(step)
-    return last
 
 
 def health(bucky: Bucky) -> tuple[int, dict]:
